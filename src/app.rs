@@ -1,0 +1,142 @@
+//! Wiring: pool, migrations, metrics, HTTP, writers, the poll thread and the pipeline, under one
+//! cancellation token; then an orderly drain.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Mapping};
+use crate::health::Health;
+use crate::kafka::{build_consumer, spawn_poller, SinkContext};
+use crate::metrics::Metrics;
+use crate::pipeline::{Batcher, Decoder, Limits, Pipeline, Wiring};
+use crate::sink::{migrate, MappingSql, OffsetSql, OffsetStore, Writer};
+
+/// Connection options shared by the pool and the writers.
+pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(config.postgres.url.expose())
+        .with_context(|| format!("postgres.url `{}` is not a valid connection URL", config.postgres.url))?;
+    Ok(options.application_name("kafka-pg-sink"))
+}
+
+/// Opens the pool, waiting for Postgres to come up (or the token to be cancelled).
+pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow::Result<PgPool> {
+    let options = connect_options(config)?;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(config.postgres.pool_size)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(error) if token.is_cancelled() => return Err(error).context("connecting to Postgres"),
+            Err(error) => {
+                tracing::warn!(%error, url = %config.postgres.url, "Postgres is not reachable yet; retrying.");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = token.cancelled() => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Applies the connector's migrations (the `migrate` subcommand).
+pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
+    let pool = connect_pool(config, &CancellationToken::new()).await?;
+    migrate(&pool, &config.schema).await.context("applying migrations")?;
+    tracing::info!(schema = %config.schema, "Migrations applied.");
+    Ok(())
+}
+
+/// Runs the connector until `token` is cancelled or a fatal error occurs.
+pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::new().context("creating metrics")?;
+    let health = Arc::new(Health::default());
+    health.beat();
+    let listener = crate::http::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on http.listen = {}", config.listen))?;
+    let http = tokio::spawn(crate::http::serve(listener, metrics.clone(), Arc::clone(&health), token.child_token()));
+
+    let pool = connect_pool(&config, &token).await?;
+    migrate(&pool, &config.schema).await.context("applying migrations")?;
+    health.set_postgres(true);
+
+    let mappings: Arc<[Mapping]> = config.mappings.clone().into();
+    let decoder = Arc::new(Decoder::new(Arc::clone(&mappings)));
+    let sql: Arc<[MappingSql]> = mappings.iter().enumerate().map(|(i, m)| MappingSql::new(m, i)).collect();
+    let (batches, queue) = mpsc::channel(config.postgres.writers * 2);
+    let queue = Arc::new(Mutex::new(queue));
+    let (results_tx, results) = mpsc::unbounded_channel();
+    let options = connect_options(&config)?;
+    let mut writers = Vec::new();
+    for _ in 0..config.postgres.writers {
+        let writer = Writer::new(
+            options.clone(),
+            Arc::clone(&decoder),
+            Arc::clone(&sql),
+            OffsetSql::new(&config.schema),
+            config.kafka.group_id.clone(),
+            metrics.clone(),
+        );
+        writers.push(tokio::spawn(writer.run(Arc::clone(&queue), results_tx.clone())));
+    }
+    drop(results_tx);
+
+    let (events_tx, events) = mpsc::channel(16);
+    let (commands, commands_rx) = std::sync::mpsc::channel();
+    let context = SinkContext::new(
+        OffsetStore::new(pool.clone(), &config.schema, &config.kafka.group_id),
+        tokio::runtime::Handle::current(),
+        events_tx,
+        config.kafka.auto_offset_reset,
+        Arc::clone(&health),
+        metrics.clone(),
+        token.clone(),
+    );
+    let consumer = build_consumer(&config, context).context("creating the Kafka consumer")?;
+    let poller = spawn_poller(consumer, commands_rx, token.clone()).context("starting the poll thread")?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        group = %config.kafka.group_id,
+        mappings = mappings.len(),
+        "kafka-pg-sink started."
+    );
+
+    let limits = Limits {
+        max_records: config.batch.max_records,
+        max_bytes: config.batch.max_bytes,
+        max_wait: config.max_wait(),
+    };
+    let tick = (config.max_wait() / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+    let wiring = Wiring { events, commands, batches, results };
+    let pipeline = Pipeline::new(
+        wiring,
+        Batcher::new(limits),
+        config.batch.max_buffered_records,
+        config.kafka.commit_to_kafka,
+        metrics,
+        Arc::clone(&health),
+    );
+    let result = pipeline.run(token.clone(), tick, config.drain_timeout()).await;
+    health.set_stopping();
+    // Whether the pipeline drained or failed, the poll thread must leave the group now.
+    token.cancel();
+    let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let _ = http.await;
+    pool.close().await;
+    result.map_err(anyhow::Error::from)
+}

@@ -1,0 +1,432 @@
+//! Configuration: serde structs, layered loading, and `validate()` into an immutable [`Config`].
+//!
+//! Layers, lowest to highest (a later layer wins): built-in defaults (the `default_*` functions
+//! below) < the TOML file < environment variables `KAFKA_PG_SINK__<SECTION>__<KEY>` (prefix
+//! `KAFKA_PG_SINK`, separator `__`, e.g. `KAFKA_PG_SINK__POSTGRES__URL`).
+
+mod secret;
+mod source;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ident::{Ident, TableName};
+pub use secret::{is_secret_property, SecretUrl};
+pub use source::{ColumnSource, KafkaMeta, PathSegment};
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "KAFKA_PG_SINK";
+
+/// librdkafka properties the connector sets itself; letting a user change them would break the
+/// exactly-once contract (offsets live in Postgres) or the resume logic.
+const OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.partition.eof",
+];
+
+/// Problems found while loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot load configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration ({} problem(s)):\n  - {}", .0.len(), .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The whole file, as written by the user.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub kafka: KafkaConfig,
+    pub postgres: PostgresConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub mappings: Vec<MappingConfig>,
+}
+
+/// `[kafka]`: the consumer.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`. Required.
+    pub brokers: String,
+    /// Consumer group id; replicas with the same id share the partitions, and stored offsets are
+    /// keyed by it. Default `kafka-pg-sink`.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Where a partition with no offset stored in Postgres starts: `earliest` or `latest`.
+    /// Default `earliest`.
+    #[serde(default)]
+    pub auto_offset_reset: OffsetReset,
+    /// After each database commit, also commit the same offsets to Kafka (asynchronously) so that
+    /// lag tools keep working. They are never used to resume. Default `true`.
+    #[serde(default = "default_true")]
+    pub commit_to_kafka: bool,
+    /// Extra librdkafka properties (TLS, SASL, timeouts), e.g. `"security.protocol" = "SASL_SSL"`.
+    /// Properties the connector owns (`enable.auto.commit`, `group.id`, ...) are refused.
+    /// Values of credential properties are redacted when printed. Default empty.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Start position for partitions without a stored offset.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// `[postgres]`: the database.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection URL, e.g. `postgres://user:pass@host:5432/db`. The password is redacted in
+    /// logs. Required.
+    pub url: SecretUrl,
+    /// Connections for offset reads, health checks and tooling (writers have their own).
+    /// Default 2.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Writer connections: batches of different partitions are written concurrently, one
+    /// partition never has two batches in flight. Default 2 (one per core is a good start).
+    #[serde(default = "default_writers")]
+    pub writers: usize,
+    /// Schema of the connector's own tables (offsets). Created if missing. Default `kafka_pg_sink`.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+}
+
+/// `[batch]`: when a partition's buffer is written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Flush a partition when it holds this many records. Default 10000.
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// Flush a partition when its keys and values reach this many bytes. Default 8388608 (8 MiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Flush a partition when its oldest buffered record has waited this long, in milliseconds.
+    /// Default 500.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// Stop fetching while this many records are buffered in total (all partitions), which bounds
+    /// memory. Default 100000.
+    #[serde(default = "default_max_buffered_records")]
+    pub max_buffered_records: usize,
+}
+
+/// `[http]`: metrics and health endpoints.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address for `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:8080`; use
+    /// `0.0.0.0:8080` in a container.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+/// `[shutdown]`: behaviour on SIGTERM/SIGINT.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long buffered records may take to flush and commit after a stop signal, in
+    /// milliseconds; what is not committed by then is re-read on the next start. Default 30000.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+/// `[[mappings]]`: one topic into one table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Kafka topic to read. Required.
+    pub topic: String,
+    /// Target table, `table` or `schema.table` (default schema `public`). It must exist; the
+    /// connector never creates user tables. Required.
+    pub table: String,
+    /// Key columns: the conflict target of the upsert, covered by a primary key or unique index.
+    /// Each must also appear in `columns`. Required.
+    pub key: Vec<String>,
+    /// Column name = source expression: `value.<path>`, `value`, `key`, `key.<path>`,
+    /// `kafka.topic|partition|offset|timestamp`. Required.
+    pub columns: BTreeMap<String, String>,
+}
+
+fn default_group_id() -> String {
+    "kafka-pg-sink".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_pool_size() -> u32 {
+    2
+}
+fn default_writers() -> usize {
+    2
+}
+fn default_schema() -> String {
+    "kafka_pg_sink".into()
+}
+fn default_max_records() -> usize {
+    10_000
+}
+fn default_max_bytes() -> usize {
+    8 * 1024 * 1024
+}
+fn default_max_wait_ms() -> u64 {
+    500
+}
+fn default_max_buffered_records() -> usize {
+    100_000
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_drain_timeout_ms() -> u64 {
+    30_000
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            max_wait_ms: default_max_wait_ms(),
+            max_buffered_records: default_max_buffered_records(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_timeout_ms: default_drain_timeout_ms() }
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("commit_to_kafka", &self.commit_to_kafka)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// A validated mapping, ready for SQL generation and decoding.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub topic: String,
+    pub table: TableName,
+    /// Key columns, in the order given.
+    pub key: Vec<Ident>,
+    /// All columns (keys included) with their sources, ordered by name.
+    pub columns: Vec<(Ident, ColumnSource)>,
+}
+
+/// The validated, immutable configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub postgres: PostgresConfig,
+    pub batch: BatchConfig,
+    pub http: HttpConfig,
+    pub shutdown: ShutdownConfig,
+    /// Parsed `postgres.schema`.
+    pub schema: Ident,
+    /// Parsed `http.listen`.
+    pub listen: SocketAddr,
+    pub mappings: Vec<Mapping>,
+}
+
+impl Config {
+    /// Loads `path` under the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars().collect())
+    }
+
+    /// Loads `path` under the given environment (tests pass their own).
+    pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env));
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(env)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        raw.validate()
+    }
+
+    /// Parses TOML text without environment overrides.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        raw.validate()
+    }
+
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch.max_wait_ms)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown.drain_timeout_ms)
+    }
+
+    /// The distinct topics to subscribe to.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.mappings.iter().map(|m| m.topic.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+impl RawConfig {
+    /// Checks everything and reports every problem at once, each with its key path.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, msg: String| {
+            if !ok {
+                problems.push(msg);
+            }
+        };
+        check(!self.kafka.brokers.trim().is_empty(), "kafka.brokers: must not be empty".into());
+        check(!self.kafka.group_id.trim().is_empty(), "kafka.group_id: must not be empty".into());
+        for name in self.kafka.properties.keys() {
+            check(
+                !OWNED_PROPERTIES.contains(&name.as_str()),
+                format!("kafka.properties.\"{name}\": set by the connector itself and cannot be overridden"),
+            );
+        }
+        let url = self.postgres.url.expose();
+        check(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "postgres.url: must start with postgres:// or postgresql://".into(),
+        );
+        check(self.postgres.pool_size > 0, "postgres.pool_size: must be at least 1".into());
+        check(self.postgres.writers > 0, "postgres.writers: must be at least 1".into());
+        check(self.batch.max_records > 0, "batch.max_records: must be at least 1".into());
+        check(self.batch.max_bytes > 0, "batch.max_bytes: must be at least 1".into());
+        check(self.batch.max_wait_ms > 0, "batch.max_wait_ms: must be at least 1".into());
+        check(
+            self.batch.max_buffered_records >= self.batch.max_records,
+            "batch.max_buffered_records: must be at least batch.max_records".into(),
+        );
+        let schema = Ident::parse(&self.postgres.schema)
+            .map_err(|e| problems.push(format!("postgres.schema: {e}")))
+            .ok();
+        let listen = self
+            .http
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| problems.push(format!("http.listen: `{}` is not an address like 127.0.0.1:8080", self.http.listen)))
+            .ok();
+        if self.mappings.is_empty() {
+            problems.push("mappings: at least one [[mappings]] entry is required".into());
+        }
+        let mut mappings = Vec::new();
+        for (i, m) in self.mappings.iter().enumerate() {
+            if let Some(mapping) = validate_mapping(&format!("mappings[{i}]"), m, &mut problems) {
+                mappings.push(mapping);
+            }
+        }
+        for (i, a) in mappings.iter().enumerate() {
+            if mappings[..i].iter().any(|b| b.topic == a.topic && b.table == a.table) {
+                problems.push(format!("mappings: topic `{}` is mapped to table `{}` twice", a.topic, a.table));
+            }
+        }
+        match (schema, listen) {
+            (Some(schema), Some(listen)) if problems.is_empty() => Ok(Config {
+                kafka: self.kafka,
+                postgres: self.postgres,
+                batch: self.batch,
+                http: self.http,
+                shutdown: self.shutdown,
+                schema,
+                listen,
+                mappings,
+            }),
+            _ => Err(ConfigError::Invalid(problems)),
+        }
+    }
+}
+
+fn validate_mapping(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Option<Mapping> {
+    let before = problems.len();
+    if m.topic.trim().is_empty() {
+        problems.push(format!("{path}.topic: must not be empty"));
+    }
+    let table = TableName::parse(&m.table)
+        .map_err(|e| problems.push(format!("{path}.table: {e}")))
+        .ok();
+    let mut columns = Vec::new();
+    if m.columns.is_empty() {
+        problems.push(format!("{path}.columns: at least one column is required"));
+    }
+    for (name, expr) in &m.columns {
+        let ident = Ident::parse(name).map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
+        let source = ColumnSource::parse(expr).map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
+        if let (Ok(ident), Ok(source)) = (ident, source) {
+            columns.push((ident, source));
+        }
+    }
+    if m.key.is_empty() {
+        problems.push(format!("{path}.key: at least one key column is required"));
+    }
+    let mut key = Vec::new();
+    for (i, name) in m.key.iter().enumerate() {
+        match Ident::parse(name) {
+            Ok(ident) if !m.columns.contains_key(name) => problems.push(format!(
+                "{path}.key[{i}]: `{ident}` is not in {path}.columns; add where its value comes from"
+            )),
+            Ok(ident) if key.contains(&ident) => problems.push(format!("{path}.key[{i}]: `{ident}` is listed twice")),
+            Ok(ident) => key.push(ident),
+            Err(e) => problems.push(format!("{path}.key[{i}]: {e}")),
+        }
+    }
+    if problems.len() != before {
+        return None;
+    }
+    Some(Mapping { topic: m.topic.clone(), table: table?, key, columns })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::*;
+
+const GOOD: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[postgres]
+url = "postgres://app:hunter2@127.0.0.1:5432/billing"
+
+[[mappings]]
+topic = "payments"
+table = "billing.payments"
+key = ["id"]
+columns = { id = "value.id", amount = "value.amount", src_offset = "kafka.offset" }
+"#;
+
+fn problems(text: &str) -> Vec<String> {
+    match Config::from_toml(text) {
+        Err(ConfigError::Invalid(problems)) => problems,
+        other => panic!("expected validation problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_minimal_file_gets_documented_defaults() {
+    let cfg = Config::from_toml(GOOD).unwrap();
+    assert_eq!(cfg.kafka.group_id, "kafka-pg-sink");
+    assert_eq!(cfg.kafka.auto_offset_reset, OffsetReset::Earliest);
+    assert!(cfg.kafka.commit_to_kafka);
+    assert_eq!(cfg.batch.max_records, 10_000);
+    assert_eq!(cfg.batch.max_wait_ms, 500);
+    assert_eq!(cfg.postgres.writers, 2);
+    assert_eq!(cfg.schema.as_str(), "kafka_pg_sink");
+    assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    let m = &cfg.mappings[0];
+    assert_eq!(m.table.quoted(), "\"billing\".\"payments\"");
+    assert_eq!(m.key.len(), 1);
+    assert_eq!(m.columns.len(), 3);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key_path() {
+    let text = r#"
+[kafka]
+brokers = ""
+properties = { "enable.auto.commit" = "true", "security.protocol" = "SSL" }
+[postgres]
+url = "mysql://x"
+schema = "bad schema"
+writers = 0
+[batch]
+max_records = 0
+[http]
+listen = "nowhere"
+[[mappings]]
+topic = ""
+table = "a.b.c"
+key = ["id", "missing"]
+columns = { id = "value.id", "bad col" = "value.x", other = "vaule.y" }
+"#;
+    let found = problems(text);
+    for expected in [
+        "kafka.brokers:",
+        "kafka.properties.\"enable.auto.commit\":",
+        "postgres.url:",
+        "postgres.schema:",
+        "postgres.writers:",
+        "batch.max_records:",
+        "http.listen:",
+        "mappings[0].topic:",
+        "mappings[0].table:",
+        "mappings[0].key[1]: `missing` is not in mappings[0].columns",
+        "mappings[0].columns.bad col:",
+        "mappings[0].columns.other:",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "missing problem `{expected}` in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), 12, "{found:#?}");
+}
+
+#[test]
+fn no_mappings_is_an_error() {
+    let text = GOOD.split("[[mappings]]").next().unwrap();
+    assert_eq!(problems(text), vec!["mappings: at least one [[mappings]] entry is required"]);
+}
+
+#[test]
+fn same_topic_and_table_twice_is_an_error() {
+    let text = format!("{GOOD}\n[[mappings]]\ntopic = \"payments\"\ntable = \"billing.payments\"\nkey = [\"id\"]\ncolumns = {{ id = \"value.id\" }}\n");
+    let found = problems(&text);
+    assert!(found[0].contains("mapped to table `billing.payments` twice"), "{found:?}");
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    for (text, key) in [
+        (GOOD.replace("[kafka]", "[kafka]\nbroker_list = \"x\""), "broker_list"),
+        (format!("{GOOD}\n[batch]\nmax_recods = 5\n"), "max_recods"),
+        (GOOD.replace("key = [\"id\"]", "key = [\"id\"]\nmode = \"upsertt\""), "mode"),
+        (format!("{GOOD}\n[extra]\nx = 1\n"), "extra"),
+    ] {
+        match Config::from_toml(&text) {
+            Err(ConfigError::Load(msg)) => assert!(msg.contains(key), "{msg}"),
+            other => panic!("`{key}` must be rejected, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let mut file = tempfile();
+    file.0.write_all(GOOD.as_bytes()).unwrap();
+    let env: HashMap<String, String> = [
+        ("KAFKA_PG_SINK__KAFKA__BROKERS", "10.0.0.1:9092"),
+        ("KAFKA_PG_SINK__POSTGRES__URL", "postgres://other@db/x"),
+        ("KAFKA_PG_SINK__BATCH__MAX_RECORDS", "77"),
+        ("KAFKA_PG_SINK__KAFKA__COMMIT_TO_KAFKA", "false"),
+        ("UNRELATED", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let cfg = Config::load_with_env(&file.1, env).unwrap();
+    assert_eq!(cfg.kafka.brokers, "10.0.0.1:9092");
+    assert_eq!(cfg.postgres.url.expose(), "postgres://other@db/x");
+    assert_eq!(cfg.batch.max_records, 77);
+    assert!(!cfg.kafka.commit_to_kafka);
+}
+
+#[test]
+fn unknown_environment_keys_are_rejected() {
+    let mut file = tempfile();
+    file.0.write_all(GOOD.as_bytes()).unwrap();
+    let env = HashMap::from([("KAFKA_PG_SINK__BATCH__MAX_RECORD".to_owned(), "5".to_owned())]);
+    let err = Config::load_with_env(&file.1, env).unwrap_err().to_string();
+    assert!(err.contains("max_record"), "{err}");
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let err = Config::load_with_env(Path::new("/nonexistent/k.toml"), HashMap::new()).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/k.toml"), "{err}");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let text = GOOD.replace(
+        "[kafka]",
+        "[kafka]\nproperties = { \"sasl.password\" = \"kafkasecret\", \"sasl.username\" = \"me\" }",
+    );
+    let cfg = Config::from_toml(&text).unwrap();
+    let printed = format!("{cfg:?}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(!printed.contains("kafkasecret"), "{printed}");
+    assert!(printed.contains("sasl.username"), "{printed}");
+}
+
+fn tempfile() -> (std::fs::File, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!(
+        "kps-config-{}-{:?}.toml",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    (std::fs::File::create(&path).unwrap(), path)
+}

@@ -1,0 +1,128 @@
+//! One error type for the library, and the one function that decides what an error means.
+//!
+//! [`classify`] is the only place where an error becomes a decision: a **transient** error is
+//! retried with backoff and never advances an offset; a **bad record** error is the fault of one
+//! record's data; a **fatal** error stops the process with a non-zero exit.
+
+use rdkafka::error::KafkaError;
+
+/// Errors raised inside the connector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("kafka error: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("bad record {topic}/{partition}@{offset}: {reason}")]
+    BadRecord {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// What to do about an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Retry the same work later; the database state is unchanged.
+    Transient,
+    /// The record's data cannot be applied as configured.
+    BadRecord,
+    /// Stop the process: configuration, schema or broker state needs a human.
+    Fatal,
+}
+
+/// Decides what an error means. Keep every classification rule here.
+pub fn classify(error: &Error) -> ErrorClass {
+    match error {
+        Error::Database(e) => classify_sqlx(e),
+        Error::Kafka(e) => match e.rdkafka_error_code() {
+            Some(code) if is_fatal_kafka_code(code) => ErrorClass::Fatal,
+            _ => ErrorClass::Transient,
+        },
+        Error::BadRecord { .. } => ErrorClass::BadRecord,
+        Error::Migrate(_) | Error::Fatal(_) => ErrorClass::Fatal,
+    }
+}
+
+fn is_fatal_kafka_code(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::Fatal | C::AutoOffsetReset | C::Authentication | C::SaslAuthenticationFailed | C::InvalidConfig
+    )
+}
+
+fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
+    match error {
+        sqlx::Error::Database(db) => classify_sqlstate(db.code().as_deref().unwrap_or("")),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => ErrorClass::Transient,
+        _ => ErrorClass::Fatal,
+    }
+}
+
+/// Classifies a PostgreSQL SQLSTATE code.
+pub fn classify_sqlstate(code: &str) -> ErrorClass {
+    match code {
+        // serialization failure, deadlock, admin/crash shutdown, cannot connect now,
+        // too many connections, lock timeout, query cancelled, out of memory/disk.
+        "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "55P03" | "57014" | "53100"
+        | "53200" => ErrorClass::Transient,
+        // ON CONFLICT touching a row twice: two records of one batch with keys that are equal in SQL.
+        "21000" => ErrorClass::BadRecord,
+        _ if code.starts_with("08") => ErrorClass::Transient,
+        _ if code.starts_with("22") || code.starts_with("23") => ErrorClass::BadRecord,
+        _ => ErrorClass::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_classified() {
+        for (code, class) in [
+            ("40001", ErrorClass::Transient),
+            ("40P01", ErrorClass::Transient),
+            ("08006", ErrorClass::Transient),
+            ("08003", ErrorClass::Transient),
+            ("57P01", ErrorClass::Transient),
+            ("22P02", ErrorClass::BadRecord),
+            ("22003", ErrorClass::BadRecord),
+            ("23502", ErrorClass::BadRecord),
+            ("23514", ErrorClass::BadRecord),
+            ("21000", ErrorClass::BadRecord),
+            ("42P01", ErrorClass::Fatal),
+            ("42703", ErrorClass::Fatal),
+            ("42501", ErrorClass::Fatal),
+        ] {
+            assert_eq!(classify_sqlstate(code), class, "{code}");
+        }
+    }
+
+    #[test]
+    fn connection_problems_are_transient() {
+        let io = Error::Database(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+        assert_eq!(classify(&io), ErrorClass::Transient);
+        assert_eq!(classify(&Error::Database(sqlx::Error::PoolTimedOut)), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn kafka_fatal_errors_are_fatal() {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        assert_eq!(classify(&Error::Kafka(KafkaError::MessageConsumption(C::AutoOffsetReset))), ErrorClass::Fatal);
+        assert_eq!(classify(&Error::Kafka(KafkaError::MessageConsumption(C::BrokerTransportFailure))), ErrorClass::Transient);
+        assert_eq!(classify(&Error::Fatal("x".into())), ErrorClass::Fatal);
+    }
+}

@@ -1,0 +1,76 @@
+//! Liveness and readiness state, shared by the processing loop and the HTTP server.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The processing loop beats at least this often while it runs.
+const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// Flags written by the workers and read by `/healthz` and `/readyz`.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    last_beat_ms: AtomicU64,
+    postgres_ok: AtomicBool,
+    group_joined: AtomicBool,
+    stopping: AtomicBool,
+}
+
+/// What `/readyz` and `/healthz` report.
+#[derive(Debug, serde::Serialize)]
+pub struct Status {
+    pub live: bool,
+    pub ready: bool,
+    pub postgres: bool,
+    pub group_joined: bool,
+    pub stopping: bool,
+    pub last_loop_beat_ms_ago: u64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            last_beat_ms: AtomicU64::new(0),
+            postgres_ok: AtomicBool::new(false),
+            group_joined: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Health {
+    /// Called by the processing loop on every turn.
+    pub fn beat(&self) {
+        self.last_beat_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_postgres(&self, ok: bool) {
+        self.postgres_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn set_joined(&self, joined: bool) {
+        self.group_joined.store(joined, Ordering::Relaxed);
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub fn status(&self) -> Status {
+        let now = self.started.elapsed().as_millis() as u64;
+        let ago = now.saturating_sub(self.last_beat_ms.load(Ordering::Relaxed));
+        let live = ago < STALL_AFTER.as_millis() as u64;
+        let postgres = self.postgres_ok.load(Ordering::Relaxed);
+        let group_joined = self.group_joined.load(Ordering::Relaxed);
+        let stopping = self.stopping.load(Ordering::Relaxed);
+        Status {
+            live,
+            ready: live && postgres && group_joined && !stopping,
+            postgres,
+            group_joined,
+            stopping,
+            last_loop_beat_ms_ago: ago,
+        }
+    }
+}

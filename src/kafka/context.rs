@@ -1,0 +1,226 @@
+//! Rebalance handling: partitions start at the offsets stored in Postgres, and revoked partitions
+//! are released only after the pipeline has dropped or finished their work.
+//!
+//! The context also owns the poll thread's pending chunk of records, so that every event it sends
+//! is preceded on the channel by every record fetched before it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::record::{Record, TopicPartition};
+use crate::config::OffsetReset;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::sink::OffsetStore;
+
+/// What the poll thread tells the pipeline, in fetch order.
+#[derive(Debug)]
+pub enum Event {
+    Records(Vec<Record>),
+    /// Newly assigned partitions with their stored next offset (`None`: never committed).
+    Assigned(Vec<(TopicPartition, Option<i64>)>),
+    /// These partitions are being taken away; the poll thread waits for `ack` before releasing.
+    Revoked { partitions: Vec<TopicPartition>, ack: oneshot::Sender<()> },
+    /// A seek asked for with [`Command::Seek`] is done: later records of `tp` start at `offset`.
+    Sought { tp: TopicPartition, offset: Option<i64>, epoch: u64 },
+    /// The consumer cannot go on (for example a stored offset the broker no longer has).
+    Fatal(String),
+    /// The poll thread stopped fetching (shutdown); nothing follows.
+    EndOfInput,
+}
+
+/// What the pipeline asks of the poll thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Re-read `tp` from `offset` (`None`: the reset policy); answered with [`Event::Sought`].
+    Seek { tp: TopicPartition, offset: Option<i64>, epoch: u64 },
+    /// Courtesy commit to Kafka of offsets already committed in Postgres, for lag tools.
+    Commit(Vec<(TopicPartition, i64)>),
+    /// Drain is over: leave the group and stop.
+    Close,
+}
+
+/// The consumer context: rebalance callbacks and librdkafka logs.
+pub struct SinkContext {
+    store: OffsetStore,
+    runtime: Handle,
+    events: mpsc::Sender<Event>,
+    pending: Mutex<Vec<Record>>,
+    reset: OffsetReset,
+    health: Arc<Health>,
+    metrics: Metrics,
+    token: CancellationToken,
+    /// Set while the consumer closes: the pipeline is gone and must not be waited for.
+    closing: AtomicBool,
+}
+
+impl SinkContext {
+    pub fn new(
+        store: OffsetStore,
+        runtime: Handle,
+        events: mpsc::Sender<Event>,
+        reset: OffsetReset,
+        health: Arc<Health>,
+        metrics: Metrics,
+        token: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            runtime,
+            events,
+            pending: Mutex::new(Vec::new()),
+            reset,
+            health,
+            metrics,
+            token,
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds a fetched record to the chunk that [`Self::flush`] sends.
+    pub fn push(&self, record: Record) -> usize {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.push(record);
+        pending.len()
+    }
+
+    /// Sends the pending chunk; false when the pipeline is gone.
+    pub fn flush(&self) -> bool {
+        let chunk = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        chunk.is_empty() || self.events.blocking_send(Event::Records(chunk)).is_ok()
+    }
+
+    /// Sends an event after every record fetched before it; false when the pipeline is gone.
+    pub fn send(&self, event: Event) -> bool {
+        self.flush() && self.events.blocking_send(event).is_ok()
+    }
+
+    pub fn set_closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    pub fn reset_offset(&self) -> Offset {
+        match self.reset {
+            OffsetReset::Earliest => Offset::Beginning,
+            OffsetReset::Latest => Offset::End,
+        }
+    }
+
+    /// Reads the stored offsets, retrying while Postgres is unreachable.
+    fn load_offsets(&self, partitions: &[TopicPartition]) -> Option<std::collections::HashMap<TopicPartition, i64>> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.runtime.block_on(self.store.load(partitions)) {
+                Ok(found) => return Some(found),
+                Err(error) if !self.token.is_cancelled() => {
+                    tracing::warn!(%error, "Cannot read stored offsets for assigned partitions; retrying.");
+                    self.metrics.retries.with_label_values(&["offsets_read"]).inc();
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<TopicPartition> = tpl
+            .elements()
+            .iter()
+            .map(|e| TopicPartition::new(e.topic(), e.partition()))
+            .collect();
+        let Some(stored) = self.load_offsets(&partitions) else {
+            tracing::warn!("Shutting down during assignment; not consuming the new partitions.");
+            return;
+        };
+        let mut assigned = Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            let start = stored.get(&tp).copied();
+            let offset = start.map_or(self.reset_offset(), Offset::Offset);
+            if let Err(error) = tpl.set_partition_offset(&tp.topic, tp.partition, offset) {
+                tracing::error!(%error, partition = %tp, "Cannot set start offset.");
+            }
+            tracing::info!(partition = %tp, stored_offset = ?start, "Partition assigned.");
+            assigned.push((tp, start));
+        }
+        self.metrics.rebalances.with_label_values(&["assign"]).inc();
+        self.metrics.assigned_partitions.add(assigned.len() as i64);
+        self.health.set_joined(true);
+        if !self.send(Event::Assigned(assigned)) {
+            return;
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "Failed to assign partitions.");
+        }
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions: Vec<TopicPartition> = tpl
+            .elements()
+            .iter()
+            .map(|e| TopicPartition::new(e.topic(), e.partition()))
+            .collect();
+        tracing::info!(count = partitions.len(), lost = consumer.assignment_lost(), "Partitions revoked.");
+        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        self.metrics.assigned_partitions.sub(partitions.len() as i64);
+        if !self.closing.load(Ordering::SeqCst) {
+            let (ack, done) = oneshot::channel();
+            if self.send(Event::Revoked { partitions, ack }) {
+                // The pipeline acknowledges once no batch of these partitions can still commit.
+                let _ = done.blocking_recv();
+            }
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "Failed to unassign partitions.");
+        }
+    }
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error.");
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer, tpl),
+            other => {
+                tracing::error!(error = ?other, "Rebalance failed; dropping the assignment.");
+                self.on_revoke(consumer, tpl);
+            }
+        }
+    }
+}

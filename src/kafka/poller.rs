@@ -1,0 +1,175 @@
+//! The poll thread: the only code that touches the consumer after start-up.
+//!
+//! librdkafka calls the rebalance callback from inside `poll`, and our callback blocks on Postgres
+//! and on the pipeline, so polling runs on its own OS thread rather than on the async runtime.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::context::{Command, Event, SinkContext};
+use super::record::{Record, TopicPartition};
+
+/// Records gathered from consecutive polls before they are sent as one chunk.
+const CHUNK: usize = 2048;
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Joins the poll thread.
+pub struct PollerHandle {
+    thread: JoinHandle<()>,
+}
+
+impl PollerHandle {
+    /// Waits for the thread to leave the group and exit.
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("The Kafka poll thread panicked.");
+        }
+    }
+}
+
+/// Starts polling `consumer` until `token` is cancelled, then waits for [`Command::Close`].
+pub fn spawn_poller(
+    consumer: BaseConsumer<SinkContext>,
+    commands: Receiver<Command>,
+    token: CancellationToken,
+) -> std::io::Result<PollerHandle> {
+    let thread = std::thread::Builder::new()
+        .name("kafka-poll".into())
+        .spawn(move || Poller { consumer, commands, topics: HashMap::new() }.run(&token))?;
+    Ok(PollerHandle { thread })
+}
+
+struct Poller {
+    consumer: BaseConsumer<SinkContext>,
+    commands: Receiver<Command>,
+    /// Interned topic names, so records share one allocation per topic.
+    topics: HashMap<String, Arc<str>>,
+}
+
+impl Poller {
+    fn run(mut self, token: &CancellationToken) {
+        while !token.is_cancelled() {
+            if !self.serve_commands() || !self.poll_chunk() {
+                break;
+            }
+        }
+        let context = Arc::clone(self.consumer.context());
+        if context.send(Event::EndOfInput) {
+            // Keep serving courtesy commits until the pipeline has drained.
+            while let Ok(command) = self.commands.recv() {
+                match command {
+                    Command::Commit(offsets) => self.commit(&offsets),
+                    Command::Close => break,
+                    Command::Seek { .. } => {}
+                }
+            }
+        }
+        context.set_closing();
+        self.consumer.unsubscribe();
+        tracing::info!("Left the consumer group.");
+    }
+
+    /// Runs queued commands; false when the pipeline is gone.
+    fn serve_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Seek { tp, offset, epoch }) => {
+                    if !self.seek(tp, offset, epoch) {
+                        return false;
+                    }
+                }
+                Ok(Command::Commit(offsets)) => self.commit(&offsets),
+                Ok(Command::Close) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    /// Polls until a chunk is full or the queue is empty; false when the pipeline is gone.
+    fn poll_chunk(&mut self) -> bool {
+        let mut timeout = POLL_TIMEOUT;
+        loop {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(message)) => {
+                    let topic = intern(&mut self.topics, message.topic());
+                    let record = Record::from_message(&message, TopicPartition { topic, partition: message.partition() });
+                    if self.consumer.context().push(record) >= CHUNK {
+                        break;
+                    }
+                }
+                Some(Err(error)) => {
+                    if let Some(fatal) = fatal_reason(&error) {
+                        self.consumer.context().send(Event::Fatal(fatal));
+                        return false;
+                    }
+                    tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself.");
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        self.consumer.context().flush()
+    }
+
+    fn seek(&mut self, tp: TopicPartition, offset: Option<i64>, epoch: u64) -> bool {
+        let target = offset.map_or_else(|| self.consumer.context().reset_offset(), Offset::Offset);
+        for attempt in 1..=5 {
+            match self.consumer.seek(&tp.topic, tp.partition, target, SEEK_TIMEOUT) {
+                Ok(()) => return self.consumer.context().send(Event::Sought { tp, offset, epoch }),
+                Err(error) => {
+                    tracing::warn!(%error, partition = %tp, attempt, "Seek failed.");
+                    std::thread::sleep(Duration::from_millis(200 * attempt));
+                }
+            }
+        }
+        // The partition is most likely no longer ours; a rebalance resets its state anyway.
+        tracing::error!(partition = %tp, "Giving up seeking; the partition waits for the next rebalance.");
+        true
+    }
+
+    fn commit(&self, offsets: &[(TopicPartition, i64)]) {
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, next) in offsets {
+            if let Err(error) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next)) {
+                tracing::debug!(%error, "Skipping courtesy commit.");
+            }
+        }
+        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(%error, "Courtesy commit to Kafka failed; offsets in Postgres are unaffected.");
+        }
+    }
+
+}
+
+/// Returns the shared copy of a topic name.
+fn intern(topics: &mut HashMap<String, Arc<str>>, topic: &str) -> Arc<str> {
+    if let Some(shared) = topics.get(topic) {
+        return Arc::clone(shared);
+    }
+    let shared: Arc<str> = Arc::from(topic);
+    topics.insert(topic.to_owned(), Arc::clone(&shared));
+    shared
+}
+
+/// The errors a consumer cannot recover from, with what the operator should do.
+fn fatal_reason(error: &KafkaError) -> Option<String> {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::AutoOffsetReset) => Some(format!(
+            "{error}: a stored offset is outside the partition's log (retention removed the data or the topic was \
+             recreated). Nothing was skipped; reset the offset deliberately with SQL on the offsets table."
+        )),
+        Some(RDKafkaErrorCode::Fatal) => Some(format!("fatal Kafka client error: {error}")),
+        _ => None,
+    }
+}

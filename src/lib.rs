@@ -1,0 +1,27 @@
+//! kafka-pg-sink: Kafka topics into PostgreSQL tables with exactly-once effect.
+//!
+//! Each batch of one partition's records is written in one Postgres transaction together with
+//! the partition's next offset, as a compare-and-set on the offset it started from. On start and
+//! on every rebalance, partitions resume from the offsets stored in Postgres.
+//!
+//! # Layout
+//! - [`config`]: TOML + environment → validated, immutable [`config::Config`].
+//! - [`ident`]: SQL identifiers, validated and always quoted.
+//! - [`error`]: the error type and the one function that classifies errors.
+//! - [`kafka`]: consumer, rebalance handling from stored offsets, the poll thread, [`kafka::Record`].
+//! - [`pipeline`]: pure batcher, decoder (records → rows), the run loop.
+//! - [`sink`]: SQL per mapping, batch writer (one transaction per batch), offset store, migrations.
+//! - [`metrics`], [`health`], [`http`]: Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
+//! - [`shutdown`]: stop signals. [`app`]: wiring and orderly drain.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod ident;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
+pub mod shutdown;
+pub mod sink;

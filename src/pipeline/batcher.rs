@@ -1,0 +1,114 @@
+//! Per-partition buffers and the decision of when one becomes a batch. Pure: no IO, no clock of
+//! its own (callers pass `now`), so its properties are tested directly.
+//!
+//! Guarantees: records of a partition leave in the order they came in; every record pushed leaves
+//! exactly once (in a batch, or by an explicit drop); a batch never exceeds `max_records` and
+//! exceeds `max_bytes` only when one record alone is larger.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::kafka::{Record, TopicPartition};
+
+/// When a partition's buffer is flushed.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    records: Vec<Record>,
+    bytes: usize,
+    /// When the oldest buffered record arrived.
+    since: Option<Instant>,
+}
+
+/// Buffers records per partition.
+#[derive(Debug)]
+pub struct Batcher {
+    limits: Limits,
+    buffers: HashMap<TopicPartition, Buffer>,
+    total: usize,
+}
+
+impl Batcher {
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, buffers: HashMap::new(), total: 0 }
+    }
+
+    /// Records buffered across all partitions.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    pub fn push(&mut self, record: Record, now: Instant) {
+        let buffer = self.buffers.entry(record.tp.clone()).or_default();
+        buffer.since.get_or_insert(now);
+        buffer.bytes += record.size();
+        buffer.records.push(record);
+        self.total += 1;
+    }
+
+    /// Batches for partitions that are full or waited long enough, skipping `busy` partitions
+    /// (those with a batch in flight). With `drain`, every non-empty buffer is ready.
+    pub fn take_ready(
+        &mut self,
+        now: Instant,
+        drain: bool,
+        busy: impl Fn(&TopicPartition) -> bool,
+    ) -> Vec<(TopicPartition, Vec<Record>)> {
+        let limits = self.limits;
+        let mut ready = Vec::new();
+        for (tp, buffer) in &mut self.buffers {
+            let due = drain
+                || buffer.records.len() >= limits.max_records
+                || buffer.bytes >= limits.max_bytes
+                || buffer.since.is_some_and(|t| now.duration_since(t) >= limits.max_wait);
+            if buffer.records.is_empty() || !due || busy(tp) {
+                continue;
+            }
+            let batch = split_front(buffer, limits);
+            self.total -= batch.len();
+            ready.push((tp.clone(), batch));
+        }
+        ready
+    }
+
+    /// Forgets a partition's buffer (revoked or fenced); returns how many records were dropped.
+    pub fn drop_partition(&mut self, tp: &TopicPartition) -> usize {
+        let dropped = self.buffers.remove(tp).map_or(0, |b| b.records.len());
+        self.total -= dropped;
+        dropped
+    }
+}
+
+/// Takes the longest prefix within the limits (at least one record).
+fn split_front(buffer: &mut Buffer, limits: Limits) -> Vec<Record> {
+    let mut count = 0;
+    let mut bytes = 0;
+    for record in &buffer.records {
+        if count == limits.max_records || (count > 0 && bytes + record.size() > limits.max_bytes) {
+            break;
+        }
+        count += 1;
+        bytes += record.size();
+    }
+    let rest = buffer.records.split_off(count);
+    let batch = std::mem::replace(&mut buffer.records, rest);
+    buffer.bytes -= bytes;
+    // What stays behind keeps its original arrival time, so it is not held back further.
+    if buffer.records.is_empty() {
+        buffer.since = None;
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests;

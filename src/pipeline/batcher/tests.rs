@@ -1,0 +1,105 @@
+use std::collections::HashMap;
+
+use super::*;
+
+/// A tiny deterministic generator, so failures reproduce from the printed seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn record(partition: i32, offset: i64, size: usize) -> Record {
+    Record {
+        tp: TopicPartition::new("t", partition),
+        offset,
+        timestamp_ms: None,
+        key: None,
+        value: Some(vec![b'x'; size]),
+    }
+}
+
+#[test]
+fn every_record_leaves_once_in_order_within_limits() {
+    for seed in 1..200u64 {
+        let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+        let limits = Limits {
+            max_records: 1 + rng.below(20) as usize,
+            max_bytes: 1 + rng.below(400) as usize,
+            max_wait: Duration::from_millis(rng.below(50)),
+        };
+        let mut batcher = Batcher::new(limits);
+        let start = Instant::now();
+        let mut next_offset: HashMap<i32, i64> = HashMap::new();
+        let mut pushed = 0usize;
+        let mut seen: HashMap<i32, Vec<i64>> = HashMap::new();
+        let mut dropped = 0usize;
+        for step in 0..500u64 {
+            let now = start + Duration::from_millis(step);
+            match rng.below(10) {
+                0..=5 => {
+                    let p = rng.below(4) as i32;
+                    let o = next_offset.entry(p).or_insert(0);
+                    batcher.push(record(p, *o, rng.below(100) as usize), now);
+                    *o += 1;
+                    pushed += 1;
+                }
+                6..=8 => {
+                    let busy_mask = rng.next();
+                    let drain = rng.below(4) == 0;
+                    for (tp, batch) in batcher.take_ready(now, drain, |tp| busy_mask >> tp.partition & 1 == 1) {
+                        assert!(busy_mask >> tp.partition & 1 == 0, "seed {seed}: busy partition flushed");
+                        assert!(!batch.is_empty() && batch.len() <= limits.max_records, "seed {seed}");
+                        let bytes: usize = batch.iter().map(Record::size).sum();
+                        assert!(batch.len() == 1 || bytes <= limits.max_bytes, "seed {seed}: {bytes} bytes");
+                        assert!(batch.iter().all(|r| r.tp == tp), "seed {seed}: mixed partitions");
+                        seen.entry(tp.partition).or_default().extend(batch.iter().map(|r| r.offset));
+                    }
+                }
+                _ => {
+                    let p = rng.below(4) as i32;
+                    let n = batcher.drop_partition(&TopicPartition::new("t", p));
+                    dropped += n;
+                    // Restart the partition's sequence after what was delivered, as a re-seek would.
+                    let delivered = seen.get(&p).and_then(|v| v.last().copied()).map_or(0, |o| o + 1);
+                    next_offset.insert(p, delivered);
+                }
+            }
+        }
+        for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, |_| false) {
+            seen.entry(tp.partition).or_default().extend(batch.iter().map(|r| r.offset));
+        }
+        assert!(batcher.is_empty(), "seed {seed}");
+        let delivered: usize = seen.values().map(Vec::len).sum();
+        assert_eq!(delivered + dropped, pushed, "seed {seed}: records lost or duplicated");
+        for (p, offsets) in &seen {
+            assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "seed {seed}: partition {p} out of order: {offsets:?}");
+        }
+    }
+}
+
+#[test]
+fn waits_until_a_limit_is_reached() {
+    let limits = Limits { max_records: 3, max_bytes: 1000, max_wait: Duration::from_millis(100) };
+    let mut batcher = Batcher::new(limits);
+    let t0 = Instant::now();
+    batcher.push(record(0, 0, 1), t0);
+    batcher.push(record(0, 1, 1), t0);
+    assert!(batcher.take_ready(t0 + Duration::from_millis(99), false, |_| false).is_empty());
+    let ready = batcher.take_ready(t0 + Duration::from_millis(100), false, |_| false);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].1.len(), 2);
+    for o in 2..9 {
+        batcher.push(record(0, o, 1), t0);
+    }
+    let ready = batcher.take_ready(t0, false, |_| false);
+    assert_eq!(ready[0].1.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(batcher.len(), 4);
+}

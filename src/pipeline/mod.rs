@@ -1,0 +1,10 @@
+//! The pipeline: a pure per-partition batcher, the decoder from records to rows, and the run loop
+//! that ties the poll thread to the database writers.
+
+mod batcher;
+mod decoder;
+mod run;
+
+pub use batcher::{Batcher, Limits};
+pub use decoder::{rfc3339_millis, Decoder, TableRows};
+pub use run::{Pipeline, Wiring};

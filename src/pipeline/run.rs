@@ -1,0 +1,282 @@
+//! The run loop: events from the poll thread in, batches to the writers out, results back.
+//!
+//! Guarantees kept here: one partition never has two batches in flight; a batch continues from
+//! the offset the previous batch of its partition committed; after a fenced commit the partition's
+//! buffered records are dropped and it is re-read from the stored offset; a revoked partition is
+//! acknowledged only when none of its batches can still commit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::batcher::Batcher;
+use crate::error::Error;
+use crate::health::Health;
+use crate::kafka::{Command, Event, Record, TopicPartition};
+use crate::metrics::Metrics;
+use crate::sink::{Batch, Outcome, WriteBatch};
+
+/// What the pipeline knows about one assigned partition.
+#[derive(Debug)]
+struct PartitionState {
+    /// Stored next offset the next batch continues from (`None`: nothing stored yet).
+    expected: Option<i64>,
+    /// Bumped whenever the partition's position is reset; results of older batches are ignored.
+    epoch: u64,
+    /// The batch in flight: its epoch and its cancel flag.
+    in_flight: Option<(u64, Arc<AtomicBool>)>,
+    /// Waiting for a seek to take effect: records until then are stale.
+    seeking: bool,
+    /// Revoked while a batch was in flight; removed when that batch reports back.
+    revoked: bool,
+}
+
+/// Channels the pipeline is wired to.
+pub struct Wiring {
+    pub events: mpsc::Receiver<Event>,
+    pub commands: std::sync::mpsc::Sender<Command>,
+    pub batches: mpsc::Sender<Batch>,
+    pub results: mpsc::UnboundedReceiver<WriteBatch>,
+}
+
+/// The run loop's state.
+pub struct Pipeline {
+    wiring: Wiring,
+    batcher: Batcher,
+    partitions: HashMap<TopicPartition, PartitionState>,
+    pending_revokes: Vec<(HashSet<TopicPartition>, oneshot::Sender<()>)>,
+    next_epoch: u64,
+    max_buffered: usize,
+    commit_to_kafka: bool,
+    input_done: bool,
+    metrics: Metrics,
+    health: Arc<Health>,
+}
+
+impl Pipeline {
+    pub fn new(
+        wiring: Wiring,
+        batcher: Batcher,
+        max_buffered: usize,
+        commit_to_kafka: bool,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            wiring,
+            batcher,
+            partitions: HashMap::new(),
+            pending_revokes: Vec::new(),
+            next_epoch: 0,
+            max_buffered,
+            commit_to_kafka,
+            input_done: false,
+            metrics,
+            health,
+        }
+    }
+
+    /// Runs until `token` is cancelled (then drains within `drain_timeout`) or a fatal error.
+    pub async fn run(mut self, token: CancellationToken, tick: Duration, drain_timeout: Duration) -> Result<(), Error> {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !token.is_cancelled() && !self.input_done {
+            self.health.beat();
+            let accepting = self.batcher.len() < self.max_buffered;
+            tokio::select! {
+                biased;
+                Some(result) = self.wiring.results.recv() => self.on_result(result)?,
+                event = self.wiring.events.recv(), if accepting => self.on_event(event)?,
+                _ = ticker.tick() => {}
+                _ = token.cancelled() => {}
+            }
+            self.dispatch(false).await?;
+        }
+        self.drain(drain_timeout).await
+    }
+
+    /// Flushes everything buffered and waits for the writers, up to `timeout`.
+    async fn drain(&mut self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        tracing::info!(buffered = self.batcher.len(), "Draining buffered records.");
+        loop {
+            self.health.beat();
+            self.dispatch(true).await?;
+            let in_flight = self.partitions.values().any(|s| s.in_flight.is_some());
+            if self.input_done && self.batcher.is_empty() && !in_flight {
+                break;
+            }
+            tokio::select! {
+                Some(result) = self.wiring.results.recv() => self.on_result(result)?,
+                event = self.wiring.events.recv(), if !self.input_done => self.on_event(event)?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        uncommitted = self.batcher.len(),
+                        "Drain timeout reached; uncommitted records will be read again on the next start."
+                    );
+                    break;
+                }
+            }
+        }
+        let _ = self.wiring.commands.send(Command::Close);
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: Option<Event>) -> Result<(), Error> {
+        match event {
+            Some(Event::Records(records)) => self.on_records(records),
+            Some(Event::Assigned(assigned)) => {
+                for (tp, stored) in assigned {
+                    self.batcher.drop_partition(&tp);
+                    let epoch = self.bump_epoch();
+                    let state = PartitionState { expected: stored, epoch, in_flight: None, seeking: false, revoked: false };
+                    self.partitions.insert(tp, state);
+                }
+            }
+            Some(Event::Revoked { partitions, ack }) => self.on_revoked(partitions, ack),
+            Some(Event::Sought { tp, offset, epoch }) => {
+                if let Some(state) = self.partitions.get_mut(&tp).filter(|s| s.epoch == epoch && s.seeking) {
+                    state.seeking = false;
+                    state.expected = offset;
+                    tracing::info!(partition = %tp, ?offset, "Re-reading partition from its stored offset.");
+                }
+            }
+            Some(Event::Fatal(reason)) => return Err(Error::Fatal(reason)),
+            Some(Event::EndOfInput) | None => self.input_done = true,
+        }
+        Ok(())
+    }
+
+    fn on_records(&mut self, records: Vec<Record>) {
+        let now = std::time::Instant::now();
+        let mut counted: Option<(Arc<str>, u64)> = None;
+        for record in records {
+            let accept = self.partitions.get(&record.tp).is_some_and(|s| {
+                !s.seeking && !s.revoked && s.expected.is_none_or(|expected| record.offset >= expected)
+            });
+            match &mut counted {
+                Some((topic, n)) if **topic == *record.tp.topic => *n += 1,
+                _ => {
+                    if let Some((topic, n)) = counted.take() {
+                        self.metrics.records_consumed.with_label_values(&[&*topic]).inc_by(n);
+                    }
+                    counted = Some((Arc::clone(&record.tp.topic), 1));
+                }
+            }
+            if accept {
+                self.batcher.push(record, now);
+            } else {
+                tracing::debug!(partition = %record.tp, offset = record.offset, "Dropping a stale record.");
+            }
+        }
+        if let Some((topic, n)) = counted {
+            self.metrics.records_consumed.with_label_values(&[&*topic]).inc_by(n);
+        }
+    }
+
+    fn on_revoked(&mut self, partitions: Vec<TopicPartition>, ack: oneshot::Sender<()>) {
+        let mut waiting = HashSet::new();
+        for tp in partitions {
+            self.batcher.drop_partition(&tp);
+            match self.partitions.get_mut(&tp) {
+                Some(state) if state.in_flight.is_some() => {
+                    if let Some((_, cancel)) = &state.in_flight {
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    state.revoked = true;
+                    waiting.insert(tp);
+                }
+                _ => {
+                    self.partitions.remove(&tp);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            let _ = ack.send(());
+        } else {
+            self.pending_revokes.push((waiting, ack));
+        }
+    }
+
+    fn on_result(&mut self, result: WriteBatch) -> Result<(), Error> {
+        let WriteBatch { tp, epoch, records, outcome } = result;
+        let Some(state) = self.partitions.get_mut(&tp) else { return Ok(()) };
+        if state.in_flight.as_ref().is_some_and(|(e, _)| *e == epoch) {
+            state.in_flight = None;
+        }
+        if state.revoked {
+            self.partitions.remove(&tp);
+            self.release_revoked(&tp);
+            return match outcome {
+                Outcome::Failed(error) => Err(error),
+                _ => Ok(()),
+            };
+        }
+        if state.epoch != epoch {
+            return Ok(());
+        }
+        match outcome {
+            Outcome::Committed { next_offset } => {
+                state.expected = Some(next_offset);
+                if self.commit_to_kafka {
+                    let _ = self.wiring.commands.send(Command::Commit(vec![(tp, next_offset)]));
+                }
+            }
+            Outcome::Fenced { stored } => {
+                let epoch = self.bump_epoch();
+                let dropped = self.batcher.drop_partition(&tp);
+                if let Some(state) = self.partitions.get_mut(&tp) {
+                    state.epoch = epoch;
+                    state.seeking = true;
+                    state.expected = stored;
+                }
+                tracing::info!(partition = %tp, ?stored, dropped = dropped + records, "Seeking to the stored offset after a fenced commit.");
+                let _ = self.wiring.commands.send(Command::Seek { tp, offset: stored, epoch });
+            }
+            Outcome::Aborted => {}
+            Outcome::Failed(error) => return Err(error),
+        }
+        Ok(())
+    }
+
+    fn release_revoked(&mut self, tp: &TopicPartition) {
+        for (waiting, _) in &mut self.pending_revokes {
+            waiting.remove(tp);
+        }
+        let (done, pending): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending_revokes).into_iter().partition(|(w, _)| w.is_empty());
+        self.pending_revokes = pending;
+        for (_, ack) in done {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Sends every ready batch to the writers.
+    async fn dispatch(&mut self, drain: bool) -> Result<(), Error> {
+        let partitions = &self.partitions;
+        let ready = self.batcher.take_ready(std::time::Instant::now(), drain, |tp| {
+            partitions.get(tp).is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked)
+        });
+        self.metrics.buffered_records.set(self.batcher.len() as i64);
+        for (tp, records) in ready {
+            let Some(state) = self.partitions.get_mut(&tp) else { continue };
+            let cancel = Arc::new(AtomicBool::new(false));
+            state.in_flight = Some((state.epoch, Arc::clone(&cancel)));
+            let batch = Batch { tp, expected: state.expected, records, epoch: state.epoch, cancel };
+            if self.wiring.batches.send(batch).await.is_err() {
+                return Err(Error::Fatal("all database writers stopped".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn bump_epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+}

@@ -1,0 +1,11 @@
+//! Postgres: SQL built once per mapping, the batch writer, and the offset store.
+
+mod migrate;
+mod offsets;
+mod sql;
+mod writer;
+
+pub use migrate::migrate;
+pub use offsets::{compare_and_set, load_one, OffsetSql, OffsetStore};
+pub use sql::MappingSql;
+pub use writer::{Batch, Outcome, WriteBatch, Writer};
