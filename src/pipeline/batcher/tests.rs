@@ -29,7 +29,7 @@ fn record(partition: i32, offset: i64, size: usize) -> Record {
 #[test]
 fn every_record_leaves_once_in_order_within_limits() {
     for seed in 1..200u64 {
-        let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let limits = Limits {
             max_records: 1 + rng.below(20) as usize,
             max_bytes: 1 + rng.below(400) as usize,
@@ -73,8 +73,10 @@ fn every_record_leaves_once_in_order_within_limits() {
                 }
             }
         }
-        for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, |_| false) {
-            seen.entry(tp.partition).or_default().extend(batch.iter().map(|r| r.offset));
+        for _ in 0..=pushed {
+            for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, |_| false) {
+                seen.entry(tp.partition).or_default().extend(batch.iter().map(|r| r.offset));
+            }
         }
         assert!(batcher.is_empty(), "seed {seed}");
         let delivered: usize = seen.values().map(Vec::len).sum();
