@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, if missing: a C toolchain and make (librdkafka is
+# built from source by rdkafka-sys), and the PostgreSQL client tools. Idempotent.
+set -euo pipefail
+
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+
+if ((${#missing[@]})); then
+  echo "ensure-tools: installing ${missing[*]}" >&2
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq "${missing[@]}" >&2
+  else
+    echo "ensure-tools: please install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "ensure-tools: cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi
