@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, if missing: a C toolchain and make (librdkafka is
-# built from source by rdkafka-sys), and the PostgreSQL client tools. Idempotent.
+# built from source by rdkafka-sys), OpenSSL headers for TLS/SASL, and the PostgreSQL client
+# tools. Idempotent.
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,9 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# TLS and SASL to Kafka link the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 
 if ((${#missing[@]})); then
   echo "ensure-tools: installing ${missing[*]}" >&2

@@ -20,8 +20,12 @@ use crate::sink::{migrate, MappingSql, OffsetSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
-    let options = PgConnectOptions::from_str(config.postgres.url.expose())
-        .with_context(|| format!("postgres.url `{}` is not a valid connection URL", config.postgres.url))?;
+    let options = PgConnectOptions::from_str(config.postgres.url.expose()).with_context(|| {
+        format!(
+            "postgres.url `{}` is not a valid connection URL",
+            config.postgres.url
+        )
+    })?;
     Ok(options.application_name("kafka-pg-sink"))
 }
 
@@ -37,7 +41,9 @@ pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow:
             .await;
         match attempt {
             Ok(pool) => return Ok(pool),
-            Err(error) if token.is_cancelled() => return Err(error).context("connecting to Postgres"),
+            Err(error) if token.is_cancelled() => {
+                return Err(error).context("connecting to Postgres")
+            }
             Err(error) => {
                 tracing::warn!(%error, url = %config.postgres.url, "Postgres is not reachable yet; retrying.");
                 tokio::select! {
@@ -53,7 +59,9 @@ pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow:
 /// Applies the connector's migrations (the `migrate` subcommand).
 pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
     let pool = connect_pool(config, &CancellationToken::new()).await?;
-    migrate(&pool, &config.schema).await.context("applying migrations")?;
+    migrate(&pool, &config.schema)
+        .await
+        .context("applying migrations")?;
     tracing::info!(schema = %config.schema, "Migrations applied.");
     Ok(())
 }
@@ -66,15 +74,26 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let listener = crate::http::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on http.listen = {}", config.listen))?;
-    let http = tokio::spawn(crate::http::serve(listener, metrics.clone(), Arc::clone(&health), token.child_token()));
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        metrics.clone(),
+        Arc::clone(&health),
+        token.child_token(),
+    ));
 
     let pool = connect_pool(&config, &token).await?;
-    migrate(&pool, &config.schema).await.context("applying migrations")?;
+    migrate(&pool, &config.schema)
+        .await
+        .context("applying migrations")?;
     health.set_postgres(true);
 
     let mappings: Arc<[Mapping]> = config.mappings.clone().into();
     let decoder = Arc::new(Decoder::new(Arc::clone(&mappings)));
-    let sql: Arc<[MappingSql]> = mappings.iter().enumerate().map(|(i, m)| MappingSql::new(m, i)).collect();
+    let sql: Arc<[MappingSql]> = mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| MappingSql::new(m, i))
+        .collect();
     let (batches, queue) = mpsc::channel(config.postgres.writers * 2);
     let queue = Arc::new(Mutex::new(queue));
     let (results_tx, results) = mpsc::unbounded_channel();
@@ -89,7 +108,9 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
             config.kafka.group_id.clone(),
             metrics.clone(),
         );
-        writers.push(tokio::spawn(writer.run(Arc::clone(&queue), results_tx.clone())));
+        writers.push(tokio::spawn(
+            writer.run(Arc::clone(&queue), results_tx.clone()),
+        ));
     }
     drop(results_tx);
 
@@ -105,7 +126,8 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         token.clone(),
     );
     let consumer = build_consumer(&config, context).context("creating the Kafka consumer")?;
-    let poller = spawn_poller(consumer, commands_rx, token.clone()).context("starting the poll thread")?;
+    let poller =
+        spawn_poller(consumer, commands_rx, token.clone()).context("starting the poll thread")?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         group = %config.kafka.group_id,
@@ -119,7 +141,12 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         max_wait: config.max_wait(),
     };
     let tick = (config.max_wait() / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
-    let wiring = Wiring { events, commands, batches, results };
+    let wiring = Wiring {
+        events,
+        commands,
+        batches,
+        results,
+    };
     let pipeline = Pipeline::new(
         wiring,
         Batcher::new(limits),
@@ -128,7 +155,9 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         metrics,
         Arc::clone(&health),
     );
-    let result = pipeline.run(token.clone(), tick, config.drain_timeout()).await;
+    let result = pipeline
+        .run(token.clone(), tick, config.drain_timeout())
+        .await;
     health.set_stopping();
     // Whether the pipeline drained or failed, the poll thread must leave the group now.
     token.cancel();

@@ -54,7 +54,11 @@ fn is_fatal_kafka_code(code: rdkafka::types::RDKafkaErrorCode) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         code,
-        C::Fatal | C::AutoOffsetReset | C::Authentication | C::SaslAuthenticationFailed | C::InvalidConfig
+        C::Fatal
+            | C::AutoOffsetReset
+            | C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::InvalidConfig
     )
 }
 
@@ -113,16 +117,31 @@ mod tests {
 
     #[test]
     fn connection_problems_are_transient() {
-        let io = Error::Database(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+        let io = Error::Database(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
         assert_eq!(classify(&io), ErrorClass::Transient);
-        assert_eq!(classify(&Error::Database(sqlx::Error::PoolTimedOut)), ErrorClass::Transient);
+        assert_eq!(
+            classify(&Error::Database(sqlx::Error::PoolTimedOut)),
+            ErrorClass::Transient
+        );
     }
 
     #[test]
     fn kafka_fatal_errors_are_fatal() {
         use rdkafka::types::RDKafkaErrorCode as C;
-        assert_eq!(classify(&Error::Kafka(KafkaError::MessageConsumption(C::AutoOffsetReset))), ErrorClass::Fatal);
-        assert_eq!(classify(&Error::Kafka(KafkaError::MessageConsumption(C::BrokerTransportFailure))), ErrorClass::Transient);
+        assert_eq!(
+            classify(&Error::Kafka(KafkaError::MessageConsumption(
+                C::AutoOffsetReset
+            ))),
+            ErrorClass::Fatal
+        );
+        assert_eq!(
+            classify(&Error::Kafka(KafkaError::MessageConsumption(
+                C::BrokerTransportFailure
+            ))),
+            ErrorClass::Transient
+        );
         assert_eq!(classify(&Error::Fatal("x".into())), ErrorClass::Fatal);
     }
 }

@@ -42,7 +42,8 @@ impl Default for Health {
 impl Health {
     /// Called by the processing loop on every turn.
     pub fn beat(&self) {
-        self.last_beat_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_beat_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn set_postgres(&self, ok: bool) {

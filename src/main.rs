@@ -13,7 +13,12 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML); `KAFKA_PG_SINK__SECTION__KEY` variables override it.
-    #[arg(long, short, env = "KAFKA_PG_SINK_CONFIG", default_value = "config/kafka-pg-sink.toml")]
+    #[arg(
+        long,
+        short,
+        env = "KAFKA_PG_SINK_CONFIG",
+        default_value = "config/kafka-pg-sink.toml"
+    )]
     config: PathBuf,
     /// Log as JSON lines instead of human-readable text. The level filter is `RUST_LOG`.
     #[arg(long, env = "KAFKA_PG_SINK_LOG_JSON")]
@@ -42,7 +47,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kafka-pg-sink: cannot start the async runtime: {error}");
@@ -76,7 +84,9 @@ fn main() -> ExitCode {
 
 fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

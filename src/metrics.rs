@@ -4,8 +4,8 @@
 //! table, cause). Updated once per batch, never once per record.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::kafka::TopicPartition;
@@ -32,28 +32,46 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some(PREFIX.into()), None)?;
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let records_consumed = counter("records_consumed_total", "Records received from Kafka.", &["topic"])?;
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let records_consumed = counter(
+            "records_consumed_total",
+            "Records received from Kafka.",
+            &["topic"],
+        )?;
         let rows_written = counter(
             "rows_written_total",
             "Rows written to target tables in committed transactions, after in-batch reduction by key.",
             &["table", "op"],
         )?;
-        let batches_committed = counter("batches_committed_total", "Batches committed with their offsets.", &["topic"])?;
+        let batches_committed = counter(
+            "batches_committed_total",
+            "Batches committed with their offsets.",
+            &["topic"],
+        )?;
         let fenced_commits = counter(
             "fenced_commits_total",
             "Batches rolled back because the stored offset was not the one the batch started from.",
             &["topic"],
         )?;
-        let retries = counter("retries_total", "Batch write attempts retried after a transient error.", &["cause"])?;
-        let rebalances = counter("rebalances_total", "Partition assignments and revocations.", &["kind"])?;
+        let retries = counter(
+            "retries_total",
+            "Batch write attempts retried after a transient error.",
+            &["cause"],
+        )?;
+        let rebalances = counter(
+            "rebalances_total",
+            "Partition assignments and revocations.",
+            &["kind"],
+        )?;
         let batch_records = HistogramVec::new(
-            HistogramOpts::new("batch_records", "Records per committed batch.")
-                .buckets(vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0]),
+            HistogramOpts::new("batch_records", "Records per committed batch.").buckets(vec![
+                1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
+            ]),
             &["topic"],
         )?;
         registry.register(Box::new(batch_records.clone()))?;
@@ -66,17 +84,31 @@ impl Metrics {
         )?;
         registry.register(Box::new(commit_duration.clone()))?;
         let committed_offset = IntGaugeVec::new(
-            Opts::new("committed_offset", "Next offset to read, as committed in Postgres by this process."),
+            Opts::new(
+                "committed_offset",
+                "Next offset to read, as committed in Postgres by this process.",
+            ),
             &["topic", "partition"],
         )?;
         registry.register(Box::new(committed_offset.clone()))?;
-        let assigned_partitions = IntGauge::new("assigned_partitions", "Partitions currently assigned to this process.")?;
+        let assigned_partitions = IntGauge::new(
+            "assigned_partitions",
+            "Partitions currently assigned to this process.",
+        )?;
         registry.register(Box::new(assigned_partitions.clone()))?;
-        let buffered_records = IntGauge::new("buffered_records", "Records buffered in memory, not yet committed.")?;
+        let buffered_records = IntGauge::new(
+            "buffered_records",
+            "Records buffered in memory, not yet committed.",
+        )?;
         registry.register(Box::new(buffered_records.clone()))?;
-        let build_info = IntGaugeVec::new(Opts::new("build_info", "Always 1; labels carry the version."), &["version"])?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; labels carry the version."),
+            &["version"],
+        )?;
         registry.register(Box::new(build_info.clone()))?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         Ok(Self {
             registry,
             records_consumed,

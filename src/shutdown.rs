@@ -16,7 +16,9 @@ pub fn install(token: CancellationToken) -> std::io::Result<()> {
             _ = int.recv() => {}
             _ = token.cancelled() => return,
         }
-        tracing::info!("Stop signal received: draining buffered records; a second signal exits at once.");
+        tracing::info!(
+            "Stop signal received: draining buffered records; a second signal exits at once."
+        );
         token.cancel();
         tokio::select! {
             _ = term.recv() => {}

@@ -20,7 +20,12 @@ fn stream_payments(bootstrap: String, topic: String, n: u64, per_sec: u64) -> Jo
         let mut total = 0;
         for id in 1..=n {
             let (value, cents) = payment(id);
-            producer.send(&topic, (id % PARTITIONS as u64) as i32, &id.to_string(), Some(&value));
+            producer.send(
+                &topic,
+                (id % PARTITIONS as u64) as i32,
+                &id.to_string(),
+                Some(&value),
+            );
             total += cents;
             let due = Duration::from_micros(id * 1_000_000 / per_sec);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -33,22 +38,69 @@ fn stream_payments(bootstrap: String, topic: String, n: u64, per_sec: u64) -> Jo
 }
 
 /// Waits until every partition's stored offset is the log end, then checks counts and sums.
-async fn assert_exactly_once(db: &TestDb, broker: &Broker, group: &str, topic: &str, n: u64, total_cents: i64) {
+async fn assert_exactly_once(
+    db: &TestDb,
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    n: u64,
+    total_cents: i64,
+) {
     let ends = broker.end_offsets(topic, PARTITIONS);
-    let expected: Vec<(i32, i64)> = ends.iter().enumerate().map(|(p, e)| (p as i32, *e)).collect();
-    assert_eq!(ends.iter().sum::<i64>(), n as i64, "the broker does not hold every produced record");
-    let caught_up = eventually(Duration::from_secs(90), || async { db.stored_offsets(group, topic).await == expected }).await;
-    assert!(caught_up, "stored offsets {:?} never reached the log end {expected:?}", db.stored_offsets(group, topic).await);
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM payments").await, n as i64, "rows lost");
-    assert_eq!(db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM payments").await, total_cents);
+    let expected: Vec<(i32, i64)> = ends
+        .iter()
+        .enumerate()
+        .map(|(p, e)| (p as i32, *e))
+        .collect();
+    assert_eq!(
+        ends.iter().sum::<i64>(),
+        n as i64,
+        "the broker does not hold every produced record"
+    );
+    let caught_up = eventually(Duration::from_secs(90), || async {
+        db.stored_offsets(group, topic).await == expected
+    })
+    .await;
+    assert!(
+        caught_up,
+        "stored offsets {:?} never reached the log end {expected:?}",
+        db.stored_offsets(group, topic).await
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM payments").await,
+        n as i64,
+        "rows lost"
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM payments")
+            .await,
+        total_cents
+    );
     let applied = db.scalar_i64("SELECT count(*) FROM applied").await;
-    assert_eq!(applied, n as i64, "{} record applications for {n} records", applied);
-    assert_eq!(db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM applied").await, total_cents);
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM (SELECT id FROM applied GROUP BY id HAVING count(*) > 1) d").await, 0);
+    assert_eq!(
+        applied, n as i64,
+        "{} record applications for {n} records",
+        applied
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM applied")
+            .await,
+        total_cents
+    );
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM (SELECT id FROM applied GROUP BY id HAVING count(*) > 1) d"
+        )
+        .await,
+        0
+    );
 }
 
 fn small_batches(topic: &str) -> String {
-    format!("[batch]\nmax_records = 300\nmax_wait_ms = 50\n{}", payments_mapping(topic))
+    format!(
+        "[batch]\nmax_records = 300\nmax_wait_ms = 50\n{}",
+        payments_mapping(topic)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +138,10 @@ async fn resumes_from_stored_offsets_after_repeated_kill_9() {
         }
     }
     let total = producer.join().unwrap();
-    assert!(mid_stream_kills >= 2, "only {mid_stream_kills} kills landed before the stream was fully applied");
+    assert!(
+        mid_stream_kills >= 2,
+        "only {mid_stream_kills} kills landed before the stream was fully applied"
+    );
 
     let _sink = Sink::start(&broker, &db, &group, &rest);
     assert_exactly_once(&db, &broker, &group, &topic, n, total).await;
@@ -109,9 +164,15 @@ async fn two_replicas_share_partitions_through_kills_and_restarts() {
     let b = Sink::start(&broker, &db, &group, &rest);
     tokio::time::sleep(Duration::from_secs(5)).await;
     // Both replicas must own partitions before the faults start.
-    let owned = |s: &Sink| s.metric("kafka_pg_sink_assigned_partitions", "").unwrap_or(0.0);
+    let owned = |s: &Sink| {
+        s.metric("kafka_pg_sink_assigned_partitions", "")
+            .unwrap_or(0.0)
+    };
     assert!(
-        eventually(Duration::from_secs(20), || async { owned(&a) > 0.0 && owned(&b) > 0.0 }).await,
+        eventually(Duration::from_secs(20), || async {
+            owned(&a) > 0.0 && owned(&b) > 0.0
+        })
+        .await,
         "partitions were not shared: a={} b={}",
         owned(&a),
         owned(&b)
@@ -130,8 +191,11 @@ async fn two_replicas_share_partitions_through_kills_and_restarts() {
     let b = Sink::start(&broker, &db, &group, &rest);
 
     assert_exactly_once(&db, &broker, &group, &topic, n, total).await;
-    let rebalanced = a.metric("kafka_pg_sink_rebalances_total", "assign").unwrap_or(0.0)
-        + b.metric("kafka_pg_sink_rebalances_total", "assign").unwrap_or(0.0);
+    let rebalanced = a
+        .metric("kafka_pg_sink_rebalances_total", "assign")
+        .unwrap_or(0.0)
+        + b.metric("kafka_pg_sink_rebalances_total", "assign")
+            .unwrap_or(0.0);
     assert!(rebalanced >= 2.0, "expected rebalances, saw {rebalanced}");
     db.drop_db().await;
 }

@@ -30,8 +30,15 @@ async fn upserts_deletes_and_duplicate_keys_end_in_the_state_of_applying_every_r
             expected.remove(&key);
         } else {
             let balance = format!("{}.{:03}", i, i % 1000);
-            let note = if i % 2 == 0 { "tab\tand \\ backslash" } else { "plain" };
-            let value = format!(r#"{{"balance":{balance},"meta":{{"note":"{}"}}}}"#, note.replace('\\', "\\\\").replace('\t', "\\t"));
+            let note = if i % 2 == 0 {
+                "tab\tand \\ backslash"
+            } else {
+                "plain"
+            };
+            let value = format!(
+                r#"{{"balance":{balance},"meta":{{"note":"{}"}}}}"#,
+                note.replace('\\', "\\\\").replace('\t', "\\t")
+            );
             producer.send(&topic, partition, &key, Some(&value));
             expected.insert(key, (balance, note.to_owned()));
         }
@@ -46,20 +53,35 @@ async fn upserts_deletes_and_duplicate_keys_end_in_the_state_of_applying_every_r
     let group = unique("group");
     let sink = Sink::start(&broker, &db, &group, &rest);
     let done = eventually(Duration::from_secs(60), || async {
-        db.stored_offsets(&group, &topic).await == vec![(0, offsets[0]), (1, offsets[1]), (2, offsets[2])]
+        db.stored_offsets(&group, &topic).await
+            == vec![(0, offsets[0]), (1, offsets[1]), (2, offsets[2])]
     })
     .await;
-    assert!(done, "offsets never reached the log end: {:?}", db.stored_offsets(&group, &topic).await);
+    assert!(
+        done,
+        "offsets never reached the log end: {:?}",
+        db.stored_offsets(&group, &topic).await
+    );
 
     let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, balance::text, note FROM accounts ORDER BY id").fetch_all(&db.pool).await.unwrap();
-    let actual: BTreeMap<String, (String, String)> = rows.into_iter().map(|(k, b, n)| (k, (b, n))).collect();
+        sqlx::query_as("SELECT id, balance::text, note FROM accounts ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let actual: BTreeMap<String, (String, String)> =
+        rows.into_iter().map(|(k, b, n)| (k, (b, n))).collect();
     assert_eq!(actual, expected);
 
     // The metrics agree with what happened.
-    let consumed = sink.metric("kafka_pg_sink_records_consumed_total", &topic).unwrap();
+    let consumed = sink
+        .metric("kafka_pg_sink_records_consumed_total", &topic)
+        .unwrap();
     assert_eq!(consumed, 3000.0);
-    assert!(sink.metric("kafka_pg_sink_batches_committed_total", &topic).unwrap() >= 1.0);
+    assert!(
+        sink.metric("kafka_pg_sink_batches_committed_total", &topic)
+            .unwrap()
+            >= 1.0
+    );
     assert_eq!(sink.get("/readyz").map(|(s, _)| s), Some(200));
     assert_eq!(sink.get("/healthz").map(|(s, _)| s), Some(200));
     drop(sink);
@@ -75,7 +97,10 @@ async fn sigterm_commits_what_was_buffered_and_exits_zero() {
     broker.create_topic(&topic, 2);
     let group = unique("group");
     // Nothing flushes by size or time during the test: only the drain can write these rows.
-    let rest = format!("[batch]\nmax_records = 100000\nmax_wait_ms = 600000\n{}", payments_mapping(&topic));
+    let rest = format!(
+        "[batch]\nmax_records = 100000\nmax_wait_ms = 600000\n{}",
+        payments_mapping(&topic)
+    );
     let sink = Sink::start(&broker, &db, &group, &rest);
 
     let mut producer = TestProducer::new(&broker.bootstrap);
@@ -91,13 +116,24 @@ async fn sigterm_commits_what_was_buffered_and_exits_zero() {
     })
     .await;
     assert!(consumed, "the connector did not consume the records");
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM payments").await, 0, "rows were written before the drain");
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM payments").await,
+        0,
+        "rows were written before the drain"
+    );
 
     let status = sink.signal_and_wait("TERM", Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(db.scalar_i64("SELECT count(*) FROM payments").await, 500);
-    assert_eq!(db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM payments").await, total);
-    assert_eq!(db.stored_offsets(&group, &topic).await, vec![(0, 250), (1, 250)]);
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM payments")
+            .await,
+        total
+    );
+    assert_eq!(
+        db.stored_offsets(&group, &topic).await,
+        vec![(0, 250), (1, 250)]
+    );
     db.drop_db().await;
 }
 
@@ -115,7 +151,12 @@ async fn resumes_from_postgres_offsets_whatever_kafka_has_committed() {
     let mut produce = |producer: &mut TestProducer, n: u64| {
         for _ in 0..n {
             let (value, _) = payment(next_id);
-            producer.send(&topic, (next_id % 2) as i32, &next_id.to_string(), Some(&value));
+            producer.send(
+                &topic,
+                (next_id % 2) as i32,
+                &next_id.to_string(),
+                Some(&value),
+            );
             next_id += 1;
         }
         producer.flush();
@@ -124,16 +165,34 @@ async fn resumes_from_postgres_offsets_whatever_kafka_has_committed() {
     // Round 1: consume 400 records, stop cleanly.
     produce(&mut producer, 400);
     let sink = Sink::start(&broker, &db, &group, &rest);
-    assert!(eventually(Duration::from_secs(60), || async { db.scalar_i64("SELECT count(*) FROM payments").await == 400 }).await);
-    assert!(sink.signal_and_wait("TERM", Duration::from_secs(30)).success());
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            db.scalar_i64("SELECT count(*) FROM payments").await == 400
+        })
+        .await
+    );
+    assert!(sink
+        .signal_and_wait("TERM", Duration::from_secs(30))
+        .success());
 
     // Kafka's committed offsets rewound to 0: a connector trusting Kafka would re-apply 400.
     broker.commit_kafka_offsets(&group, &topic, &[0, 0]);
     produce(&mut producer, 200);
     let sink = Sink::start(&broker, &db, &group, &rest);
-    assert!(eventually(Duration::from_secs(60), || async { db.scalar_i64("SELECT count(*) FROM payments").await == 600 }).await);
-    assert!(sink.signal_and_wait("TERM", Duration::from_secs(30)).success());
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM applied").await, 600, "records were applied twice");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            db.scalar_i64("SELECT count(*) FROM payments").await == 600
+        })
+        .await
+    );
+    assert!(sink
+        .signal_and_wait("TERM", Duration::from_secs(30))
+        .success());
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM applied").await,
+        600,
+        "records were applied twice"
+    );
 
     // Kafka's committed offsets moved to the end: a connector trusting Kafka would skip 200.
     let ends = broker.end_offsets(&topic, 2);
@@ -142,12 +201,18 @@ async fn resumes_from_postgres_offsets_whatever_kafka_has_committed() {
     assert_ne!(ends, broker.end_offsets(&topic, 2));
     let sink = Sink::start(&broker, &db, &group, &rest);
     assert!(
-        eventually(Duration::from_secs(60), || async { db.scalar_i64("SELECT count(*) FROM payments").await == 800 }).await,
+        eventually(Duration::from_secs(60), || async {
+            db.scalar_i64("SELECT count(*) FROM payments").await == 800
+        })
+        .await,
         "records after the stored offsets were skipped: {} rows",
         db.scalar_i64("SELECT count(*) FROM payments").await
     );
     drop(sink);
     assert_eq!(db.scalar_i64("SELECT count(*) FROM applied").await, 800);
-    assert_eq!(db.stored_offsets(&group, &topic).await, vec![(0, 400), (1, 400)]);
+    assert_eq!(
+        db.stored_offsets(&group, &topic).await,
+        vec![(0, 400), (1, 400)]
+    );
     db.drop_db().await;
 }

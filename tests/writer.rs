@@ -19,7 +19,8 @@ const GROUP: &str = "writer-tests";
 
 async fn setup() -> (TestDb, Config) {
     let db = TestDb::create().await;
-    db.exec("CREATE TABLE balances (id bigint PRIMARY KEY, amount numeric NOT NULL)").await;
+    db.exec("CREATE TABLE balances (id bigint PRIMARY KEY, amount numeric NOT NULL)")
+        .await;
     let text = format!(
         "[kafka]\nbrokers = 'unused:9092'\ngroup_id = '{GROUP}'\n[postgres]\nurl = '{}'\n\
          [[mappings]]\ntopic = 't'\ntable = 'balances'\nkey = ['id']\ncolumns = {{ id = 'key', amount = 'value.amount' }}\n",
@@ -32,7 +33,11 @@ async fn setup() -> (TestDb, Config) {
 
 fn writer(config: &Config, metrics: &Metrics) -> Writer {
     let mappings: Arc<[_]> = config.mappings.clone().into();
-    let sql: Arc<[MappingSql]> = mappings.iter().enumerate().map(|(i, m)| MappingSql::new(m, i)).collect();
+    let sql: Arc<[MappingSql]> = mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| MappingSql::new(m, i))
+        .collect();
     Writer::new(
         PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
         Arc::new(Decoder::new(mappings)),
@@ -54,11 +59,20 @@ fn batch(expected: Option<i64>, records: &[(i64, u64, Option<&str>)]) -> Batch {
             value: amount.map(|a| format!(r#"{{"amount":{a}}}"#).into_bytes()),
         })
         .collect();
-    Batch { tp: TopicPartition::new("t", 0), expected, records, epoch: 1, cancel: Arc::new(AtomicBool::new(false)) }
+    Batch {
+        tp: TopicPartition::new("t", 0),
+        expected,
+        records,
+        epoch: 1,
+        cancel: Arc::new(AtomicBool::new(false)),
+    }
 }
 
 async fn table(db: &TestDb) -> Vec<(i64, String)> {
-    sqlx::query_as("SELECT id, amount::text FROM balances ORDER BY id").fetch_all(&db.pool).await.unwrap()
+    sqlx::query_as("SELECT id, amount::text FROM balances ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -66,8 +80,20 @@ async fn duplicate_keys_in_one_batch_keep_the_last_value() {
     let (db, config) = setup().await;
     let metrics = Metrics::new().unwrap();
     let mut w = writer(&config, &metrics);
-    let b = batch(None, &[(0, 1, Some("10")), (1, 2, Some("20")), (2, 1, Some("11")), (3, 1, Some("12.50")), (4, 2, None)]);
-    assert!(matches!(w.write(&b).await, Outcome::Committed { next_offset: 5 }));
+    let b = batch(
+        None,
+        &[
+            (0, 1, Some("10")),
+            (1, 2, Some("20")),
+            (2, 1, Some("11")),
+            (3, 1, Some("12.50")),
+            (4, 2, None),
+        ],
+    );
+    assert!(matches!(
+        w.write(&b).await,
+        Outcome::Committed { next_offset: 5 }
+    ));
     assert_eq!(table(&db).await, vec![(1, "12.50".to_string())]);
     assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 5)]);
     db.drop_db().await;
@@ -79,9 +105,15 @@ async fn replaying_a_committed_batch_changes_nothing() {
     let metrics = Metrics::new().unwrap();
     let mut w = writer(&config, &metrics);
     let first = batch(None, &[(0, 1, Some("1")), (1, 2, Some("2"))]);
-    assert!(matches!(w.write(&first).await, Outcome::Committed { next_offset: 2 }));
+    assert!(matches!(
+        w.write(&first).await,
+        Outcome::Committed { next_offset: 2 }
+    ));
     let second = batch(Some(2), &[(2, 1, Some("100"))]);
-    assert!(matches!(w.write(&second).await, Outcome::Committed { next_offset: 3 }));
+    assert!(matches!(
+        w.write(&second).await,
+        Outcome::Committed { next_offset: 3 }
+    ));
     let before = table(&db).await;
 
     // The same batches again, as after a crash between commit and acknowledgement.
@@ -104,20 +136,40 @@ async fn a_writer_with_a_stale_offset_cannot_commit_or_move_the_offset_back() {
     let metrics = Metrics::new().unwrap();
     let mut current = writer(&config, &metrics);
     let mut zombie = writer(&config, &metrics);
-    assert!(matches!(current.write(&batch(None, &[(0, 1, Some("1"))])).await, Outcome::Committed { .. }));
-    assert!(matches!(current.write(&batch(Some(1), &[(1, 1, Some("2")), (2, 2, Some("5"))])).await, Outcome::Committed { next_offset: 3 }));
+    assert!(matches!(
+        current.write(&batch(None, &[(0, 1, Some("1"))])).await,
+        Outcome::Committed { .. }
+    ));
+    assert!(matches!(
+        current
+            .write(&batch(Some(1), &[(1, 1, Some("2")), (2, 2, Some("5"))]))
+            .await,
+        Outcome::Committed { next_offset: 3 }
+    ));
 
     // The zombie still believes the partition is at offset 1 and holds different rows.
     let stale = batch(Some(1), &[(1, 1, Some("999")), (2, 7, Some("999"))]);
-    assert!(matches!(zombie.write(&stale).await, Outcome::Fenced { stored: Some(3) }));
+    assert!(matches!(
+        zombie.write(&stale).await,
+        Outcome::Fenced { stored: Some(3) }
+    ));
     // A zombie that never saw a stored offset cannot start the partition over either.
     let fresh = batch(None, &[(0, 8, Some("999"))]);
-    assert!(matches!(zombie.write(&fresh).await, Outcome::Fenced { stored: Some(3) }));
+    assert!(matches!(
+        zombie.write(&fresh).await,
+        Outcome::Fenced { stored: Some(3) }
+    ));
     // Nor can anyone move the offset backwards.
     let backwards = batch(Some(3), &[(1, 9, Some("999"))]);
-    assert!(matches!(zombie.write(&backwards).await, Outcome::Fenced { stored: Some(3) }));
+    assert!(matches!(
+        zombie.write(&backwards).await,
+        Outcome::Fenced { stored: Some(3) }
+    ));
 
-    assert_eq!(table(&db).await, vec![(1, "2".to_string()), (2, "5".to_string())]);
+    assert_eq!(
+        table(&db).await,
+        vec![(1, "2".to_string()), (2, "5".to_string())]
+    );
     assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 3)]);
     db.drop_db().await;
 }
@@ -130,16 +182,25 @@ async fn concurrent_writers_of_one_partition_commit_exactly_one_batch() {
     let mut committed = 0;
     for round in 0..10i64 {
         let expected = if round == 0 { None } else { Some(round * 2) };
-        let rows = [(round * 2, round as u64, Some("1")), (round * 2 + 1, 1000 + round as u64, Some("1"))];
+        let rows = [
+            (round * 2, round as u64, Some("1")),
+            (round * 2 + 1, 1000 + round as u64, Some("1")),
+        ];
         let mut a = writer(&config, &metrics);
         let mut b = writer(&config, &metrics);
         let (ba, bb) = (batch(expected, &rows), batch(expected, &rows));
         let (ra, rb) = tokio::join!(a.write(&ba), b.write(&bb));
-        let wins = [ra, rb].iter().filter(|o| matches!(o, Outcome::Committed { .. })).count();
+        let wins = [ra, rb]
+            .iter()
+            .filter(|o| matches!(o, Outcome::Committed { .. }))
+            .count();
         assert_eq!(wins, 1, "round {round}: exactly one writer must commit");
         committed += 1;
     }
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM log").await, committed * 2);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM log").await,
+        committed * 2
+    );
     assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 20)]);
     db.drop_db().await;
 }

@@ -48,14 +48,21 @@ enum Command {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Broker { topics } => broker(&topics),
-        Command::Produce { brokers, topic, count, first_id } => produce(&brokers, &topic, count, first_id),
+        Command::Produce {
+            brokers,
+            topic,
+            count,
+            first_id,
+        } => produce(&brokers, &topic, count, first_id),
     }
 }
 
 fn broker(topics: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = MockCluster::new(1)?;
     for spec in topics {
-        let (name, partitions) = spec.split_once(':').ok_or("--topic takes name:partitions")?;
+        let (name, partitions) = spec
+            .split_once(':')
+            .ok_or("--topic takes name:partitions")?;
         cluster.create_topic(name, partitions.parse()?, 1)?;
     }
     let mut out = std::io::stdout().lock();
@@ -86,7 +93,12 @@ fn broker(topics: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn produce(brokers: &str, topic: &str, count: u64, first_id: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn produce(
+    brokers: &str,
+    topic: &str,
+    count: u64,
+    first_id: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -107,7 +119,10 @@ fn produce(brokers: &str, topic: &str, count: u64, first_id: u64) -> Result<(), 
             match producer.send(record) {
                 Ok(()) => break,
                 Err((error, returned)) => {
-                    if !matches!(error.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)) {
+                    if !matches!(
+                        error.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ) {
                         return Err(error.into());
                     }
                     record = returned;
@@ -117,6 +132,10 @@ fn produce(brokers: &str, topic: &str, count: u64, first_id: u64) -> Result<(), 
         }
     }
     producer.flush(Duration::from_secs(30))?;
-    println!("produced {count} records to {topic}; amounts total {}.{:02}", total_cents / 100, total_cents % 100);
+    println!(
+        "produced {count} records to {topic}; amounts total {}.{:02}",
+        total_cents / 100,
+        total_cents % 100
+    );
     Ok(())
 }

@@ -217,13 +217,17 @@ impl Default for BatchConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: default_listen() }
+        Self {
+            listen: default_listen(),
+        }
     }
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { drain_timeout_ms: default_drain_timeout_ms() }
+        Self {
+            drain_timeout_ms: default_drain_timeout_ms(),
+        }
     }
 }
 
@@ -232,7 +236,16 @@ impl fmt::Debug for KafkaConfig {
         let properties: BTreeMap<&str, &str> = self
             .properties
             .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "***" } else { v.as_str() }))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret_property(k) {
+                        "***"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
             .collect();
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
@@ -328,8 +341,14 @@ impl RawConfig {
                 problems.push(msg);
             }
         };
-        check(!self.kafka.brokers.trim().is_empty(), "kafka.brokers: must not be empty".into());
-        check(!self.kafka.group_id.trim().is_empty(), "kafka.group_id: must not be empty".into());
+        check(
+            !self.kafka.brokers.trim().is_empty(),
+            "kafka.brokers: must not be empty".into(),
+        );
+        check(
+            !self.kafka.group_id.trim().is_empty(),
+            "kafka.group_id: must not be empty".into(),
+        );
         for name in self.kafka.properties.keys() {
             check(
                 !OWNED_PROPERTIES.contains(&name.as_str()),
@@ -341,11 +360,26 @@ impl RawConfig {
             url.starts_with("postgres://") || url.starts_with("postgresql://"),
             "postgres.url: must start with postgres:// or postgresql://".into(),
         );
-        check(self.postgres.pool_size > 0, "postgres.pool_size: must be at least 1".into());
-        check(self.postgres.writers > 0, "postgres.writers: must be at least 1".into());
-        check(self.batch.max_records > 0, "batch.max_records: must be at least 1".into());
-        check(self.batch.max_bytes > 0, "batch.max_bytes: must be at least 1".into());
-        check(self.batch.max_wait_ms > 0, "batch.max_wait_ms: must be at least 1".into());
+        check(
+            self.postgres.pool_size > 0,
+            "postgres.pool_size: must be at least 1".into(),
+        );
+        check(
+            self.postgres.writers > 0,
+            "postgres.writers: must be at least 1".into(),
+        );
+        check(
+            self.batch.max_records > 0,
+            "batch.max_records: must be at least 1".into(),
+        );
+        check(
+            self.batch.max_bytes > 0,
+            "batch.max_bytes: must be at least 1".into(),
+        );
+        check(
+            self.batch.max_wait_ms > 0,
+            "batch.max_wait_ms: must be at least 1".into(),
+        );
         check(
             self.batch.max_buffered_records >= self.batch.max_records,
             "batch.max_buffered_records: must be at least batch.max_records".into(),
@@ -357,7 +391,12 @@ impl RawConfig {
             .http
             .listen
             .parse::<SocketAddr>()
-            .map_err(|_| problems.push(format!("http.listen: `{}` is not an address like 127.0.0.1:8080", self.http.listen)))
+            .map_err(|_| {
+                problems.push(format!(
+                    "http.listen: `{}` is not an address like 127.0.0.1:8080",
+                    self.http.listen
+                ))
+            })
             .ok();
         if self.mappings.is_empty() {
             problems.push("mappings: at least one [[mappings]] entry is required".into());
@@ -369,8 +408,14 @@ impl RawConfig {
             }
         }
         for (i, a) in mappings.iter().enumerate() {
-            if mappings[..i].iter().any(|b| b.topic == a.topic && b.table == a.table) {
-                problems.push(format!("mappings: topic `{}` is mapped to table `{}` twice", a.topic, a.table));
+            if mappings[..i]
+                .iter()
+                .any(|b| b.topic == a.topic && b.table == a.table)
+            {
+                problems.push(format!(
+                    "mappings: topic `{}` is mapped to table `{}` twice",
+                    a.topic, a.table
+                ));
             }
         }
         match (schema, listen) {
@@ -402,8 +447,10 @@ fn validate_mapping(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -
         problems.push(format!("{path}.columns: at least one column is required"));
     }
     for (name, expr) in &m.columns {
-        let ident = Ident::parse(name).map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
-        let source = ColumnSource::parse(expr).map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
+        let ident =
+            Ident::parse(name).map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
+        let source = ColumnSource::parse(expr)
+            .map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
         if let (Ok(ident), Ok(source)) = (ident, source) {
             columns.push((ident, source));
         }
@@ -425,7 +472,12 @@ fn validate_mapping(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -
     if problems.len() != before {
         return None;
     }
-    Some(Mapping { topic: m.topic.clone(), table: table?, key, columns })
+    Some(Mapping {
+        topic: m.topic.clone(),
+        table: table?,
+        key,
+        columns,
+    })
 }
 
 #[cfg(test)]

@@ -66,9 +66,16 @@ fn redact_url(url: &str) -> String {
 /// True for librdkafka properties whose values are credentials.
 pub fn is_secret_property(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token"]
-        .iter()
-        .any(|needle| name.contains(needle))
+    [
+        "password",
+        "secret",
+        "sasl.oauthbearer.config",
+        "ssl.key.pem",
+        "ssl_key",
+        "token",
+    ]
+    .iter()
+    .any(|needle| name.contains(needle))
 }
 
 #[cfg(test)]
@@ -78,10 +85,16 @@ mod tests {
     #[test]
     fn hides_passwords_in_urls() {
         let url = SecretUrl::from("postgres://app:s3cr3t@db:5432/billing?sslmode=require");
-        assert_eq!(url.redacted(), "postgres://app:***@db:5432/billing?sslmode=require");
+        assert_eq!(
+            url.redacted(),
+            "postgres://app:***@db:5432/billing?sslmode=require"
+        );
         assert!(!format!("{url:?}").contains("s3cr3t"));
         let url = SecretUrl::from("postgres://db/billing?user=a&password=hunter2&x=1");
-        assert_eq!(url.redacted(), "postgres://db/billing?user=a&password=***&x=1");
+        assert_eq!(
+            url.redacted(),
+            "postgres://db/billing?user=a&password=***&x=1"
+        );
         let url = SecretUrl::from("postgres://app@db/billing");
         assert_eq!(url.redacted(), "postgres://app@db/billing");
     }

@@ -91,9 +91,12 @@ fn parse_path(path: &str) -> Result<Vec<PathSegment>, String> {
             let close = indexes
                 .find(']')
                 .ok_or_else(|| format!("path `{path}` has an unclosed `[`"))?;
-            let index = indexes[1..close]
-                .parse::<usize>()
-                .map_err(|_| format!("path `{path}`: `{}` is not an array index", &indexes[..=close]))?;
+            let index = indexes[1..close].parse::<usize>().map_err(|_| {
+                format!(
+                    "path `{path}`: `{}` is not an array index",
+                    &indexes[..=close]
+                )
+            })?;
             segments.push(PathSegment::Index(index));
             indexes = &indexes[close + 1..];
             if !indexes.is_empty() && !indexes.starts_with('[') {
@@ -120,7 +123,8 @@ mod tests {
 
     #[test]
     fn parses_nested_paths_and_indexes() {
-        let expected = ColumnSource::Value(vec![Field("items".into()), Index(0), Field("sku".into())]);
+        let expected =
+            ColumnSource::Value(vec![Field("items".into()), Index(0), Field("sku".into())]);
         assert_eq!(ColumnSource::parse("value.items[0].sku").unwrap(), expected);
         assert_eq!(ColumnSource::parse("value.items.0.sku").unwrap(), expected);
         assert_eq!(
@@ -131,8 +135,14 @@ mod tests {
 
     #[test]
     fn parses_roots() {
-        assert_eq!(ColumnSource::parse("value").unwrap(), ColumnSource::Value(vec![]));
-        assert_eq!(ColumnSource::parse("key").unwrap(), ColumnSource::Key(vec![]));
+        assert_eq!(
+            ColumnSource::parse("value").unwrap(),
+            ColumnSource::Value(vec![])
+        );
+        assert_eq!(
+            ColumnSource::parse("key").unwrap(),
+            ColumnSource::Key(vec![])
+        );
         assert_eq!(
             ColumnSource::parse("kafka.offset").unwrap(),
             ColumnSource::Kafka(KafkaMeta::Offset)
@@ -141,7 +151,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_expressions() {
-        for bad in ["val.id", "kafka.lag", "value..x", "value.a[x]", "value.a[1", "kafka", "value.a[0]b"] {
+        for bad in [
+            "val.id",
+            "kafka.lag",
+            "value..x",
+            "value.a[x]",
+            "value.a[1",
+            "kafka",
+            "value.a[0]b",
+        ] {
             assert!(ColumnSource::parse(bad).is_err(), "{bad} must be rejected");
         }
     }

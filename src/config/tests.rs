@@ -87,22 +87,34 @@ columns = { id = "value.id", "bad col" = "value.x", other = "vaule.y" }
 #[test]
 fn no_mappings_is_an_error() {
     let text = GOOD.split("[[mappings]]").next().unwrap();
-    assert_eq!(problems(text), vec!["mappings: at least one [[mappings]] entry is required"]);
+    assert_eq!(
+        problems(text),
+        vec!["mappings: at least one [[mappings]] entry is required"]
+    );
 }
 
 #[test]
 fn same_topic_and_table_twice_is_an_error() {
     let text = format!("{GOOD}\n[[mappings]]\ntopic = \"payments\"\ntable = \"billing.payments\"\nkey = [\"id\"]\ncolumns = {{ id = \"value.id\" }}\n");
     let found = problems(&text);
-    assert!(found[0].contains("mapped to table `billing.payments` twice"), "{found:?}");
+    assert!(
+        found[0].contains("mapped to table `billing.payments` twice"),
+        "{found:?}"
+    );
 }
 
 #[test]
 fn unknown_keys_are_rejected() {
     for (text, key) in [
-        (GOOD.replace("[kafka]", "[kafka]\nbroker_list = \"x\""), "broker_list"),
+        (
+            GOOD.replace("[kafka]", "[kafka]\nbroker_list = \"x\""),
+            "broker_list",
+        ),
         (format!("{GOOD}\n[batch]\nmax_recods = 5\n"), "max_recods"),
-        (GOOD.replace("key = [\"id\"]", "key = [\"id\"]\nmode = \"upsertt\""), "mode"),
+        (
+            GOOD.replace("key = [\"id\"]", "key = [\"id\"]\nmode = \"upsertt\""),
+            "mode",
+        ),
         (format!("{GOOD}\n[extra]\nx = 1\n"), "extra"),
     ] {
         match Config::from_toml(&text) {
@@ -137,7 +149,10 @@ fn environment_overrides_the_file() {
 fn unknown_environment_keys_are_rejected() {
     let mut file = tempfile();
     file.0.write_all(GOOD.as_bytes()).unwrap();
-    let env = HashMap::from([("KAFKA_PG_SINK__BATCH__MAX_RECORD".to_owned(), "5".to_owned())]);
+    let env = HashMap::from([(
+        "KAFKA_PG_SINK__BATCH__MAX_RECORD".to_owned(),
+        "5".to_owned(),
+    )]);
     let err = Config::load_with_env(&file.1, env).unwrap_err().to_string();
     assert!(err.contains("max_record"), "{err}");
 }
@@ -168,4 +183,15 @@ fn tempfile() -> (std::fs::File, std::path::PathBuf) {
         std::thread::current().id()
     ));
     (std::fs::File::create(&path).unwrap(), path)
+}
+
+#[test]
+fn the_shipped_example_configs_are_valid() {
+    for text in [
+        include_str!("../../config/kafka-pg-sink.toml"),
+        include_str!("../../config/demo.toml"),
+    ] {
+        let cfg = Config::from_toml(text).unwrap();
+        assert_eq!(cfg.mappings.len(), 1);
+    }
 }

@@ -13,7 +13,10 @@ use crate::error::Error;
 /// assigns each partition at the offset stored in Postgres. `auto.offset.reset=error` makes a
 /// stored offset that the broker no longer has (retention, recreated topic) a loud error rather
 /// than a silent jump.
-pub fn build_consumer(config: &Config, context: SinkContext) -> Result<BaseConsumer<SinkContext>, Error> {
+pub fn build_consumer(
+    config: &Config,
+    context: SinkContext,
+) -> Result<BaseConsumer<SinkContext>, Error> {
     let mut client = ClientConfig::new();
     // User properties first, so that the connector's own settings below always win; validation
     // already refuses the owned keys, this order is a second line of defence.

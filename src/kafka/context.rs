@@ -31,9 +31,16 @@ pub enum Event {
     /// Newly assigned partitions with their stored next offset (`None`: never committed).
     Assigned(Vec<(TopicPartition, Option<i64>)>),
     /// These partitions are being taken away; the poll thread waits for `ack` before releasing.
-    Revoked { partitions: Vec<TopicPartition>, ack: oneshot::Sender<()> },
+    Revoked {
+        partitions: Vec<TopicPartition>,
+        ack: oneshot::Sender<()>,
+    },
     /// A seek asked for with [`Command::Seek`] is done: later records of `tp` start at `offset`.
-    Sought { tp: TopicPartition, offset: Option<i64>, epoch: u64 },
+    Sought {
+        tp: TopicPartition,
+        offset: Option<i64>,
+        epoch: u64,
+    },
     /// The consumer cannot go on (for example a stored offset the broker no longer has).
     Fatal(String),
     /// The poll thread stopped fetching (shutdown); nothing follows.
@@ -44,7 +51,11 @@ pub enum Event {
 #[derive(Debug)]
 pub enum Command {
     /// Re-read `tp` from `offset` (`None`: the reset policy); answered with [`Event::Sought`].
-    Seek { tp: TopicPartition, offset: Option<i64>, epoch: u64 },
+    Seek {
+        tp: TopicPartition,
+        offset: Option<i64>,
+        epoch: u64,
+    },
     /// Courtesy commit to Kafka of offsets already committed in Postgres, for lag tools.
     Commit(Vec<(TopicPartition, i64)>),
     /// Drain is over: leave the group and stop.
@@ -118,14 +129,20 @@ impl SinkContext {
     }
 
     /// Reads the stored offsets, retrying while Postgres is unreachable.
-    fn load_offsets(&self, partitions: &[TopicPartition]) -> Option<std::collections::HashMap<TopicPartition, i64>> {
+    fn load_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Option<std::collections::HashMap<TopicPartition, i64>> {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.runtime.block_on(self.store.load(partitions)) {
                 Ok(found) => return Some(found),
                 Err(error) if !self.token.is_cancelled() => {
                     tracing::warn!(%error, "Cannot read stored offsets for assigned partitions; retrying.");
-                    self.metrics.retries.with_label_values(&["offsets_read"]).inc();
+                    self.metrics
+                        .retries
+                        .with_label_values(&["offsets_read"])
+                        .inc();
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
@@ -175,9 +192,15 @@ impl SinkContext {
             .iter()
             .map(|e| TopicPartition::new(e.topic(), e.partition()))
             .collect();
-        tracing::info!(count = partitions.len(), lost = consumer.assignment_lost(), "Partitions revoked.");
+        tracing::info!(
+            count = partitions.len(),
+            lost = consumer.assignment_lost(),
+            "Partitions revoked."
+        );
         self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-        self.metrics.assigned_partitions.sub(partitions.len() as i64);
+        self.metrics
+            .assigned_partitions
+            .sub(partitions.len() as i64);
         if !self.closing.load(Ordering::SeqCst) {
             let (ack, done) = oneshot::channel();
             if self.send(Event::Revoked { partitions, ack }) {
@@ -198,11 +221,16 @@ impl SinkContext {
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", fac, "{message}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
         }
     }
@@ -213,7 +241,12 @@ impl ClientContext for SinkContext {
 }
 
 impl ConsumerContext for SinkContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer, tpl),

@@ -46,7 +46,14 @@ pub fn spawn_poller(
 ) -> std::io::Result<PollerHandle> {
     let thread = std::thread::Builder::new()
         .name("kafka-poll".into())
-        .spawn(move || Poller { consumer, commands, topics: HashMap::new() }.run(&token))?;
+        .spawn(move || {
+            Poller {
+                consumer,
+                commands,
+                topics: HashMap::new(),
+            }
+            .run(&token)
+        })?;
     Ok(PollerHandle { thread })
 }
 
@@ -104,7 +111,13 @@ impl Poller {
                 None => break,
                 Some(Ok(message)) => {
                     let topic = intern(&mut self.topics, message.topic());
-                    let record = Record::from_message(&message, TopicPartition { topic, partition: message.partition() });
+                    let record = Record::from_message(
+                        &message,
+                        TopicPartition {
+                            topic,
+                            partition: message.partition(),
+                        },
+                    );
                     if self.consumer.context().push(record) >= CHUNK {
                         break;
                     }
@@ -125,8 +138,16 @@ impl Poller {
     fn seek(&mut self, tp: TopicPartition, offset: Option<i64>, epoch: u64) -> bool {
         let target = offset.map_or_else(|| self.consumer.context().reset_offset(), Offset::Offset);
         for attempt in 1..=5 {
-            match self.consumer.seek(&tp.topic, tp.partition, target, SEEK_TIMEOUT) {
-                Ok(()) => return self.consumer.context().send(Event::Sought { tp, offset, epoch }),
+            match self
+                .consumer
+                .seek(&tp.topic, tp.partition, target, SEEK_TIMEOUT)
+            {
+                Ok(()) => {
+                    return self
+                        .consumer
+                        .context()
+                        .send(Event::Sought { tp, offset, epoch })
+                }
                 Err(error) => {
                     tracing::warn!(%error, partition = %tp, attempt, "Seek failed.");
                     std::thread::sleep(Duration::from_millis(200 * attempt));
@@ -141,7 +162,9 @@ impl Poller {
     fn commit(&self, offsets: &[(TopicPartition, i64)]) {
         let mut tpl = TopicPartitionList::with_capacity(offsets.len());
         for (tp, next) in offsets {
-            if let Err(error) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next)) {
+            if let Err(error) =
+                tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next))
+            {
                 tracing::debug!(%error, "Skipping courtesy commit.");
             }
         }
@@ -149,7 +172,6 @@ impl Poller {
             tracing::debug!(%error, "Courtesy commit to Kafka failed; offsets in Postgres are unaffected.");
         }
     }
-
 }
 
 /// Returns the shared copy of a topic name.

@@ -36,7 +36,11 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn new(limits: Limits) -> Self {
-        Self { limits, buffers: HashMap::new(), total: 0 }
+        Self {
+            limits,
+            buffers: HashMap::new(),
+            total: 0,
+        }
     }
 
     /// Records buffered across all partitions.
@@ -70,7 +74,9 @@ impl Batcher {
             let due = drain
                 || buffer.records.len() >= limits.max_records
                 || buffer.bytes >= limits.max_bytes
-                || buffer.since.is_some_and(|t| now.duration_since(t) >= limits.max_wait);
+                || buffer
+                    .since
+                    .is_some_and(|t| now.duration_since(t) >= limits.max_wait);
             if buffer.records.is_empty() || !due || busy(tp) {
                 continue;
             }

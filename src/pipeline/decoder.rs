@@ -54,21 +54,34 @@ impl Decoder {
 
     /// Decodes one partition's batch (records in offset order) for every mapping of its topic.
     pub fn decode(&self, records: &[Record]) -> Result<Vec<TableRows>, Error> {
-        let Some(first) = records.first() else { return Ok(Vec::new()) };
-        let Some(indexes) = self.by_topic.get(&*first.tp.topic) else { return Ok(Vec::new()) };
-        let needs_json_key = indexes
-            .iter()
-            .any(|&i| self.mappings[i].columns.iter().any(|(_, s)| matches!(s, ColumnSource::Key(p) if !p.is_empty())));
+        let Some(first) = records.first() else {
+            return Ok(Vec::new());
+        };
+        let Some(indexes) = self.by_topic.get(&*first.tp.topic) else {
+            return Ok(Vec::new());
+        };
+        let needs_json_key = indexes.iter().any(|&i| {
+            self.mappings[i]
+                .columns
+                .iter()
+                .any(|(_, s)| matches!(s, ColumnSource::Key(p) if !p.is_empty()))
+        });
         let parsed: Vec<Parsed<'_>> = records
             .iter()
             .map(|r| parse(r, needs_json_key))
             .collect::<Result<_, _>>()?;
-        indexes.iter().map(|&i| self.decode_mapping(i, &parsed)).collect()
+        indexes
+            .iter()
+            .map(|&i| self.decode_mapping(i, &parsed))
+            .collect()
     }
 
     fn decode_mapping(&self, index: usize, parsed: &[Parsed<'_>]) -> Result<TableRows, Error> {
         let mapping = &self.mappings[index];
-        let mut rows = TableRows { mapping: index, ..TableRows::default() };
+        let mut rows = TableRows {
+            mapping: index,
+            ..TableRows::default()
+        };
         let mut seen: HashSet<String> = HashSet::with_capacity(parsed.len());
         let mut key_text = String::new();
         // Newest first: the first operation seen for a key is the one that survives.
@@ -87,14 +100,22 @@ impl Decoder {
                         key_text.push_str(&text);
                         key_text.push('\u{1f}');
                     }
-                    None => return Err(bad(p.record, format!("key column `{key}` is missing or null"))),
+                    None => {
+                        return Err(bad(
+                            p.record,
+                            format!("key column `{key}` is missing or null"),
+                        ))
+                    }
                 }
             }
             if !seen.insert(key_text.clone()) {
                 continue;
             }
             if p.value.is_none() {
-                let keys = mapping.key.iter().map(|k| column_source(mapping, k.as_str()));
+                let keys = mapping
+                    .key
+                    .iter()
+                    .map(|k| column_source(mapping, k.as_str()));
                 write_row(&mut rows.deletes, p, keys)?;
                 rows.delete_rows += 1;
             } else {
@@ -118,14 +139,16 @@ fn column_source<'m>(mapping: &'m Mapping, name: &str) -> &'m ColumnSource {
 fn parse(record: &Record, needs_json_key: bool) -> Result<Parsed<'_>, Error> {
     let value = match &record.value {
         Some(bytes) => Some(
-            serde_json::from_slice(bytes).map_err(|e| bad(record, format!("value is not valid JSON: {e}")))?,
+            serde_json::from_slice(bytes)
+                .map_err(|e| bad(record, format!("value is not valid JSON: {e}")))?,
         ),
         None => None,
     };
     let key = match (&record.key, needs_json_key) {
-        (Some(bytes), true) => {
-            Some(serde_json::from_slice(bytes).map_err(|e| bad(record, format!("key is not valid JSON: {e}")))?)
-        }
+        (Some(bytes), true) => Some(
+            serde_json::from_slice(bytes)
+                .map_err(|e| bad(record, format!("key is not valid JSON: {e}")))?,
+        ),
         _ => None,
     };
     Ok(Parsed { record, value, key })
@@ -135,14 +158,23 @@ fn parse(record: &Record, needs_json_key: bool) -> Result<Parsed<'_>, Error> {
 fn extract(p: &Parsed<'_>, source: &ColumnSource) -> Result<Option<String>, Error> {
     let r = p.record;
     Ok(match source {
-        ColumnSource::Value(path) => p.value.as_ref().and_then(|v| walk(v, path)).and_then(json_text),
+        ColumnSource::Value(path) => p
+            .value
+            .as_ref()
+            .and_then(|v| walk(v, path))
+            .and_then(json_text),
         ColumnSource::Key(path) if path.is_empty() => match &r.key {
             Some(bytes) => Some(
-                String::from_utf8(bytes.clone()).map_err(|_| bad(r, "key is not valid UTF-8 text".into()))?,
+                String::from_utf8(bytes.clone())
+                    .map_err(|_| bad(r, "key is not valid UTF-8 text".into()))?,
             ),
             None => None,
         },
-        ColumnSource::Key(path) => p.key.as_ref().and_then(|v| walk(v, path)).and_then(json_text),
+        ColumnSource::Key(path) => p
+            .key
+            .as_ref()
+            .and_then(|v| walk(v, path))
+            .and_then(json_text),
         ColumnSource::Kafka(KafkaMeta::Topic) => Some(r.tp.topic.to_string()),
         ColumnSource::Kafka(KafkaMeta::Partition) => Some(r.tp.partition.to_string()),
         ColumnSource::Kafka(KafkaMeta::Offset) => Some(r.offset.to_string()),
@@ -199,7 +231,11 @@ fn copy_escape(out: &mut Vec<u8>, text: &str) -> Result<(), String> {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            0 => return Err("text contains a NUL character, which PostgreSQL text cannot store".into()),
+            0 => {
+                return Err(
+                    "text contains a NUL character, which PostgreSQL text cannot store".into(),
+                )
+            }
             _ => out.push(b),
         }
     }

@@ -82,7 +82,12 @@ impl Pipeline {
     }
 
     /// Runs until `token` is cancelled (then drains within `drain_timeout`) or a fatal error.
-    pub async fn run(mut self, token: CancellationToken, tick: Duration, drain_timeout: Duration) -> Result<(), Error> {
+    pub async fn run(
+        mut self,
+        token: CancellationToken,
+        tick: Duration,
+        drain_timeout: Duration,
+    ) -> Result<(), Error> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !token.is_cancelled() && !self.input_done {
@@ -134,13 +139,23 @@ impl Pipeline {
                 for (tp, stored) in assigned {
                     self.batcher.drop_partition(&tp);
                     let epoch = self.bump_epoch();
-                    let state = PartitionState { expected: stored, epoch, in_flight: None, seeking: false, revoked: false };
+                    let state = PartitionState {
+                        expected: stored,
+                        epoch,
+                        in_flight: None,
+                        seeking: false,
+                        revoked: false,
+                    };
                     self.partitions.insert(tp, state);
                 }
             }
             Some(Event::Revoked { partitions, ack }) => self.on_revoked(partitions, ack),
             Some(Event::Sought { tp, offset, epoch }) => {
-                if let Some(state) = self.partitions.get_mut(&tp).filter(|s| s.epoch == epoch && s.seeking) {
+                if let Some(state) = self
+                    .partitions
+                    .get_mut(&tp)
+                    .filter(|s| s.epoch == epoch && s.seeking)
+                {
                     state.seeking = false;
                     state.expected = offset;
                     tracing::info!(partition = %tp, ?offset, "Re-reading partition from its stored offset.");
@@ -157,13 +172,18 @@ impl Pipeline {
         let mut counted: Option<(Arc<str>, u64)> = None;
         for record in records {
             let accept = self.partitions.get(&record.tp).is_some_and(|s| {
-                !s.seeking && !s.revoked && s.expected.is_none_or(|expected| record.offset >= expected)
+                !s.seeking
+                    && !s.revoked
+                    && s.expected.is_none_or(|expected| record.offset >= expected)
             });
             match &mut counted {
                 Some((topic, n)) if **topic == *record.tp.topic => *n += 1,
                 _ => {
                     if let Some((topic, n)) = counted.take() {
-                        self.metrics.records_consumed.with_label_values(&[&*topic]).inc_by(n);
+                        self.metrics
+                            .records_consumed
+                            .with_label_values(&[&*topic])
+                            .inc_by(n);
                     }
                     counted = Some((Arc::clone(&record.tp.topic), 1));
                 }
@@ -175,7 +195,10 @@ impl Pipeline {
             }
         }
         if let Some((topic, n)) = counted {
-            self.metrics.records_consumed.with_label_values(&[&*topic]).inc_by(n);
+            self.metrics
+                .records_consumed
+                .with_label_values(&[&*topic])
+                .inc_by(n);
         }
     }
 
@@ -204,8 +227,15 @@ impl Pipeline {
     }
 
     fn on_result(&mut self, result: WriteBatch) -> Result<(), Error> {
-        let WriteBatch { tp, epoch, records, outcome } = result;
-        let Some(state) = self.partitions.get_mut(&tp) else { return Ok(()) };
+        let WriteBatch {
+            tp,
+            epoch,
+            records,
+            outcome,
+        } = result;
+        let Some(state) = self.partitions.get_mut(&tp) else {
+            return Ok(());
+        };
         if state.in_flight.as_ref().is_some_and(|(e, _)| *e == epoch) {
             state.in_flight = None;
         }
@@ -224,7 +254,10 @@ impl Pipeline {
             Outcome::Committed { next_offset } => {
                 state.expected = Some(next_offset);
                 if self.commit_to_kafka {
-                    let _ = self.wiring.commands.send(Command::Commit(vec![(tp, next_offset)]));
+                    let _ = self
+                        .wiring
+                        .commands
+                        .send(Command::Commit(vec![(tp, next_offset)]));
                 }
             }
             Outcome::Fenced { stored } => {
@@ -236,7 +269,11 @@ impl Pipeline {
                     state.expected = stored;
                 }
                 tracing::info!(partition = %tp, ?stored, dropped = dropped + records, "Seeking to the stored offset after a fenced commit.");
-                let _ = self.wiring.commands.send(Command::Seek { tp, offset: stored, epoch });
+                let _ = self.wiring.commands.send(Command::Seek {
+                    tp,
+                    offset: stored,
+                    epoch,
+                });
             }
             Outcome::Aborted => {}
             Outcome::Failed(error) => return Err(error),
@@ -248,8 +285,9 @@ impl Pipeline {
         for (waiting, _) in &mut self.pending_revokes {
             waiting.remove(tp);
         }
-        let (done, pending): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending_revokes).into_iter().partition(|(w, _)| w.is_empty());
+        let (done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_revokes)
+            .into_iter()
+            .partition(|(w, _)| w.is_empty());
         self.pending_revokes = pending;
         for (_, ack) in done {
             let _ = ack.send(());
@@ -259,15 +297,27 @@ impl Pipeline {
     /// Sends every ready batch to the writers.
     async fn dispatch(&mut self, drain: bool) -> Result<(), Error> {
         let partitions = &self.partitions;
-        let ready = self.batcher.take_ready(std::time::Instant::now(), drain, |tp| {
-            partitions.get(tp).is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked)
-        });
+        let ready = self
+            .batcher
+            .take_ready(std::time::Instant::now(), drain, |tp| {
+                partitions
+                    .get(tp)
+                    .is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked)
+            });
         self.metrics.buffered_records.set(self.batcher.len() as i64);
         for (tp, records) in ready {
-            let Some(state) = self.partitions.get_mut(&tp) else { continue };
+            let Some(state) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
             let cancel = Arc::new(AtomicBool::new(false));
             state.in_flight = Some((state.epoch, Arc::clone(&cancel)));
-            let batch = Batch { tp, expected: state.expected, records, epoch: state.epoch, cancel };
+            let batch = Batch {
+                tp,
+                expected: state.expected,
+                records,
+                epoch: state.epoch,
+                cancel,
+            };
             if self.wiring.batches.send(batch).await.is_err() {
                 return Err(Error::Fatal("all database writers stopped".into()));
             }

@@ -56,11 +56,18 @@ pub struct OffsetStore {
 
 impl OffsetStore {
     pub fn new(pool: PgPool, schema: &Ident, group: &str) -> Self {
-        Self { pool, group: group.to_owned(), sql: OffsetSql::new(schema) }
+        Self {
+            pool,
+            group: group.to_owned(),
+            sql: OffsetSql::new(schema),
+        }
     }
 
     /// Stored next offsets for these partitions; absent means never committed.
-    pub async fn load(&self, partitions: &[TopicPartition]) -> Result<HashMap<TopicPartition, i64>, Error> {
+    pub async fn load(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>, Error> {
         let mut topics: Vec<&str> = partitions.iter().map(|tp| &*tp.topic).collect();
         topics.sort_unstable();
         topics.dedup();

@@ -73,13 +73,19 @@ mod tests {
 
     #[test]
     fn upsert_updates_every_non_key_column() {
-        let sql = MappingSql::new(&mapping("id='value.id', amount='value.amount', note='value.note'"), 3);
+        let sql = MappingSql::new(
+            &mapping("id='value.id', amount='value.amount', note='value.note'"),
+            3,
+        );
         assert_eq!(
             sql.upsert,
             "INSERT INTO \"billing\".\"acct\" (\"amount\", \"id\", \"note\") SELECT \"amount\", \"id\", \"note\" \
              FROM pg_temp.kps_stage_3 ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", \"note\" = EXCLUDED.\"note\""
         );
-        assert_eq!(sql.copy_upserts, "COPY pg_temp.kps_stage_3 (\"amount\", \"id\", \"note\") FROM STDIN");
+        assert_eq!(
+            sql.copy_upserts,
+            "COPY pg_temp.kps_stage_3 (\"amount\", \"id\", \"note\") FROM STDIN"
+        );
         assert_eq!(
             sql.delete,
             "DELETE FROM \"billing\".\"acct\" AS t USING pg_temp.kps_delete_3 AS d WHERE t.\"id\" = d.\"id\""
@@ -89,6 +95,10 @@ mod tests {
     #[test]
     fn key_only_tables_do_nothing_on_conflict() {
         let sql = MappingSql::new(&mapping("id='value.id'"), 0);
-        assert!(sql.upsert.ends_with("ON CONFLICT (\"id\") DO NOTHING"), "{}", sql.upsert);
+        assert!(
+            sql.upsert.ends_with("ON CONFLICT (\"id\") DO NOTHING"),
+            "{}",
+            sql.upsert
+        );
     }
 }

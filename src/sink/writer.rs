@@ -38,9 +38,13 @@ pub struct Batch {
 /// What happened to a batch.
 #[derive(Debug)]
 pub enum Outcome {
-    Committed { next_offset: i64 },
+    Committed {
+        next_offset: i64,
+    },
     /// Nothing was written: the stored offset is not the one the batch started from.
-    Fenced { stored: Option<i64> },
+    Fenced {
+        stored: Option<i64>,
+    },
     /// Given up because the partition was revoked; nothing was written by this attempt.
     Aborted,
     Failed(Error),
@@ -57,12 +61,12 @@ pub struct WriteBatch {
 
 /// Writes batches taken from a shared queue.
 pub struct Writer {
-    pub connect: PgConnectOptions,
-    pub decoder: Arc<Decoder>,
-    pub sql: Arc<[MappingSql]>,
-    pub offsets: OffsetSql,
-    pub group: String,
-    pub metrics: Metrics,
+    connect: PgConnectOptions,
+    decoder: Arc<Decoder>,
+    sql: Arc<[MappingSql]>,
+    offsets: OffsetSql,
+    group: String,
+    metrics: Metrics,
     conn: Option<PgConnection>,
     /// True while the database is failing, so the problem is logged once, not once per retry.
     degraded: bool,
@@ -77,16 +81,34 @@ impl Writer {
         group: String,
         metrics: Metrics,
     ) -> Self {
-        Self { connect, decoder, sql, offsets, group, metrics, conn: None, degraded: false }
+        Self {
+            connect,
+            decoder,
+            sql,
+            offsets,
+            group,
+            metrics,
+            conn: None,
+            degraded: false,
+        }
     }
 
     /// Takes batches until the queue closes or the pipeline stops listening.
-    pub async fn run(mut self, queue: Arc<Mutex<mpsc::Receiver<Batch>>>, results: mpsc::UnboundedSender<WriteBatch>) {
+    pub async fn run(
+        mut self,
+        queue: Arc<Mutex<mpsc::Receiver<Batch>>>,
+        results: mpsc::UnboundedSender<WriteBatch>,
+    ) {
         loop {
             let batch = queue.lock().await.recv().await;
             let Some(batch) = batch else { break };
             let outcome = self.write(&batch).await;
-            let result = WriteBatch { tp: batch.tp, epoch: batch.epoch, records: batch.records.len(), outcome };
+            let result = WriteBatch {
+                tp: batch.tp,
+                epoch: batch.epoch,
+                records: batch.records.len(),
+                outcome,
+            };
             if results.send(result).is_err() {
                 break;
             }
@@ -95,7 +117,9 @@ impl Writer {
 
     /// Writes one batch, retrying transient errors until it commits, is fenced or is cancelled.
     pub async fn write(&mut self, batch: &Batch) -> Outcome {
-        let Some(last) = batch.records.last() else { return Outcome::Aborted };
+        let Some(last) = batch.records.last() else {
+            return Outcome::Aborted;
+        };
         let next_offset = last.offset + 1;
         let tables = match self.decoder.decode(&batch.records) {
             Ok(tables) => tables,
@@ -137,7 +161,12 @@ impl Writer {
         outcome
     }
 
-    async fn attempt(&mut self, batch: &Batch, tables: &[TableRows], next_offset: i64) -> Result<Outcome, Error> {
+    async fn attempt(
+        &mut self,
+        batch: &Batch,
+        tables: &[TableRows],
+        next_offset: i64,
+    ) -> Result<Outcome, Error> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => self.connect().await?,
@@ -146,11 +175,23 @@ impl Writer {
         let mut tx = conn.begin().await?;
         // The offset row is locked first: a concurrent writer of the same partition waits here
         // and then sees the new value, so at most one of them can commit.
-        if !compare_and_set(&mut tx, &self.offsets, &self.group, &batch.tp, batch.expected, next_offset).await? {
+        if !compare_and_set(
+            &mut tx,
+            &self.offsets,
+            &self.group,
+            &batch.tp,
+            batch.expected,
+            next_offset,
+        )
+        .await?
+        {
             tx.rollback().await?;
             let stored = load_one(&mut conn, &self.offsets, &self.group, &batch.tp).await?;
             self.conn = Some(conn);
-            self.metrics.fenced_commits.with_label_values(&[&*batch.tp.topic]).inc();
+            self.metrics
+                .fenced_commits
+                .with_label_values(&[&*batch.tp.topic])
+                .inc();
             tracing::info!(partition = %batch.tp, expected = ?batch.expected, ?stored, "Batch fenced: another writer moved the offset.");
             return Ok(Outcome::Fenced { stored });
         }
@@ -161,11 +202,17 @@ impl Writer {
             let mut deleted = 0;
             if rows.delete_rows > 0 {
                 copy(&mut tx, &sql.copy_deletes, &rows.deletes).await?;
-                deleted = sqlx::query(&sql.delete).execute(&mut *tx).await?.rows_affected();
+                deleted = sqlx::query(&sql.delete)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
             if rows.upsert_rows > 0 {
                 copy(&mut tx, &sql.copy_upserts, &rows.upserts).await?;
-                upserted = sqlx::query(&sql.upsert).execute(&mut *tx).await?.rows_affected();
+                upserted = sqlx::query(&sql.upsert)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
             written.push((rows.mapping, upserted, deleted));
         }
@@ -175,16 +222,34 @@ impl Writer {
         Ok(Outcome::Committed { next_offset })
     }
 
-    fn observe(&self, batch: &Batch, next_offset: i64, took: Duration, written: &[(usize, u64, u64)]) {
+    fn observe(
+        &self,
+        batch: &Batch,
+        next_offset: i64,
+        took: Duration,
+        written: &[(usize, u64, u64)],
+    ) {
         let topic = &*batch.tp.topic;
         self.metrics.commit_duration.observe(took.as_secs_f64());
-        self.metrics.batches_committed.with_label_values(&[topic]).inc();
-        self.metrics.batch_records.with_label_values(&[topic]).observe(batch.records.len() as f64);
+        self.metrics
+            .batches_committed
+            .with_label_values(&[topic])
+            .inc();
+        self.metrics
+            .batch_records
+            .with_label_values(&[topic])
+            .observe(batch.records.len() as f64);
         self.metrics.set_committed(&batch.tp, next_offset);
         for &(mapping, upserted, deleted) in written {
             let table = self.decoder.mappings()[mapping].table.to_string();
-            self.metrics.rows_written.with_label_values(&[&table, "upsert"]).inc_by(upserted);
-            self.metrics.rows_written.with_label_values(&[&table, "delete"]).inc_by(deleted);
+            self.metrics
+                .rows_written
+                .with_label_values(&[&table, "upsert"])
+                .inc_by(upserted);
+            self.metrics
+                .rows_written
+                .with_label_values(&[&table, "delete"])
+                .inc_by(deleted);
         }
     }
 

@@ -20,13 +20,22 @@ use sqlx::{Connection, PgConnection, PgPool};
 /// A name unique to this test run, for databases, topics and groups.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), nanos % 100_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        nanos % 100_000
+    )
 }
 
 /// The server URL from `DATABASE_URL`, or the local default.
 pub fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh database on the test server, dropped by [`TestDb::drop_db`].
@@ -40,25 +49,43 @@ impl TestDb {
     pub async fn create() -> Self {
         let server = server_url();
         let name = unique("kps_test");
-        let mut admin = PgConnection::connect(&server)
+        let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|e| {
+            panic!("cannot reach Postgres at {server} (set DATABASE_URL): {e}")
+        });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
             .await
-            .unwrap_or_else(|e| panic!("cannot reach Postgres at {server} (set DATABASE_URL): {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+            .unwrap();
         let url = replace_database(&server, &name);
-        let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .unwrap();
         Self { name, url, pool }
     }
 
     pub async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sql).execute(&self.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
-        sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(&self.pool).await.unwrap().unwrap_or(0)
+        sqlx::query_scalar::<_, Option<i64>>(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+            .unwrap_or(0)
     }
 
     pub async fn scalar_text(&self, sql: &str) -> String {
-        sqlx::query_scalar::<_, Option<String>>(sql).fetch_one(&self.pool).await.unwrap().unwrap_or_default()
+        sqlx::query_scalar::<_, Option<String>>(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+            .unwrap_or_default()
     }
 
     /// Stored next offsets per partition for `group` and `topic`.
@@ -76,7 +103,12 @@ impl TestDb {
     pub async fn drop_db(self) {
         self.pool.close().await;
         if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut admin).await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
         }
     }
 }
@@ -87,7 +119,9 @@ fn replace_database(url: &str, db: &str) -> String {
         None => (url, String::new()),
     };
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
     format!("{}/{db}{query}", &base[..path_start])
 }
 
@@ -100,7 +134,10 @@ pub struct Broker {
 impl Broker {
     pub fn start() -> Self {
         if let Ok(bootstrap) = std::env::var("KAFKA_BROKERS") {
-            return Self { bootstrap, mock: None };
+            return Self {
+                bootstrap,
+                mock: None,
+            };
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink-devkit"))
             .arg("broker")
@@ -113,8 +150,15 @@ impl Broker {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        let bootstrap = line.trim().strip_prefix("BOOTSTRAP=").expect("broker prints its address").to_owned();
-        Self { bootstrap, mock: Some((child, stdin, stdout)) }
+        let bootstrap = line
+            .trim()
+            .strip_prefix("BOOTSTRAP=")
+            .expect("broker prints its address")
+            .to_owned();
+        Self {
+            bootstrap,
+            mock: Some((child, stdin, stdout)),
+        }
     }
 
     /// Sends a command to the mock broker (`broker-down`, ...); a no-op on a real cluster.
@@ -137,9 +181,17 @@ impl Broker {
 
     /// The high watermark (log end) of each partition.
     pub fn end_offsets(&self, topic: &str, partitions: i32) -> Vec<i64> {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().unwrap();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
         (0..partitions)
-            .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
             .collect()
     }
 
@@ -161,12 +213,20 @@ impl Broker {
         }
         let mut tpl = TopicPartitionList::new();
         for (p, o) in offsets.iter().enumerate() {
-            tpl.add_partition_offset(topic, p as i32, Offset::Offset(*o)).unwrap();
+            tpl.add_partition_offset(topic, p as i32, Offset::Offset(*o))
+                .unwrap();
         }
-        consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
-        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .unwrap();
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
         for (p, o) in offsets.iter().enumerate() {
-            assert_eq!(committed.find_partition(topic, p as i32).unwrap().offset(), Offset::Offset(*o));
+            assert_eq!(
+                committed.find_partition(topic, p as i32).unwrap().offset(),
+                Offset::Offset(*o)
+            );
         }
         consumer.unsubscribe();
     }
@@ -183,11 +243,18 @@ impl Drop for Broker {
 
 fn create_topic_real(bootstrap: &str, name: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let results = rt.block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt
+        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .unwrap();
     for r in results {
         r.unwrap();
     }
@@ -228,7 +295,11 @@ impl TestProducer {
             .set("enable.idempotence", "true")
             .create_with_context(deliveries.clone())
             .unwrap();
-        Self { producer, deliveries, sent: 0 }
+        Self {
+            producer,
+            deliveries,
+            sent: 0,
+        }
     }
 
     /// Queues one record; `value = None` is a tombstone.
@@ -252,8 +323,16 @@ impl TestProducer {
     /// Waits until everything sent is acknowledged; panics on any failed delivery.
     pub fn flush(&self) {
         self.producer.flush(Duration::from_secs(60)).unwrap();
-        assert_eq!(self.deliveries.failed.load(Ordering::SeqCst), 0, "deliveries failed");
-        assert_eq!(self.deliveries.delivered.load(Ordering::SeqCst), self.sent, "not all deliveries acknowledged");
+        assert_eq!(
+            self.deliveries.failed.load(Ordering::SeqCst),
+            0,
+            "deliveries failed"
+        );
+        assert_eq!(
+            self.deliveries.delivered.load(Ordering::SeqCst),
+            self.sent,
+            "not all deliveries acknowledged"
+        );
     }
 }
 
@@ -274,7 +353,11 @@ impl Drop for TempFile {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Writes a config: `kafka`, `postgres` and `http` sections filled in, then `rest` (batch
@@ -315,12 +398,19 @@ impl Sink {
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
             .arg("--config")
             .arg(&config.0)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(if log { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .expect("start kafka-pg-sink");
-        Self { child, http, _config: config }
+        Self {
+            child,
+            http,
+            _config: config,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -335,14 +425,21 @@ impl Sink {
 
     /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for the exit status.
     pub fn signal_and_wait(mut self, signal: &str, timeout: Duration) -> ExitStatus {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "kafka-pg-sink did not exit within {timeout:?} after SIG{signal}");
+            assert!(
+                Instant::now() < deadline,
+                "kafka-pg-sink did not exit within {timeout:?} after SIG{signal}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -389,11 +486,18 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -449,7 +553,12 @@ columns = {{ id = "value.id", account = "value.account", amount = "value.amount"
 pub fn payment(id: u64) -> (String, i64) {
     let cents = (id * 7919 % 100_000) as i64;
     (
-        format!(r#"{{"id":{id},"account":"acct-{}","amount":"{}.{:02}"}}"#, id % 13, cents / 100, cents % 100),
+        format!(
+            r#"{{"id":{id},"account":"acct-{}","amount":"{}.{:02}"}}"#,
+            id % 13,
+            cents / 100,
+            cents % 100
+        ),
         cents,
     )
 }

@@ -54,13 +54,29 @@ fn every_record_leaves_once_in_order_within_limits() {
                 6..=8 => {
                     let busy_mask = rng.next();
                     let drain = rng.below(4) == 0;
-                    for (tp, batch) in batcher.take_ready(now, drain, |tp| busy_mask >> tp.partition & 1 == 1) {
-                        assert!(busy_mask >> tp.partition & 1 == 0, "seed {seed}: busy partition flushed");
-                        assert!(!batch.is_empty() && batch.len() <= limits.max_records, "seed {seed}");
+                    for (tp, batch) in
+                        batcher.take_ready(now, drain, |tp| busy_mask >> tp.partition & 1 == 1)
+                    {
+                        assert!(
+                            busy_mask >> tp.partition & 1 == 0,
+                            "seed {seed}: busy partition flushed"
+                        );
+                        assert!(
+                            !batch.is_empty() && batch.len() <= limits.max_records,
+                            "seed {seed}"
+                        );
                         let bytes: usize = batch.iter().map(Record::size).sum();
-                        assert!(batch.len() == 1 || bytes <= limits.max_bytes, "seed {seed}: {bytes} bytes");
-                        assert!(batch.iter().all(|r| r.tp == tp), "seed {seed}: mixed partitions");
-                        seen.entry(tp.partition).or_default().extend(batch.iter().map(|r| r.offset));
+                        assert!(
+                            batch.len() == 1 || bytes <= limits.max_bytes,
+                            "seed {seed}: {bytes} bytes"
+                        );
+                        assert!(
+                            batch.iter().all(|r| r.tp == tp),
+                            "seed {seed}: mixed partitions"
+                        );
+                        seen.entry(tp.partition)
+                            .or_default()
+                            .extend(batch.iter().map(|r| r.offset));
                     }
                 }
                 _ => {
@@ -68,33 +84,52 @@ fn every_record_leaves_once_in_order_within_limits() {
                     let n = batcher.drop_partition(&TopicPartition::new("t", p));
                     dropped += n;
                     // Restart the partition's sequence after what was delivered, as a re-seek would.
-                    let delivered = seen.get(&p).and_then(|v| v.last().copied()).map_or(0, |o| o + 1);
+                    let delivered = seen
+                        .get(&p)
+                        .and_then(|v| v.last().copied())
+                        .map_or(0, |o| o + 1);
                     next_offset.insert(p, delivered);
                 }
             }
         }
         for _ in 0..=pushed {
-            for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, |_| false) {
-                seen.entry(tp.partition).or_default().extend(batch.iter().map(|r| r.offset));
+            for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, |_| false)
+            {
+                seen.entry(tp.partition)
+                    .or_default()
+                    .extend(batch.iter().map(|r| r.offset));
             }
         }
         assert!(batcher.is_empty(), "seed {seed}");
         let delivered: usize = seen.values().map(Vec::len).sum();
-        assert_eq!(delivered + dropped, pushed, "seed {seed}: records lost or duplicated");
+        assert_eq!(
+            delivered + dropped,
+            pushed,
+            "seed {seed}: records lost or duplicated"
+        );
         for (p, offsets) in &seen {
-            assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "seed {seed}: partition {p} out of order: {offsets:?}");
+            assert!(
+                offsets.windows(2).all(|w| w[1] == w[0] + 1),
+                "seed {seed}: partition {p} out of order: {offsets:?}"
+            );
         }
     }
 }
 
 #[test]
 fn waits_until_a_limit_is_reached() {
-    let limits = Limits { max_records: 3, max_bytes: 1000, max_wait: Duration::from_millis(100) };
+    let limits = Limits {
+        max_records: 3,
+        max_bytes: 1000,
+        max_wait: Duration::from_millis(100),
+    };
     let mut batcher = Batcher::new(limits);
     let t0 = Instant::now();
     batcher.push(record(0, 0, 1), t0);
     batcher.push(record(0, 1, 1), t0);
-    assert!(batcher.take_ready(t0 + Duration::from_millis(99), false, |_| false).is_empty());
+    assert!(batcher
+        .take_ready(t0 + Duration::from_millis(99), false, |_| false)
+        .is_empty());
     let ready = batcher.take_ready(t0 + Duration::from_millis(100), false, |_| false);
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].1.len(), 2);
@@ -102,6 +137,9 @@ fn waits_until_a_limit_is_reached() {
         batcher.push(record(0, o, 1), t0);
     }
     let ready = batcher.take_ready(t0, false, |_| false);
-    assert_eq!(ready[0].1.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(
+        ready[0].1.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
     assert_eq!(batcher.len(), 4);
 }

@@ -20,7 +20,11 @@ fn record(offset: i64, key: Option<&str>, value: Option<&str>) -> Record {
 }
 
 fn lines(buf: &[u8]) -> Vec<String> {
-    let mut out: Vec<String> = String::from_utf8(buf.to_vec()).unwrap().lines().map(str::to_owned).collect();
+    let mut out: Vec<String> = String::from_utf8(buf.to_vec())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     out.sort();
     out
 }
@@ -43,8 +47,17 @@ fn duplicate_keys_keep_the_highest_offset() {
 #[test]
 fn numbers_keep_their_exact_digits() {
     let d = decoder("id='value.id', amount='value.amount'", "'id'");
-    let rows = d.decode(&[record(0, None, Some(r#"{"id":1,"amount":12345678901234567890.123456789}"#))]).unwrap();
-    assert_eq!(lines(&rows[0].upserts), vec!["12345678901234567890.123456789\t1"]);
+    let rows = d
+        .decode(&[record(
+            0,
+            None,
+            Some(r#"{"id":1,"amount":12345678901234567890.123456789}"#),
+        )])
+        .unwrap();
+    assert_eq!(
+        lines(&rows[0].upserts),
+        vec!["12345678901234567890.123456789\t1"]
+    );
 }
 
 #[test]
@@ -89,14 +102,24 @@ fn bad_records_name_their_offset_and_reason() {
     let d = decoder("id='value.id'", "'id'");
     for (rec, reason) in [
         (record(4, None, Some("{not json")), "not valid JSON"),
-        (record(5, None, Some(r#"{"other":1}"#)), "key column `id` is missing"),
-        (record(6, None, Some(r#"{"id":null}"#)), "key column `id` is missing or null"),
+        (
+            record(5, None, Some(r#"{"other":1}"#)),
+            "key column `id` is missing",
+        ),
+        (
+            record(6, None, Some(r#"{"id":null}"#)),
+            "key column `id` is missing or null",
+        ),
         (record(7, None, None), "tombstone"),
         (record(8, None, Some("{\"id\":\"a\\u0000b\"}")), "NUL"),
     ] {
         let offset = rec.offset;
         match d.decode(&[rec]) {
-            Err(Error::BadRecord { offset: o, reason: r, .. }) => {
+            Err(Error::BadRecord {
+                offset: o,
+                reason: r,
+                ..
+            }) => {
                 assert_eq!(o, offset);
                 assert!(r.contains(reason), "{r}");
             }
@@ -110,5 +133,8 @@ fn timestamps_render_as_rfc3339() {
     assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
     assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
     assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
-    assert_eq!(rfc3339_millis(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    assert_eq!(
+        rfc3339_millis(4_102_444_799_999),
+        "2099-12-31T23:59:59.999Z"
+    );
 }
