@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod health;
 pub mod http;
