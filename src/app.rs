@@ -16,7 +16,7 @@ use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, SinkContext};
 use crate::metrics::Metrics;
 use crate::pipeline::{Batcher, Decoder, Limits, Pipeline, Wiring};
-use crate::sink::{migrate, MappingSql, OffsetSql, OffsetStore, Writer};
+use crate::sink::{migrate, MappingSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
@@ -104,7 +104,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
             options.clone(),
             Arc::clone(&decoder),
             Arc::clone(&sql),
-            OffsetSql::new(&config.schema),
+            &config.schema,
             config.kafka.group_id.clone(),
             metrics.clone(),
         );

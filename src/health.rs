@@ -1,6 +1,6 @@
 //! Liveness and readiness state, shared by the processing loop and the HTTP server.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The processing loop beats at least this often while it runs.
@@ -14,6 +14,7 @@ pub struct Health {
     postgres_ok: AtomicBool,
     group_joined: AtomicBool,
     stopping: AtomicBool,
+    stopped_partitions: AtomicI64,
 }
 
 /// What `/readyz` and `/healthz` report.
@@ -24,6 +25,8 @@ pub struct Status {
     pub postgres: bool,
     pub group_joined: bool,
     pub stopping: bool,
+    /// Partitions stopped by a bad record under `on_error = "fail"`.
+    pub stopped_partitions: i64,
     pub last_loop_beat_ms_ago: u64,
 }
 
@@ -35,6 +38,7 @@ impl Default for Health {
             postgres_ok: AtomicBool::new(false),
             group_joined: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            stopped_partitions: AtomicI64::new(0),
         }
     }
 }
@@ -58,6 +62,10 @@ impl Health {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
+    pub fn set_stopped_partitions(&self, count: i64) {
+        self.stopped_partitions.store(count, Ordering::Relaxed);
+    }
+
     pub fn status(&self) -> Status {
         let now = self.started.elapsed().as_millis() as u64;
         let ago = now.saturating_sub(self.last_beat_ms.load(Ordering::Relaxed));
@@ -65,9 +73,11 @@ impl Health {
         let postgres = self.postgres_ok.load(Ordering::Relaxed);
         let group_joined = self.group_joined.load(Ordering::Relaxed);
         let stopping = self.stopping.load(Ordering::Relaxed);
+        let stopped_partitions = self.stopped_partitions.load(Ordering::Relaxed);
         Status {
             live,
-            ready: live && postgres && group_joined && !stopping,
+            ready: live && postgres && group_joined && !stopping && stopped_partitions == 0,
+            stopped_partitions,
             postgres,
             group_joined,
             stopping,

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub committed_offset: IntGaugeVec,
     pub retries: IntCounterVec,
     pub rebalances: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub skipped_records: IntCounterVec,
+    pub ignored_tombstones: IntCounterVec,
+    pub stopped_partitions: IntGauge,
     pub assigned_partitions: IntGauge,
     pub buffered_records: IntGauge,
 }
@@ -68,6 +72,23 @@ impl Metrics {
             "Partition assignments and revocations.",
             &["kind"],
         )?;
+        let dead_letters = counter(
+            "dead_letters_total",
+            "Records written to the dead-letter table, by the stage that rejected them.",
+            &["topic", "table", "stage"],
+        )?;
+        let skipped_records = counter(
+            "skipped_records_total",
+            "Bad records skipped by on_error = \"skip\".",
+            &["topic", "table", "stage"],
+        )?;
+        let ignored_tombstones =
+            counter("ignored_tombstones_total", "Tombstones skipped by tombstone = \"ignore\".", &["topic", "table"])?;
+        let stopped_partitions = IntGauge::new(
+            "stopped_partitions",
+            "Partitions stopped by a bad record under on_error = \"fail\" (not ready while > 0).",
+        )?;
+        registry.register(Box::new(stopped_partitions.clone()))?;
         let batch_records = HistogramVec::new(
             HistogramOpts::new("batch_records", "Records per committed batch.").buckets(vec![
                 1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
@@ -120,6 +141,10 @@ impl Metrics {
             committed_offset,
             retries,
             rebalances,
+            dead_letters,
+            skipped_records,
+            ignored_tombstones,
+            stopped_partitions,
             assigned_partitions,
             buffered_records,
         })

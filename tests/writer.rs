@@ -12,7 +12,7 @@ use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
 use kafka_pg_sink::pipeline::Decoder;
-use kafka_pg_sink::sink::{migrate, Batch, MappingSql, OffsetSql, Outcome, Writer};
+use kafka_pg_sink::sink::{migrate, Batch, MappingSql, Outcome, Writer};
 use sqlx::postgres::PgConnectOptions;
 
 const GROUP: &str = "writer-tests";
@@ -42,7 +42,7 @@ fn writer(config: &Config, metrics: &Metrics) -> Writer {
         PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
         Arc::new(Decoder::new(mappings)),
         sql,
-        OffsetSql::new(&config.schema),
+        &config.schema,
         GROUP.into(),
         metrics.clone(),
     )
@@ -57,6 +57,7 @@ fn batch(expected: Option<i64>, records: &[(i64, u64, Option<&str>)]) -> Batch {
             timestamp_ms: None,
             key: Some(id.to_string().into_bytes()),
             value: amount.map(|a| format!(r#"{{"amount":{a}}}"#).into_bytes()),
+            headers: Vec::new(),
         })
         .collect();
     Batch {

@@ -4,6 +4,7 @@
 //! below) < the TOML file < environment variables `KAFKA_PG_SINK__<SECTION>__<KEY>` (prefix
 //! `KAFKA_PG_SINK`, separator `__`, e.g. `KAFKA_PG_SINK__POSTGRES__URL`).
 
+mod mapping;
 mod secret;
 mod source;
 
@@ -15,7 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ident::{Ident, TableName};
+use crate::ident::Ident;
+pub use mapping::{AccumulateOp, Column, Format, Mapping, MappingConfig, Mode, OnError, Tombstone, Window};
 pub use secret::{is_secret_property, SecretUrl};
 pub use source::{ColumnSource, KafkaMeta, PathSegment};
 
@@ -153,23 +155,6 @@ pub struct ShutdownConfig {
     pub drain_timeout_ms: u64,
 }
 
-/// `[[mappings]]`: one topic into one table.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MappingConfig {
-    /// Kafka topic to read. Required.
-    pub topic: String,
-    /// Target table, `table` or `schema.table` (default schema `public`). It must exist; the
-    /// connector never creates user tables. Required.
-    pub table: String,
-    /// Key columns: the conflict target of the upsert, covered by a primary key or unique index.
-    /// Each must also appear in `columns`. Required.
-    pub key: Vec<String>,
-    /// Column name = source expression: `value.<path>`, `value`, `key`, `key.<path>`,
-    /// `kafka.topic|partition|offset|timestamp`. Required.
-    pub columns: BTreeMap<String, String>,
-}
-
 fn default_group_id() -> String {
     "kafka-pg-sink".into()
 }
@@ -255,17 +240,6 @@ impl fmt::Debug for KafkaConfig {
             .field("properties", &properties)
             .finish()
     }
-}
-
-/// A validated mapping, ready for SQL generation and decoding.
-#[derive(Clone, Debug)]
-pub struct Mapping {
-    pub topic: String,
-    pub table: TableName,
-    /// Key columns, in the order given.
-    pub key: Vec<Ident>,
-    /// All columns (keys included) with their sources, ordered by name.
-    pub columns: Vec<(Ident, ColumnSource)>,
 }
 
 /// The validated, immutable configuration.
@@ -403,7 +377,7 @@ impl RawConfig {
         }
         let mut mappings = Vec::new();
         for (i, m) in self.mappings.iter().enumerate() {
-            if let Some(mapping) = validate_mapping(&format!("mappings[{i}]"), m, &mut problems) {
+            if let Some(mapping) = mapping::validate(&format!("mappings[{i}]"), m, &mut problems) {
                 mappings.push(mapping);
             }
         }
@@ -432,52 +406,6 @@ impl RawConfig {
             _ => Err(ConfigError::Invalid(problems)),
         }
     }
-}
-
-fn validate_mapping(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Option<Mapping> {
-    let before = problems.len();
-    if m.topic.trim().is_empty() {
-        problems.push(format!("{path}.topic: must not be empty"));
-    }
-    let table = TableName::parse(&m.table)
-        .map_err(|e| problems.push(format!("{path}.table: {e}")))
-        .ok();
-    let mut columns = Vec::new();
-    if m.columns.is_empty() {
-        problems.push(format!("{path}.columns: at least one column is required"));
-    }
-    for (name, expr) in &m.columns {
-        let ident =
-            Ident::parse(name).map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
-        let source = ColumnSource::parse(expr)
-            .map_err(|e| problems.push(format!("{path}.columns.{name}: {e}")));
-        if let (Ok(ident), Ok(source)) = (ident, source) {
-            columns.push((ident, source));
-        }
-    }
-    if m.key.is_empty() {
-        problems.push(format!("{path}.key: at least one key column is required"));
-    }
-    let mut key = Vec::new();
-    for (i, name) in m.key.iter().enumerate() {
-        match Ident::parse(name) {
-            Ok(ident) if !m.columns.contains_key(name) => problems.push(format!(
-                "{path}.key[{i}]: `{ident}` is not in {path}.columns; add where its value comes from"
-            )),
-            Ok(ident) if key.contains(&ident) => problems.push(format!("{path}.key[{i}]: `{ident}` is listed twice")),
-            Ok(ident) => key.push(ident),
-            Err(e) => problems.push(format!("{path}.key[{i}]: {e}")),
-        }
-    }
-    if problems.len() != before {
-        return None;
-    }
-    Some(Mapping {
-        topic: m.topic.clone(),
-        table: table?,
-        key,
-        columns,
-    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! - `value` — the whole value as JSON text; `value.<path>` — a field of the JSON value
 //! - `key` — the record key as text; `key.<path>` — a field of a JSON key
 //! - `kafka.topic`, `kafka.partition`, `kafka.offset`, `kafka.timestamp`
+//! - `headers` — all headers as a JSON object; `header.<name>` — one header's value
 //!
 //! A `<path>` is dot-separated; a segment of digits, or `[n]`, indexes an array
 //! (`value.items[0].sku` and `value.items.0.sku` are the same).
@@ -35,6 +36,16 @@ pub enum ColumnSource {
     /// The raw key as UTF-8 text (empty path) or a path into a JSON key.
     Key(Vec<PathSegment>),
     Kafka(KafkaMeta),
+    /// All headers as a JSON object of name → UTF-8 text (or null).
+    Headers,
+    /// The value of the last header with this name.
+    Header(String),
+    /// A constant from the mapping's `constants` table.
+    Constant(String),
+    /// The start of the record's aggregation window (the mapping's `window`).
+    WindowStart,
+    /// The number 1, for `count` aggregates (summed per key).
+    One,
 }
 
 impl ColumnSource {
@@ -50,6 +61,8 @@ impl ColumnSource {
             ("value", Some(path)) => Ok(Self::Value(parse_path(path)?)),
             ("key", None) => Ok(Self::Key(Vec::new())),
             ("key", Some(path)) => Ok(Self::Key(parse_path(path)?)),
+            ("headers", None) => Ok(Self::Headers),
+            ("header", Some(name)) if !name.is_empty() => Ok(Self::Header(name.to_owned())),
             ("kafka", Some(field)) => match field {
                 "topic" => Ok(Self::Kafka(KafkaMeta::Topic)),
                 "partition" => Ok(Self::Kafka(KafkaMeta::Partition)),
@@ -60,14 +73,19 @@ impl ColumnSource {
                 )),
             },
             _ => Err(format!(
-                "`{expr}` must start with `value`, `key` or `kafka.` (for example `value.id`)"
+                "`{expr}` must be `value[.path]`, `key[.path]`, `kafka.<field>`, `headers` or `header.<name>` (for example `value.id`)"
             )),
         }
     }
 
     /// True when the value is needed to compute this column (so a tombstone cannot provide it).
     pub fn needs_value(&self) -> bool {
-        matches!(self, Self::Value(_))
+        matches!(self, Self::Value(_) | Self::WindowStart)
+    }
+
+    /// True for a path into a JSON document (which needs the JSON payload format).
+    pub fn is_json_path(&self) -> bool {
+        matches!(self, Self::Value(p) | Self::Key(p) if !p.is_empty())
     }
 }
 
@@ -147,6 +165,8 @@ mod tests {
             ColumnSource::parse("kafka.offset").unwrap(),
             ColumnSource::Kafka(KafkaMeta::Offset)
         );
+        assert_eq!(ColumnSource::parse("headers").unwrap(), ColumnSource::Headers);
+        assert_eq!(ColumnSource::parse("header.trace-id").unwrap(), ColumnSource::Header("trace-id".into()));
     }
 
     #[test]

@@ -72,7 +72,7 @@ columns = { id = "value.id", "bad col" = "value.x", other = "vaule.y" }
         "http.listen:",
         "mappings[0].topic:",
         "mappings[0].table:",
-        "mappings[0].key[1]: `missing` is not in mappings[0].columns",
+        "mappings[0].key[1]: `missing` is not in columns",
         "mappings[0].columns.bad col:",
         "mappings[0].columns.other:",
     ] {
@@ -194,4 +194,47 @@ fn the_shipped_example_configs_are_valid() {
         let cfg = Config::from_toml(text).unwrap();
         assert_eq!(cfg.mappings.len(), 1);
     }
+}
+
+fn mapping_problems(mapping: &str) -> Vec<String> {
+    problems(&format!("{}\n[[mappings]]\ntopic = 't'\ntable = 'x'\n{mapping}\n", GOOD.split("[[mappings]]").next().unwrap()))
+}
+
+#[test]
+fn mode_specific_settings_are_validated() {
+    for (mapping, expected) in [
+        ("mode='insert'\nkey=['id']\ncolumns={ id='value.id' }", "mappings[0].key: insert mode appends"),
+        ("key=['id']\ncolumns={ id='value.id', t='value.t' }\naccumulate={ t='add' }", "mappings[0].accumulate.t: only used with mode"),
+        ("mode='accumulate'\nkey=['id']\ncolumns={ id='value.id', t='value.t' }", "mappings[0].accumulate: column `t` needs an operation"),
+        ("mode='accumulate'\nkey=['id']\ncolumns={ id='value.id', n='value.n' }\naccumulate={ n='count' }", "mappings[0].accumulate.n: a count column takes no source"),
+        ("mode='accumulate'\nkey=['id']\ncolumns={ id='value.id' }\naccumulate={ total='add' }", "mappings[0].accumulate.total: not in columns"),
+        ("key=['id']\ncolumns={ id='value.id' }\nwindow={ column='w', source='value.ts', size='1h' }", "mappings[0].window: only the accumulate mode"),
+        ("mode='accumulate'\nkey=['id']\ncolumns={ id='value.id' }\nwindow={ column='w', source='value.ts', size='1 hour' }", "mappings[0].window.size:"),
+        ("key=['id']\ncolumns={ id='value.id' }\nonly_if_newer='v'", "mappings[0].only_if_newer: `v` is not in columns"),
+        ("mode='insert'\ncolumns={ id='value.id', v='value.v' }\nonly_if_newer='v'", "mappings[0].only_if_newer: only the upsert mode"),
+        ("key=['id']\ncolumns={ id='value.id' }\ntombstone='delete'", "mappings[0].tombstone: `delete` needs key columns"),
+        ("mode='insert'\ncolumns={ id='value.id' }\ntombstone='delete'", "mappings[0].tombstone: `delete` is only for the upsert mode"),
+        ("key=['id']\ncolumns={ id='value.id' }\ntypes={ id='integr' }", "mappings[0].types.id:"),
+        ("key=['id']\ncolumns={ id='value.id' }\ntypes={ other='integer' }", "mappings[0].types.other: not in columns"),
+        ("key=['id']\ncolumns={ id='value.id' }\nrequired=['x']", "mappings[0].required[0]: `x` is not in columns"),
+        ("key=['id']\ncolumns={ id='value.id' }\nconstants={ id='1' }", "mappings[0].constants.id: also listed in columns"),
+        ("key=['id']\nformat='text'\ncolumns={ id='key', b='value.x' }", "mappings[0].columns.b: format Text has no fields"),
+    ] {
+        let found = mapping_problems(mapping);
+        assert!(found.iter().any(|p| p.starts_with(expected)), "missing `{expected}` for {mapping:?} in {found:#?}");
+    }
+}
+
+#[test]
+fn tombstones_default_to_delete_only_when_the_key_does_not_need_the_value() {
+    let m = |mapping: &str| {
+        let text = format!("{}\n[[mappings]]\ntopic = 't'\ntable = 'x'\n{mapping}\n", GOOD.split("[[mappings]]").next().unwrap());
+        Config::from_toml(&text).unwrap().mappings.remove(0)
+    };
+    assert_eq!(m("key=['id']\ncolumns={ id='key' }").tombstone, Tombstone::Delete);
+    assert_eq!(m("key=['id']\ncolumns={ id='value.id' }").tombstone, Tombstone::BadRecord);
+    assert_eq!(m("mode='insert'\ncolumns={ id='value.id' }").tombstone, Tombstone::BadRecord);
+    let acc = m("mode='accumulate'\nkey=['acct']\ncolumns={ acct='key', t='value.t' }\naccumulate={ t='add', n='count' }\nwindow={ column='w', source='kafka.timestamp', size='1h' }");
+    assert_eq!(acc.key.iter().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["acct", "w"]);
+    assert_eq!(acc.on_error, OnError::DeadLetter);
 }

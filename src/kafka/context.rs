@@ -58,6 +58,8 @@ pub enum Command {
     },
     /// Courtesy commit to Kafka of offsets already committed in Postgres, for lag tools.
     Commit(Vec<(TopicPartition, i64)>),
+    /// Stop fetching a partition (stopped by a bad record) until it is reassigned.
+    Pause(TopicPartition),
     /// Drain is over: leave the group and stop.
     Close,
 }

@@ -78,7 +78,7 @@ impl Poller {
                 match command {
                     Command::Commit(offsets) => self.commit(&offsets),
                     Command::Close => break,
-                    Command::Seek { .. } => {}
+                    Command::Seek { .. } | Command::Pause(_) => {}
                 }
             }
         }
@@ -97,6 +97,7 @@ impl Poller {
                     }
                 }
                 Ok(Command::Commit(offsets)) => self.commit(&offsets),
+                Ok(Command::Pause(tp)) => self.pause(&tp),
                 Ok(Command::Close) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
             }
@@ -157,6 +158,14 @@ impl Poller {
         // The partition is most likely no longer ours; a rebalance resets its state anyway.
         tracing::error!(partition = %tp, "Giving up seeking; the partition waits for the next rebalance.");
         true
+    }
+
+    fn pause(&self, tp: &TopicPartition) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        if let Err(error) = self.consumer.pause(&tpl) {
+            tracing::warn!(%error, partition = %tp, "Cannot pause the partition; its records are dropped instead.");
+        }
     }
 
     fn commit(&self, offsets: &[(TopicPartition, i64)]) {

@@ -1,28 +1,100 @@
-//! Records → rows: JSON extraction, in-batch reduction by key, and COPY text encoding.
+//! Records → rows: payload decoding, explicit conversions, in-batch reduction, COPY text.
 //!
-//! Guarantee: for each mapping, the rows produced for a batch leave the table in the state that
-//! applying every record in offset order would leave — one operation per key, the one with the
-//! highest offset (an upsert, or a delete for a tombstone).
+//! Guarantees: every record of a batch is either turned into rows or reported as rejected with
+//! its stage and reason (never silently dropped); for upserts, the rows leave the table in the
+//! state that applying every good record in offset order would leave.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{ColumnSource, KafkaMeta, Mapping, PathSegment};
-use crate::error::Error;
+use crate::config::{Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, PathSegment, Tombstone};
+use crate::convert::{self, ColumnType, Input};
 use crate::kafka::Record;
 
-/// The rows of one mapping for one batch, as COPY text.
+/// Where in the path a record failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The payload or key could not be read (invalid JSON, missing required field, tombstone).
+    Decode,
+    /// A value could not be converted to its column type.
+    Convert,
+    /// Postgres rejected the row (data exception, constraint violation).
+    Database,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decode => "decode",
+            Self::Convert => "convert",
+            Self::Database => "database",
+        }
+    }
+}
+
+/// A record that a mapping cannot apply.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    /// Index of the record in the batch.
+    pub record: usize,
+    /// Index of the mapping.
+    pub mapping: usize,
+    pub stage: Stage,
+    pub error: String,
+}
+
+/// Rows in COPY text format, each traceable to its record.
+#[derive(Debug, Default)]
+pub struct RowSet {
+    pub data: Vec<u8>,
+    ends: Vec<usize>,
+    /// Batch index of the record each row came from.
+    pub records: Vec<usize>,
+}
+
+impl RowSet {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The COPY text of rows `range`.
+    pub fn bytes(&self, range: Range<usize>) -> &[u8] {
+        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
+        let end = if range.end == 0 { 0 } else { self.ends[range.end - 1] };
+        &self.data[start..end]
+    }
+
+    fn push(&mut self, record: usize, line: &[u8]) {
+        self.data.extend_from_slice(line);
+        self.ends.push(self.data.len());
+        self.records.push(record);
+    }
+}
+
+/// The rows of one mapping for one batch.
 #[derive(Debug, Default)]
 pub struct TableRows {
-    /// Index into the configured mappings.
     pub mapping: usize,
-    pub upserts: Vec<u8>,
-    pub upsert_rows: usize,
-    pub deletes: Vec<u8>,
-    pub delete_rows: usize,
+    /// Rows for the INSERT (all columns, then the record offset as `kps_ord`).
+    pub upserts: RowSet,
+    /// Key rows for the DELETE of tombstones.
+    pub deletes: RowSet,
+    /// Tombstones skipped by `tombstone = "ignore"`.
+    pub ignored: usize,
+}
+
+/// A decoded batch.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub tables: Vec<TableRows>,
+    pub rejected: Vec<Rejected>,
 }
 
 /// Decodes batches for every configured mapping.
@@ -32,11 +104,22 @@ pub struct Decoder {
     by_topic: HashMap<String, Vec<usize>>,
 }
 
-/// A record's parsed key and value, shared by every mapping of its topic.
+/// A record's value and key, parsed once for every mapping of its topic.
 struct Parsed<'r> {
     record: &'r Record,
-    value: Option<Value>,
-    key: Option<Value>,
+    json: Option<Result<Value, String>>,
+    key_json: Option<Result<Value, String>>,
+}
+
+type Failure = (Stage, String);
+
+/// Per-key progress of the newest-first reduction.
+enum KeyState {
+    /// The newest upsert is emitted; an older tombstone still needs its delete.
+    SeekingDelete,
+    /// Version-guarded: every upsert newer than the newest tombstone is a candidate.
+    Collecting,
+    Done,
 }
 
 impl Decoder {
@@ -52,134 +135,206 @@ impl Decoder {
         &self.mappings
     }
 
-    /// Decodes one partition's batch (records in offset order) for every mapping of its topic.
-    pub fn decode(&self, records: &[Record]) -> Result<Vec<TableRows>, Error> {
-        let Some(first) = records.first() else {
-            return Ok(Vec::new());
-        };
-        let Some(indexes) = self.by_topic.get(&*first.tp.topic) else {
-            return Ok(Vec::new());
-        };
-        let needs_json_key = indexes.iter().any(|&i| {
-            self.mappings[i]
-                .columns
-                .iter()
-                .any(|(_, s)| matches!(s, ColumnSource::Key(p) if !p.is_empty()))
-        });
-        let parsed: Vec<Parsed<'_>> = records
-            .iter()
-            .map(|r| parse(r, needs_json_key))
-            .collect::<Result<_, _>>()?;
-        indexes
-            .iter()
-            .map(|&i| self.decode_mapping(i, &parsed))
-            .collect()
+    /// Decodes one partition's batch (records in offset order) for every mapping of its topic,
+    /// leaving out `(mapping, record)` pairs already rejected by the database.
+    pub fn decode(&self, records: &[Record], excluded: &HashSet<(usize, usize)>) -> Decoded {
+        let mut decoded = Decoded::default();
+        let Some(first) = records.first() else { return decoded };
+        let Some(indexes) = self.by_topic.get(&*first.tp.topic) else { return decoded };
+        let mappings: Vec<&Mapping> = indexes.iter().map(|&i| &self.mappings[i]).collect();
+        let value_json = mappings.iter().any(|m| m.format == Format::Json);
+        let key_json = mappings.iter().any(|m| m.columns.iter().any(|c| matches!(&c.source, ColumnSource::Key(p) if !p.is_empty())));
+        let parsed: Vec<Parsed<'_>> = records.iter().map(|r| parse(r, value_json, key_json)).collect();
+        for &i in indexes {
+            decoded.tables.push(self.decode_mapping(i, &parsed, excluded, &mut decoded.rejected));
+        }
+        decoded
     }
 
-    fn decode_mapping(&self, index: usize, parsed: &[Parsed<'_>]) -> Result<TableRows, Error> {
-        let mapping = &self.mappings[index];
-        let mut rows = TableRows {
-            mapping: index,
-            ..TableRows::default()
-        };
-        let mut seen: HashSet<String> = HashSet::with_capacity(parsed.len());
-        let mut key_text = String::new();
+    fn decode_mapping(
+        &self,
+        index: usize,
+        parsed: &[Parsed<'_>],
+        excluded: &HashSet<(usize, usize)>,
+        rejected: &mut Vec<Rejected>,
+    ) -> TableRows {
+        let m = &self.mappings[index];
+        let mut rows = TableRows { mapping: index, ..TableRows::default() };
+        let mut states: HashMap<String, KeyState> = HashMap::new();
+        let mut line = Vec::new();
+        let mut key = String::new();
+        let mut reject = |record: usize, (stage, error): Failure| rejected.push(Rejected { record, mapping: index, stage, error });
         // Newest first: the first operation seen for a key is the one that survives.
-        for p in parsed.iter().rev() {
-            key_text.clear();
-            for key in &mapping.key {
-                let source = column_source(mapping, key.as_str());
-                if p.value.is_none() && source.needs_value() {
-                    return Err(bad(p.record, format!(
-                        "tombstone (null value) for table {}, but key column `{key}` comes from the value, so the row to delete is unknown",
-                        mapping.table
-                    )));
-                }
-                match extract(p, source)? {
-                    Some(text) => {
-                        key_text.push_str(&text);
-                        key_text.push('\u{1f}');
-                    }
-                    None => {
-                        return Err(bad(
-                            p.record,
-                            format!("key column `{key}` is missing or null"),
-                        ))
-                    }
-                }
-            }
-            if !seen.insert(key_text.clone()) {
+        for (i, p) in parsed.iter().enumerate().rev() {
+            if excluded.contains(&(index, i)) {
                 continue;
             }
-            if p.value.is_none() {
-                let keys = mapping
-                    .key
-                    .iter()
-                    .map(|k| column_source(mapping, k.as_str()));
-                write_row(&mut rows.deletes, p, keys)?;
-                rows.delete_rows += 1;
-            } else {
-                write_row(&mut rows.upserts, p, mapping.columns.iter().map(|(_, s)| s))?;
-                rows.upsert_rows += 1;
+            line.clear();
+            key.clear();
+            if p.record.value.is_none() {
+                match m.tombstone {
+                    Tombstone::Ignore => rows.ignored += 1,
+                    Tombstone::BadRecord => reject(i, (Stage::Decode, "tombstone (null value) is not accepted by this mapping".into())),
+                    Tombstone::Delete => match write_row(m, p, m.key_columns(), &mut line, &mut key, false) {
+                        Err(failure) => reject(i, failure),
+                        Ok(()) => match states.get(&key) {
+                            Some(KeyState::Done) => {}
+                            _ => {
+                                rows.deletes.push(i, &line);
+                                states.insert(key.clone(), KeyState::Done);
+                            }
+                        },
+                    },
+                }
+                continue;
+            }
+            if let Err(failure) = write_row(m, p, m.columns.iter(), &mut line, &mut key, true) {
+                reject(i, failure);
+                continue;
+            }
+            if m.mode != Mode::Upsert {
+                rows.upserts.push(i, &line);
+                continue;
+            }
+            match states.get(&key) {
+                None => {
+                    rows.upserts.push(i, &line);
+                    let next = if m.only_if_newer.is_some() { KeyState::Collecting } else { KeyState::SeekingDelete };
+                    states.insert(key.clone(), next);
+                }
+                Some(KeyState::Collecting) => rows.upserts.push(i, &line),
+                Some(_) => {}
             }
         }
-        Ok(rows)
+        rows
     }
 }
 
-fn column_source<'m>(mapping: &'m Mapping, name: &str) -> &'m ColumnSource {
-    mapping
-        .columns
-        .iter()
-        .find(|(c, _)| c.as_str() == name)
-        .map(|(_, s)| s)
-        .unwrap_or(&ColumnSource::Kafka(KafkaMeta::Offset))
-}
-
-fn parse(record: &Record, needs_json_key: bool) -> Result<Parsed<'_>, Error> {
-    let value = match &record.value {
-        Some(bytes) => Some(
-            serde_json::from_slice(bytes)
-                .map_err(|e| bad(record, format!("value is not valid JSON: {e}")))?,
-        ),
-        None => None,
-    };
-    let key = match (&record.key, needs_json_key) {
-        (Some(bytes), true) => Some(
-            serde_json::from_slice(bytes)
-                .map_err(|e| bad(record, format!("key is not valid JSON: {e}")))?,
-        ),
+fn parse(record: &Record, value_json: bool, key_json: bool) -> Parsed<'_> {
+    let json = match (&record.value, value_json) {
+        (Some(bytes), true) => Some(serde_json::from_slice(bytes).map_err(|e| format!("value is not valid JSON: {e}"))),
         _ => None,
     };
-    Ok(Parsed { record, value, key })
+    let key_json = match (&record.key, key_json) {
+        (Some(bytes), true) => Some(serde_json::from_slice(bytes).map_err(|e| format!("key is not valid JSON: {e}"))),
+        _ => None,
+    };
+    Parsed { record, json, key_json }
 }
 
-/// The column's value as text, `None` for SQL NULL.
-fn extract(p: &Parsed<'_>, source: &ColumnSource) -> Result<Option<String>, Error> {
+/// Writes one COPY line for `columns` (plus the offset as `kps_ord` when `with_ord`), and the
+/// key columns' text into `key` for the reduction.
+fn write_row<'a>(
+    m: &Mapping,
+    p: &Parsed<'_>,
+    columns: impl Iterator<Item = &'a Column>,
+    line: &mut Vec<u8>,
+    key: &mut String,
+    with_ord: bool,
+) -> Result<(), Failure> {
+    for (n, column) in columns.enumerate() {
+        if n > 0 {
+            line.push(b'\t');
+        }
+        let text = extract(m, p, &column.source, column.ty, column.name.as_str())?;
+        if m.key.contains(&column.name) {
+            key.push_str(text.as_deref().unwrap_or("\u{0}"));
+            key.push('\u{1f}');
+        }
+        match text {
+            Some(text) => copy_escape(line, &text).map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
+            None if column.required => {
+                return Err((Stage::Decode, format!("required column `{}` is missing or null", column.name)))
+            }
+            None => line.extend_from_slice(b"\\N"),
+        }
+    }
+    if with_ord {
+        line.push(b'\t');
+        line.extend_from_slice(p.record.offset.to_string().as_bytes());
+    }
+    line.push(b'\n');
+    Ok(())
+}
+
+/// The column's value as text for its type; `None` is SQL NULL.
+fn extract(m: &Mapping, p: &Parsed<'_>, source: &ColumnSource, ty: Option<ColumnType>, name: &str) -> Result<Option<String>, Failure> {
     let r = p.record;
-    Ok(match source {
-        ColumnSource::Value(path) => p
-            .value
-            .as_ref()
-            .and_then(|v| walk(v, path))
-            .and_then(json_text),
-        ColumnSource::Key(path) if path.is_empty() => match &r.key {
-            Some(bytes) => Some(
-                String::from_utf8(bytes.clone())
-                    .map_err(|_| bad(r, "key is not valid UTF-8 text".into()))?,
-            ),
-            None => None,
+    let convert_json = |v: &Value| -> Result<Option<String>, Failure> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        let converted = match ty {
+            Some(ty) => convert::convert(ty, Input::Json(v)),
+            None => untyped_json(v),
+        };
+        converted.map(Some).map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
+    };
+    let convert_bytes = |b: &[u8], default: Option<ColumnType>| -> Result<Option<String>, Failure> {
+        let converted = match ty.or(default) {
+            Some(ty) => convert::convert(ty, Input::Bytes(b)),
+            None => String::from_utf8(b.to_vec()).map_err(|_| "not valid UTF-8 text (use type bytea)".to_string()),
+        };
+        converted.map(Some).map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
+    };
+    match source {
+        ColumnSource::Value(path) => match m.format {
+            Format::Json => match &p.json {
+                Some(Ok(doc)) => walk(doc, path).map_or(Ok(None), convert_json),
+                Some(Err(e)) => Err((Stage::Decode, e.clone())),
+                None => Ok(None),
+            },
+            Format::Text => r.value.as_deref().map_or(Ok(None), |b| convert_bytes(b, None)),
+            Format::Bytes => r.value.as_deref().map_or(Ok(None), |b| convert_bytes(b, Some(ColumnType::Bytea))),
         },
-        ColumnSource::Key(path) => p
-            .key
-            .as_ref()
-            .and_then(|v| walk(v, path))
-            .and_then(json_text),
-        ColumnSource::Kafka(KafkaMeta::Topic) => Some(r.tp.topic.to_string()),
-        ColumnSource::Kafka(KafkaMeta::Partition) => Some(r.tp.partition.to_string()),
-        ColumnSource::Kafka(KafkaMeta::Offset) => Some(r.offset.to_string()),
-        ColumnSource::Kafka(KafkaMeta::Timestamp) => r.timestamp_ms.map(rfc3339_millis),
-    })
+        ColumnSource::Key(path) if path.is_empty() => r.key.as_deref().map_or(Ok(None), |b| convert_bytes(b, None)),
+        ColumnSource::Key(path) => match &p.key_json {
+            Some(Ok(doc)) => walk(doc, path).map_or(Ok(None), convert_json),
+            Some(Err(e)) => Err((Stage::Decode, e.clone())),
+            None => Ok(None),
+        },
+        ColumnSource::Kafka(meta) => convert_json(&kafka_meta(r, *meta, ty)),
+        ColumnSource::Headers => convert_json(&headers_json(r)),
+        ColumnSource::Header(name) => match r.headers.iter().rev().find(|(k, _)| k == name) {
+            Some((_, Some(value))) => convert_bytes(value, None),
+            _ => Ok(None),
+        },
+        ColumnSource::Constant(text) => convert_json(&Value::String(text.clone())),
+        ColumnSource::WindowStart => window_start(m, p).map(Some),
+        ColumnSource::One => Ok(Some("1".into())),
+    }
+}
+
+fn window_start(m: &Mapping, p: &Parsed<'_>) -> Result<String, Failure> {
+    let Some(window) = &m.window else { return Err((Stage::Decode, "no window configured".into())) };
+    let text = extract(m, p, &window.source, None, "window")?.ok_or((Stage::Decode, "the window timestamp is missing or null".to_string()))?;
+    let ms = match text.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => convert::parse_timestamp_millis(&text).map_err(|e| (Stage::Convert, format!("window timestamp: {e}")))?,
+    };
+    Ok(convert::format_timestamp_millis(convert::window_start_millis(ms, window.size_ms)))
+}
+
+fn kafka_meta(r: &Record, meta: KafkaMeta, ty: Option<ColumnType>) -> Value {
+    match meta {
+        KafkaMeta::Topic => Value::String(r.tp.topic.to_string()),
+        KafkaMeta::Partition => Value::from(r.tp.partition),
+        KafkaMeta::Offset => Value::from(r.offset),
+        KafkaMeta::Timestamp => match (r.timestamp_ms, ty) {
+            (None, _) => Value::Null,
+            (Some(ms), Some(ColumnType::Smallint | ColumnType::Integer | ColumnType::Bigint | ColumnType::Numeric)) => Value::from(ms),
+            (Some(ms), _) => Value::String(convert::format_timestamp_millis(ms)),
+        },
+    }
+}
+
+fn headers_json(r: &Record) -> Value {
+    let map = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_ref().map_or(Value::Null, |b| Value::String(String::from_utf8_lossy(b).into_owned()))))
+        .collect();
+    Value::Object(map)
 }
 
 fn walk<'v>(mut value: &'v Value, path: &[PathSegment]) -> Option<&'v Value> {
@@ -192,35 +347,15 @@ fn walk<'v>(mut value: &'v Value, path: &[PathSegment]) -> Option<&'v Value> {
     Some(value)
 }
 
-/// JSON scalars as their text; objects and arrays as JSON (for json/jsonb columns); null as None.
-/// Numbers keep their exact digits (serde_json's `arbitrary_precision`): money never passes
-/// through a float.
-fn json_text(value: &Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Array(_) | Value::Object(_) => Some(value.to_string()),
-    }
-}
-
-fn write_row<'a>(
-    out: &mut Vec<u8>,
-    p: &Parsed<'_>,
-    sources: impl Iterator<Item = &'a ColumnSource>,
-) -> Result<(), Error> {
-    for (i, source) in sources.enumerate() {
-        if i > 0 {
-            out.push(b'\t');
-        }
-        match extract(p, source)? {
-            None => out.extend_from_slice(b"\\N"),
-            Some(text) => copy_escape(out, &text).map_err(|reason| bad(p.record, reason))?,
-        }
-    }
-    out.push(b'\n');
-    Ok(())
+/// Untyped columns: scalars as their text (numbers keep their exact digits), objects and arrays
+/// as JSON; Postgres' input function for the column does the conversion.
+fn untyped_json(value: &Value) -> Result<String, String> {
+    Ok(match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => value.to_string(),
+    })
 }
 
 /// Appends `text` escaped for COPY's text format.
@@ -231,50 +366,11 @@ fn copy_escape(out: &mut Vec<u8>, text: &str) -> Result<(), String> {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            0 => {
-                return Err(
-                    "text contains a NUL character, which PostgreSQL text cannot store".into(),
-                )
-            }
+            0 => return Err("text contains a NUL character, which PostgreSQL text cannot store".into()),
             _ => out.push(b),
         }
     }
     Ok(())
-}
-
-fn bad(record: &Record, reason: String) -> Error {
-    Error::BadRecord {
-        topic: record.tp.topic.to_string(),
-        partition: record.tp.partition,
-        offset: record.offset,
-        reason,
-    }
-}
-
-/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, UTC).
-pub fn rfc3339_millis(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    );
-    out
 }
 
 #[cfg(test)]

@@ -6,5 +6,5 @@ mod decoder;
 mod run;
 
 pub use batcher::{Batcher, Limits};
-pub use decoder::{rfc3339_millis, Decoder, TableRows};
+pub use decoder::{Decoded, Decoder, Rejected, RowSet, Stage, TableRows};
 pub use run::{Pipeline, Wiring};

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::Batcher;
-use crate::error::Error;
+use crate::error::{classify, Error, ErrorClass};
 use crate::health::Health;
 use crate::kafka::{Command, Event, Record, TopicPartition};
 use crate::metrics::Metrics;
@@ -34,6 +34,8 @@ struct PartitionState {
     seeking: bool,
     /// Revoked while a batch was in flight; removed when that batch reports back.
     revoked: bool,
+    /// Stopped by a bad record under `on_error = "fail"`: nothing more is written for it.
+    stopped: bool,
 }
 
 /// Channels the pipeline is wired to.
@@ -145,8 +147,11 @@ impl Pipeline {
                         in_flight: None,
                         seeking: false,
                         revoked: false,
+                        stopped: false,
                     };
-                    self.partitions.insert(tp, state);
+                    if let Some(old) = self.partitions.insert(tp, state) {
+                        self.forget(&old);
+                    }
                 }
             }
             Some(Event::Revoked { partitions, ack }) => self.on_revoked(partitions, ack),
@@ -215,7 +220,9 @@ impl Pipeline {
                     waiting.insert(tp);
                 }
                 _ => {
-                    self.partitions.remove(&tp);
+                    if let Some(old) = self.partitions.remove(&tp) {
+                        self.forget(&old);
+                    }
                 }
             }
         }
@@ -240,10 +247,12 @@ impl Pipeline {
             state.in_flight = None;
         }
         if state.revoked {
-            self.partitions.remove(&tp);
+            if let Some(old) = self.partitions.remove(&tp) {
+                self.forget(&old);
+            }
             self.release_revoked(&tp);
             return match outcome {
-                Outcome::Failed(error) => Err(error),
+                Outcome::Failed(error) if classify(&error) != ErrorClass::BadRecord => Err(error),
                 _ => Ok(()),
             };
         }
@@ -276,9 +285,30 @@ impl Pipeline {
                 });
             }
             Outcome::Aborted => {}
+            Outcome::Failed(error) if classify(&error) == ErrorClass::BadRecord => self.stop_partition(tp, &error),
             Outcome::Failed(error) => return Err(error),
         }
         Ok(())
+    }
+
+    /// `on_error = "fail"`: the partition stops before the bad record; the others go on.
+    fn stop_partition(&mut self, tp: TopicPartition, error: &Error) {
+        self.batcher.drop_partition(&tp);
+        if let Some(state) = self.partitions.get_mut(&tp) {
+            state.stopped = true;
+        }
+        self.metrics.stopped_partitions.inc();
+        self.health.set_stopped_partitions(self.metrics.stopped_partitions.get());
+        tracing::error!(partition = %tp, %error, "Partition stopped by a bad record (on_error = \"fail\"); fix the data or the mapping and restart.");
+        let _ = self.wiring.commands.send(Command::Pause(tp));
+    }
+
+    /// Bookkeeping when a partition's state goes away.
+    fn forget(&self, old: &PartitionState) {
+        if old.stopped {
+            self.metrics.stopped_partitions.dec();
+            self.health.set_stopped_partitions(self.metrics.stopped_partitions.get());
+        }
     }
 
     fn release_revoked(&mut self, tp: &TopicPartition) {

@@ -1,10 +1,13 @@
 //! Postgres: SQL built once per mapping, the batch writer, and the offset store.
 
+mod apply;
+mod dead_letters;
 mod migrate;
 mod offsets;
 mod sql;
 mod writer;
 
+pub use dead_letters::{headers_json, DeadLetterSql};
 pub use migrate::migrate;
 pub use offsets::{compare_and_set, load_one, OffsetSql, OffsetStore};
 pub use sql::MappingSql;

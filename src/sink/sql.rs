@@ -1,17 +1,18 @@
 //! SQL text for one mapping, built once at start-up from validated identifiers only.
 
-use crate::config::Mapping;
+use crate::config::{AccumulateOp, Mapping, Mode};
 
 /// Statements a writer runs for one mapping. Stage tables are per-connection temporary tables
 /// with the target's column types (`CREATE TABLE AS ... WITH NO DATA` copies types, not
-/// constraints), emptied at every commit.
+/// constraints) plus `kps_ord`, the record offset; they are emptied at every commit.
 #[derive(Clone, Debug)]
 pub struct MappingSql {
     pub create_stage: String,
     pub create_delete_stage: String,
-    pub copy_upserts: String,
+    pub copy_rows: String,
     pub copy_deletes: String,
-    pub upsert: String,
+    /// Moves the stage into the target table, according to the mode.
+    pub apply: String,
     pub delete: String,
 }
 
@@ -21,38 +22,91 @@ impl MappingSql {
         let table = mapping.table.quoted();
         let stage = format!("kps_stage_{index}");
         let del_stage = format!("kps_delete_{index}");
-        let columns = join(mapping.columns.iter().map(|(c, _)| c.quoted()));
-        let keys = join(mapping.key.iter().map(|k| k.quoted()));
-        let updates: Vec<String> = mapping
-            .columns
-            .iter()
-            .filter(|(c, _)| !mapping.key.contains(c))
-            .map(|(c, _)| format!("{0} = EXCLUDED.{0}", c.quoted()))
-            .collect();
-        let on_conflict = if updates.is_empty() {
-            format!("ON CONFLICT ({keys}) DO NOTHING")
-        } else {
-            format!("ON CONFLICT ({keys}) DO UPDATE SET {}", updates.join(", "))
-        };
+        let columns = join(mapping.columns.iter().map(|c| c.name.quoted()));
+        let keys = join(mapping.key_columns().map(|c| c.name.quoted()));
         let key_match = mapping
-            .key
-            .iter()
-            .map(|k| format!("t.{0} = d.{0}", k.quoted()))
+            .key_columns()
+            .map(|c| format!("t.{0} = d.{0}", c.name.quoted()))
             .collect::<Vec<_>>()
             .join(" AND ");
         Self {
             create_stage: format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS SELECT {columns} FROM {table} WITH NO DATA"
+                "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS \
+                 SELECT {columns}, NULL::bigint AS kps_ord FROM {table} WITH NO DATA"
             ),
             create_delete_stage: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {del_stage} ON COMMIT DELETE ROWS AS SELECT {keys} FROM {table} WITH NO DATA"
             ),
-            copy_upserts: format!("COPY pg_temp.{stage} ({columns}) FROM STDIN"),
+            copy_rows: format!("COPY pg_temp.{stage} ({columns}, kps_ord) FROM STDIN"),
             copy_deletes: format!("COPY pg_temp.{del_stage} ({keys}) FROM STDIN"),
-            upsert: format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM pg_temp.{stage} {on_conflict}"),
+            apply: match mapping.mode {
+                Mode::Upsert => upsert(mapping, &table, &stage, &columns, &keys),
+                Mode::Insert => {
+                    format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM pg_temp.{stage} ORDER BY kps_ord")
+                }
+                Mode::Accumulate => accumulate(mapping, &table, &stage, &columns, &keys),
+            },
             delete: format!("DELETE FROM {table} AS t USING pg_temp.{del_stage} AS d WHERE {key_match}"),
         }
     }
+}
+
+/// One row per key (the decoder already reduced by key text; `DISTINCT ON` also covers keys that
+/// are equal in SQL but not as text, such as `1.0` and `1`).
+fn upsert(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str) -> String {
+    let updates: Vec<String> = mapping
+        .columns
+        .iter()
+        .filter(|c| !mapping.key.contains(&c.name))
+        .map(|c| format!("{0} = EXCLUDED.{0}", c.name.quoted()))
+        .collect();
+    let (order, guard) = match &mapping.only_if_newer {
+        // Applying in order with a strict `<` guard keeps the first of equal versions.
+        Some(v) => (format!("{keys}, {} DESC NULLS LAST, kps_ord", v.quoted()), format!(" WHERE t.{0} < EXCLUDED.{0}", v.quoted())),
+        None => (format!("{keys}, kps_ord DESC"), String::new()),
+    };
+    let on_conflict = if updates.is_empty() {
+        format!("ON CONFLICT ({keys}) DO NOTHING")
+    } else {
+        format!("ON CONFLICT ({keys}) DO UPDATE SET {}{guard}", updates.join(", "))
+    };
+    format!(
+        "INSERT INTO {table} AS t ({columns}) SELECT DISTINCT ON ({keys}) {columns} FROM pg_temp.{stage} ORDER BY {order} {on_conflict}"
+    )
+}
+
+/// The batch is pre-aggregated per key in SQL (exact numeric arithmetic), then merged.
+fn accumulate(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str) -> String {
+    let mut selects = Vec::new();
+    let mut merges = Vec::new();
+    for c in &mapping.columns {
+        let q = c.name.quoted();
+        let Some(op) = c.op else {
+            selects.push(q);
+            continue;
+        };
+        selects.push(match op {
+            AccumulateOp::Add | AccumulateOp::Count => format!("sum({q})"),
+            AccumulateOp::Min => format!("min({q})"),
+            AccumulateOp::Max => format!("max({q})"),
+            AccumulateOp::Last => format!("(array_agg({q} ORDER BY kps_ord DESC))[1]"),
+        });
+        merges.push(match op {
+            AccumulateOp::Add | AccumulateOp::Count => format!("{q} = COALESCE(t.{q} + EXCLUDED.{q}, t.{q}, EXCLUDED.{q})"),
+            AccumulateOp::Min => format!("{q} = LEAST(t.{q}, EXCLUDED.{q})"),
+            AccumulateOp::Max => format!("{q} = GREATEST(t.{q}, EXCLUDED.{q})"),
+            AccumulateOp::Last => format!("{q} = EXCLUDED.{q}"),
+        });
+    }
+    let on_conflict = if merges.is_empty() {
+        format!("ON CONFLICT ({keys}) DO NOTHING")
+    } else {
+        format!("ON CONFLICT ({keys}) DO UPDATE SET {}", merges.join(", "))
+    };
+    format!(
+        "INSERT INTO {table} AS t ({columns}) SELECT {} FROM pg_temp.{stage} GROUP BY {keys} {on_conflict}",
+        selects.join(", ")
+    )
 }
 
 fn join(items: impl Iterator<Item = String>) -> String {
@@ -64,41 +118,60 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn mapping(columns: &str) -> Mapping {
-        let text = format!(
-            "[kafka]\nbrokers='b'\n[postgres]\nurl='postgres://x'\n[[mappings]]\ntopic='t'\ntable='billing.acct'\nkey=['id']\ncolumns={{ {columns} }}\n"
-        );
+    fn mapping(extra: &str) -> Mapping {
+        let text = format!("[kafka]\nbrokers='b'\n[postgres]\nurl='postgres://x'\n[[mappings]]\ntopic='t'\ntable='billing.acct'\n{extra}\n");
         Config::from_toml(&text).unwrap().mappings.remove(0)
     }
 
     #[test]
-    fn upsert_updates_every_non_key_column() {
-        let sql = MappingSql::new(
-            &mapping("id='value.id', amount='value.amount', note='value.note'"),
-            3,
-        );
+    fn upsert_updates_every_non_key_column_with_one_row_per_key() {
+        let sql = MappingSql::new(&mapping("key=['id']\ncolumns={ id='value.id', amount='value.amount', note='value.note' }"), 3);
         assert_eq!(
-            sql.upsert,
-            "INSERT INTO \"billing\".\"acct\" (\"amount\", \"id\", \"note\") SELECT \"amount\", \"id\", \"note\" \
-             FROM pg_temp.kps_stage_3 ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", \"note\" = EXCLUDED.\"note\""
+            sql.apply,
+            "INSERT INTO \"billing\".\"acct\" AS t (\"amount\", \"id\", \"note\") SELECT DISTINCT ON (\"id\") \"amount\", \"id\", \"note\" \
+             FROM pg_temp.kps_stage_3 ORDER BY \"id\", kps_ord DESC \
+             ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", \"note\" = EXCLUDED.\"note\""
         );
-        assert_eq!(
-            sql.copy_upserts,
-            "COPY pg_temp.kps_stage_3 (\"amount\", \"id\", \"note\") FROM STDIN"
-        );
-        assert_eq!(
-            sql.delete,
-            "DELETE FROM \"billing\".\"acct\" AS t USING pg_temp.kps_delete_3 AS d WHERE t.\"id\" = d.\"id\""
-        );
+        assert_eq!(sql.copy_rows, "COPY pg_temp.kps_stage_3 (\"amount\", \"id\", \"note\", kps_ord) FROM STDIN");
+        assert_eq!(sql.delete, "DELETE FROM \"billing\".\"acct\" AS t USING pg_temp.kps_delete_3 AS d WHERE t.\"id\" = d.\"id\"");
+    }
+
+    #[test]
+    fn version_guard_keeps_the_highest_version() {
+        let sql = MappingSql::new(&mapping("key=['id']\nonly_if_newer='v'\ncolumns={ id='key', v='value.v', x='value.x' }"), 0);
+        assert!(sql.apply.contains("ORDER BY \"id\", \"v\" DESC NULLS LAST, kps_ord ON CONFLICT"), "{}", sql.apply);
+        assert!(sql.apply.ends_with("WHERE t.\"v\" < EXCLUDED.\"v\""), "{}", sql.apply);
     }
 
     #[test]
     fn key_only_tables_do_nothing_on_conflict() {
-        let sql = MappingSql::new(&mapping("id='value.id'"), 0);
-        assert!(
-            sql.upsert.ends_with("ON CONFLICT (\"id\") DO NOTHING"),
-            "{}",
-            sql.upsert
+        let sql = MappingSql::new(&mapping("key=['id']\ncolumns={ id='value.id' }"), 0);
+        assert!(sql.apply.ends_with("ON CONFLICT (\"id\") DO NOTHING"), "{}", sql.apply);
+    }
+
+    #[test]
+    fn insert_appends_in_offset_order() {
+        let sql = MappingSql::new(&mapping("mode='insert'\ncolumns={ id='value.id', body='value' }"), 1);
+        assert_eq!(
+            sql.apply,
+            "INSERT INTO \"billing\".\"acct\" (\"body\", \"id\") SELECT \"body\", \"id\" FROM pg_temp.kps_stage_1 ORDER BY kps_ord"
+        );
+    }
+
+    #[test]
+    fn accumulate_pre_aggregates_and_merges() {
+        let sql = MappingSql::new(
+            &mapping("mode='accumulate'\nkey=['account']\ncolumns={ account='value.account', total='value.amount', hi='value.amount', last_ref='value.ref' }\naccumulate={ total='add', hi='max', last_ref='last', n='count' }\nwindow={ column='hour', source='value.ts', size='1h' }"),
+            0,
+        );
+        assert_eq!(
+            sql.apply,
+            "INSERT INTO \"billing\".\"acct\" AS t (\"account\", \"hi\", \"hour\", \"last_ref\", \"n\", \"total\") \
+             SELECT \"account\", max(\"hi\"), \"hour\", (array_agg(\"last_ref\" ORDER BY kps_ord DESC))[1], sum(\"n\"), sum(\"total\") \
+             FROM pg_temp.kps_stage_0 GROUP BY \"account\", \"hour\" ON CONFLICT (\"account\", \"hour\") DO UPDATE SET \
+             \"hi\" = GREATEST(t.\"hi\", EXCLUDED.\"hi\"), \"last_ref\" = EXCLUDED.\"last_ref\", \
+             \"n\" = COALESCE(t.\"n\" + EXCLUDED.\"n\", t.\"n\", EXCLUDED.\"n\"), \
+             \"total\" = COALESCE(t.\"total\" + EXCLUDED.\"total\", t.\"total\", EXCLUDED.\"total\")"
         );
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Guarantee: a batch's rows and its partition's new offset commit together or not at all, and
 //! only if the stored offset still equals the offset the batch starts from (compare-and-set).
-//! A writer whose expectation is stale writes nothing and reports [`Outcome::Fenced`].
+//! A writer whose expectation is stale writes nothing and reports [`Outcome::Fenced`]. Records a
+//! mapping cannot apply go to the dead-letter table in that same transaction (or are skipped, or
+//! stop the partition, per the mapping's `on_error`).
 
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,12 +16,15 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, Mutex};
 
+use super::apply::{apply_batch, diagnose, Written};
+use super::dead_letters::{self, DeadLetterSql};
 use super::offsets::{compare_and_set, load_one, OffsetSql};
 use super::sql::MappingSql;
+use crate::config::{Mode, OnError};
 use crate::error::{classify, Error, ErrorClass};
 use crate::kafka::{Record, TopicPartition};
 use crate::metrics::Metrics;
-use crate::pipeline::{Decoder, TableRows};
+use crate::pipeline::{Decoded, Decoder, Rejected};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -47,6 +53,8 @@ pub enum Outcome {
     },
     /// Given up because the partition was revoked; nothing was written by this attempt.
     Aborted,
+    /// Nothing was written. A [`Error::BadRecord`] stops only this partition (`on_error = "fail"`);
+    /// anything else stops the process.
     Failed(Error),
 }
 
@@ -65,6 +73,7 @@ pub struct Writer {
     decoder: Arc<Decoder>,
     sql: Arc<[MappingSql]>,
     offsets: OffsetSql,
+    dead_letters: DeadLetterSql,
     group: String,
     metrics: Metrics,
     conn: Option<PgConnection>,
@@ -72,12 +81,45 @@ pub struct Writer {
     degraded: bool,
 }
 
+/// Why one attempt did not commit.
+enum AttemptError {
+    /// Postgres rejected these records' rows; write the batch again without them.
+    Rows(Vec<Rejected>),
+    Db(Error),
+}
+
+impl From<Error> for AttemptError {
+    fn from(error: Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl From<sqlx::Error> for AttemptError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Db(error.into())
+    }
+}
+
+/// A decoded batch and the records set aside so far.
+struct Work {
+    decoded: Decoded,
+    /// Rejected by Postgres in earlier attempts, `(mapping, record)`.
+    excluded: HashSet<(usize, usize)>,
+    rejected_by_db: Vec<Rejected>,
+}
+
+impl Work {
+    fn rejected(&self) -> impl Iterator<Item = &Rejected> {
+        self.decoded.rejected.iter().chain(&self.rejected_by_db)
+    }
+}
+
 impl Writer {
     pub fn new(
         connect: PgConnectOptions,
         decoder: Arc<Decoder>,
         sql: Arc<[MappingSql]>,
-        offsets: OffsetSql,
+        schema: &crate::ident::Ident,
         group: String,
         metrics: Metrics,
     ) -> Self {
@@ -85,7 +127,8 @@ impl Writer {
             connect,
             decoder,
             sql,
-            offsets,
+            offsets: OffsetSql::new(schema),
+            dead_letters: DeadLetterSql::new(schema),
             group,
             metrics,
             conn: None,
@@ -94,21 +137,12 @@ impl Writer {
     }
 
     /// Takes batches until the queue closes or the pipeline stops listening.
-    pub async fn run(
-        mut self,
-        queue: Arc<Mutex<mpsc::Receiver<Batch>>>,
-        results: mpsc::UnboundedSender<WriteBatch>,
-    ) {
+    pub async fn run(mut self, queue: Arc<Mutex<mpsc::Receiver<Batch>>>, results: mpsc::UnboundedSender<WriteBatch>) {
         loop {
             let batch = queue.lock().await.recv().await;
             let Some(batch) = batch else { break };
             let outcome = self.write(&batch).await;
-            let result = WriteBatch {
-                tp: batch.tp,
-                epoch: batch.epoch,
-                records: batch.records.len(),
-                outcome,
-            };
+            let result = WriteBatch { tp: batch.tp, epoch: batch.epoch, records: batch.records.len(), outcome };
             if results.send(result).is_err() {
                 break;
             }
@@ -117,31 +151,38 @@ impl Writer {
 
     /// Writes one batch, retrying transient errors until it commits, is fenced or is cancelled.
     pub async fn write(&mut self, batch: &Batch) -> Outcome {
-        let Some(last) = batch.records.last() else {
-            return Outcome::Aborted;
-        };
+        let Some(last) = batch.records.last() else { return Outcome::Aborted };
         let next_offset = last.offset + 1;
-        let tables = match self.decoder.decode(&batch.records) {
-            Ok(tables) => tables,
-            Err(error) => return Outcome::Failed(error),
-        };
+        let excluded = HashSet::new();
+        let decoded = self.decoder.decode(&batch.records, &excluded);
+        let mut work = Work { decoded, excluded, rejected_by_db: Vec::new() };
         let mut delay = Duration::from_millis(50);
         let mut uncertain = false;
         loop {
+            if let Some(error) = self.failing_record(batch, &work) {
+                return Outcome::Failed(error);
+            }
             if batch.cancel.load(Ordering::SeqCst) {
                 return Outcome::Aborted;
             }
-            match self.attempt(batch, &tables, next_offset).await {
+            match self.attempt(batch, &work, next_offset).await {
                 // An earlier attempt's COMMIT may have succeeded before its connection broke.
                 Ok(Outcome::Fenced { stored }) if uncertain && stored == Some(next_offset) => {
                     return self.recovered(Outcome::Committed { next_offset })
                 }
                 Ok(outcome) => return self.recovered(outcome),
-                Err(error) if classify(&error) == ErrorClass::Transient => {
+                Err(AttemptError::Rows(rows)) => {
+                    for r in rows {
+                        tracing::warn!(partition = %batch.tp, offset = batch.records[r.record].offset, error = %r.error, "Postgres rejected a record; isolating it.");
+                        work.excluded.insert((r.mapping, r.record));
+                        work.rejected_by_db.push(r);
+                    }
+                    work.decoded = self.decoder.decode(&batch.records, &work.excluded);
+                }
+                Err(AttemptError::Db(error)) if classify(&error) == ErrorClass::Transient => {
                     self.conn = None;
                     uncertain = true;
-                    let cause = retry_cause(&error);
-                    self.metrics.retries.with_label_values(&[cause]).inc();
+                    self.metrics.retries.with_label_values(&[retry_cause(&error)]).inc();
                     if !self.degraded {
                         tracing::warn!(%error, partition = %batch.tp, "Database write failed; retrying with backoff.");
                         self.degraded = true;
@@ -149,9 +190,22 @@ impl Writer {
                     tokio::time::sleep(jitter(delay)).await;
                     delay = (delay * 2).min(MAX_BACKOFF);
                 }
-                Err(error) => return Outcome::Failed(error),
+                Err(AttemptError::Db(error)) => return Outcome::Failed(error),
             }
         }
+    }
+
+    /// The first rejected record whose mapping says `on_error = "fail"`, as an error.
+    fn failing_record(&self, batch: &Batch, work: &Work) -> Option<Error> {
+        let mappings = self.decoder.mappings();
+        let r = work.rejected().filter(|r| mappings[r.mapping].on_error == OnError::Fail).min_by_key(|r| r.record)?;
+        let record = &batch.records[r.record];
+        Some(Error::BadRecord {
+            topic: record.tp.topic.to_string(),
+            partition: record.tp.partition,
+            offset: record.offset,
+            reason: format!("{} ({} stage, table {})", r.error, r.stage.as_str(), mappings[r.mapping].table),
+        })
     }
 
     fn recovered(&mut self, outcome: Outcome) -> Outcome {
@@ -161,12 +215,7 @@ impl Writer {
         outcome
     }
 
-    async fn attempt(
-        &mut self,
-        batch: &Batch,
-        tables: &[TableRows],
-        next_offset: i64,
-    ) -> Result<Outcome, Error> {
+    async fn attempt(&mut self, batch: &Batch, work: &Work, next_offset: i64) -> Result<Outcome, AttemptError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => self.connect().await?,
@@ -175,81 +224,73 @@ impl Writer {
         let mut tx = conn.begin().await?;
         // The offset row is locked first: a concurrent writer of the same partition waits here
         // and then sees the new value, so at most one of them can commit.
-        if !compare_and_set(
-            &mut tx,
-            &self.offsets,
-            &self.group,
-            &batch.tp,
-            batch.expected,
-            next_offset,
-        )
-        .await?
-        {
+        if !compare_and_set(&mut tx, &self.offsets, &self.group, &batch.tp, batch.expected, next_offset).await? {
             tx.rollback().await?;
             let stored = load_one(&mut conn, &self.offsets, &self.group, &batch.tp).await?;
             self.conn = Some(conn);
-            self.metrics
-                .fenced_commits
-                .with_label_values(&[&*batch.tp.topic])
-                .inc();
+            self.metrics.fenced_commits.with_label_values(&[&*batch.tp.topic]).inc();
             tracing::info!(partition = %batch.tp, expected = ?batch.expected, ?stored, "Batch fenced: another writer moved the offset.");
             return Ok(Outcome::Fenced { stored });
         }
-        let mut written = Vec::with_capacity(tables.len());
-        for rows in tables {
-            let sql = &self.sql[rows.mapping];
-            let mut upserted = 0;
-            let mut deleted = 0;
-            if rows.delete_rows > 0 {
-                copy(&mut tx, &sql.copy_deletes, &rows.deletes).await?;
-                deleted = sqlx::query(&sql.delete)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+        let written = match apply_batch(&mut tx, &self.sql, &work.decoded).await {
+            Ok(written) => written,
+            Err(error) if classify(&error) == ErrorClass::BadRecord => {
+                tx.rollback().await?;
+                let rows = diagnose(&mut conn, &self.sql, &work.decoded).await?;
+                self.conn = Some(conn);
+                return Err(if rows.is_empty() { AttemptError::Db(error) } else { AttemptError::Rows(rows) });
             }
-            if rows.upsert_rows > 0 {
-                copy(&mut tx, &sql.copy_upserts, &rows.upserts).await?;
-                upserted = sqlx::query(&sql.upsert)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            }
-            written.push((rows.mapping, upserted, deleted));
+            Err(error) => return Err(error.into()),
+        };
+        for r in work.rejected().filter(|r| self.decoder.mappings()[r.mapping].on_error == OnError::DeadLetter) {
+            let table = self.decoder.mappings()[r.mapping].table.to_string();
+            let record = &batch.records[r.record];
+            dead_letters::insert(&mut tx, &self.dead_letters, &self.group, record, &table, r.stage, &r.error).await?;
         }
         tx.commit().await?;
         self.conn = Some(conn);
-        self.observe(batch, next_offset, started.elapsed(), &written);
+        self.observe(batch, work, next_offset, started.elapsed(), &written);
         Ok(Outcome::Committed { next_offset })
     }
 
-    fn observe(
-        &self,
-        batch: &Batch,
-        next_offset: i64,
-        took: Duration,
-        written: &[(usize, u64, u64)],
-    ) {
+    fn observe(&self, batch: &Batch, work: &Work, next_offset: i64, took: Duration, written: &Written) {
         let topic = &*batch.tp.topic;
+        let mappings = self.decoder.mappings();
         self.metrics.commit_duration.observe(took.as_secs_f64());
-        self.metrics
-            .batches_committed
-            .with_label_values(&[topic])
-            .inc();
-        self.metrics
-            .batch_records
-            .with_label_values(&[topic])
-            .observe(batch.records.len() as f64);
+        self.metrics.batches_committed.with_label_values(&[topic]).inc();
+        self.metrics.batch_records.with_label_values(&[topic]).observe(batch.records.len() as f64);
         self.metrics.set_committed(&batch.tp, next_offset);
-        for &(mapping, upserted, deleted) in written {
-            let table = self.decoder.mappings()[mapping].table.to_string();
-            self.metrics
-                .rows_written
-                .with_label_values(&[&table, "upsert"])
-                .inc_by(upserted);
-            self.metrics
-                .rows_written
-                .with_label_values(&[&table, "delete"])
-                .inc_by(deleted);
+        for &(mapping, rows, deleted) in written {
+            let m = &mappings[mapping];
+            let table = m.table.to_string();
+            let op = match m.mode {
+                Mode::Upsert => "upsert",
+                Mode::Insert => "insert",
+                Mode::Accumulate => "accumulate",
+            };
+            self.metrics.rows_written.with_label_values(&[&table, op]).inc_by(rows);
+            if deleted > 0 {
+                self.metrics.rows_written.with_label_values(&[&table, "delete"]).inc_by(deleted);
+            }
+        }
+        for t in &work.decoded.tables {
+            if t.ignored > 0 {
+                let table = mappings[t.mapping].table.to_string();
+                self.metrics.ignored_tombstones.with_label_values(&[topic, &table]).inc_by(t.ignored as u64);
+            }
+        }
+        for r in work.rejected() {
+            let m = &mappings[r.mapping];
+            let table = m.table.to_string();
+            let counter = match m.on_error {
+                OnError::DeadLetter => &self.metrics.dead_letters,
+                OnError::Skip => &self.metrics.skipped_records,
+                OnError::Fail => continue,
+            };
+            counter.with_label_values(&[topic, &table, r.stage.as_str()]).inc();
+            if m.on_error == OnError::Skip {
+                tracing::warn!(partition = %batch.tp, offset = batch.records[r.record].offset, error = %r.error, table = %table, "Skipped a bad record.");
+            }
         }
     }
 
@@ -265,7 +306,7 @@ impl Writer {
                     }
                     return Err(Error::Fatal(format!(
                         "cannot prepare writes to table {} ({error}); the table and its columns must exist \
-                         (the connector never creates user tables)",
+                         (the connector never creates user tables; `kafka-pg-sink check` lists what is missing)",
                         mapping.table
                     )));
                 }
@@ -273,17 +314,6 @@ impl Writer {
         }
         Ok(conn)
     }
-}
-
-async fn copy(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), Error> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    if let Err(error) = copy.send(data).await {
-        // Abort explicitly so the connection is left in a known state.
-        let _ = copy.abort(error.to_string()).await;
-        return Err(error.into());
-    }
-    copy.finish().await?;
-    Ok(())
 }
 
 fn retry_cause(error: &Error) -> &'static str {

@@ -23,6 +23,7 @@ fn record(partition: i32, offset: i64, size: usize) -> Record {
         timestamp_ms: None,
         key: None,
         value: Some(vec![b'x'; size]),
+        headers: Vec::new(),
     }
 }
 
