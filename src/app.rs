@@ -16,7 +16,7 @@ use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, SinkContext};
 use crate::metrics::Metrics;
 use crate::pipeline::{Batcher, Decoder, Limits, Pipeline, Wiring};
-use crate::sink::{migrate, MappingSql, OffsetStore, Writer};
+use crate::sink::{check_database, migrate, MappingSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
@@ -85,6 +85,16 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     migrate(&pool, &config.schema)
         .await
         .context("applying migrations")?;
+    let problems = check_database(&pool, &config)
+        .await
+        .context("checking the database")?;
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the database does not match the configuration ({} problem(s)):\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        );
+    }
     health.set_postgres(true);
 
     let mappings: Arc<[Mapping]> = config.mappings.clone().into();

@@ -15,6 +15,7 @@
 //! - [`shutdown`]: stop signals. [`app`]: wiring and orderly drain.
 
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod convert;
 pub mod error;

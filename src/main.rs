@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kafka_pg_sink::commands;
 use kafka_pg_sink::config::Config;
+use kafka_pg_sink::sink::replay::Filter;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -35,6 +37,61 @@ enum Command {
     Migrate,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Check the configuration against the database (tables, columns, types, unique keys,
+    /// migrations); exits non-zero with a report of every problem.
+    Check,
+    /// List or replay records in the dead-letter table.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// List dead letters, oldest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Also list dead letters already replayed.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Apply pending dead letters with the current mappings, each exactly once. Dry run unless
+    /// --execute.
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Really apply them.
+        #[arg(long)]
+        execute: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Only this topic.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only this target table (`schema.table`).
+    #[arg(long)]
+    table: Option<String>,
+    /// Only these ids (repeatable).
+    #[arg(long = "id")]
+    ids: Vec<i64>,
+    /// At most this many.
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+}
+
+impl FilterArgs {
+    fn into_filter(self, include_replayed: bool) -> Filter {
+        Filter {
+            topic: self.topic,
+            table: self.table,
+            ids: self.ids,
+            include_replayed,
+            limit: self.limit,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -63,17 +120,28 @@ fn main() -> ExitCode {
                 let token = CancellationToken::new();
                 kafka_pg_sink::shutdown::install(token.clone())?;
                 tracing::info!(config = ?config, "Configuration loaded.");
-                kafka_pg_sink::app::run(config, token).await
+                kafka_pg_sink::app::run(config, token)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
             }
-            Command::Migrate => kafka_pg_sink::app::migrate_only(&config).await,
+            Command::Migrate => kafka_pg_sink::app::migrate_only(&config)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::CheckConfig => {
                 println!("{config:#?}");
-                Ok(())
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Check => commands::check(&config).await,
+            Command::DeadLetters(DeadLetterCommand::List { filter, all }) => {
+                commands::list_dead_letters(&config, &filter.into_filter(all)).await
+            }
+            Command::DeadLetters(DeadLetterCommand::Replay { filter, execute }) => {
+                commands::replay_dead_letters(&config, &filter.into_filter(false), execute).await
             }
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("kafka-pg-sink: {error:#}");

@@ -82,8 +82,11 @@ impl Metrics {
             "Bad records skipped by on_error = \"skip\".",
             &["topic", "table", "stage"],
         )?;
-        let ignored_tombstones =
-            counter("ignored_tombstones_total", "Tombstones skipped by tombstone = \"ignore\".", &["topic", "table"])?;
+        let ignored_tombstones = counter(
+            "ignored_tombstones_total",
+            "Tombstones skipped by tombstone = \"ignore\".",
+            &["topic", "table"],
+        )?;
         let stopped_partitions = IntGauge::new(
             "stopped_partitions",
             "Partitions stopped by a bad record under on_error = \"fail\" (not ready while > 0).",

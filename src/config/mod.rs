@@ -17,7 +17,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::ident::Ident;
-pub use mapping::{AccumulateOp, Column, Format, Mapping, MappingConfig, Mode, OnError, Tombstone, Window};
+pub use mapping::{
+    AccumulateOp, Column, Format, Mapping, MappingConfig, Mode, OnError, Tombstone, Window,
+};
 pub use secret::{is_secret_property, SecretUrl};
 pub use source::{ColumnSource, KafkaMeta, PathSegment};
 

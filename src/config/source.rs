@@ -165,8 +165,14 @@ mod tests {
             ColumnSource::parse("kafka.offset").unwrap(),
             ColumnSource::Kafka(KafkaMeta::Offset)
         );
-        assert_eq!(ColumnSource::parse("headers").unwrap(), ColumnSource::Headers);
-        assert_eq!(ColumnSource::parse("header.trace-id").unwrap(), ColumnSource::Header("trace-id".into()));
+        assert_eq!(
+            ColumnSource::parse("headers").unwrap(),
+            ColumnSource::Headers
+        );
+        assert_eq!(
+            ColumnSource::parse("header.trace-id").unwrap(),
+            ColumnSource::Header("trace-id".into())
+        );
     }
 
     #[test]

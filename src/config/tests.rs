@@ -197,7 +197,10 @@ fn the_shipped_example_configs_are_valid() {
 }
 
 fn mapping_problems(mapping: &str) -> Vec<String> {
-    problems(&format!("{}\n[[mappings]]\ntopic = 't'\ntable = 'x'\n{mapping}\n", GOOD.split("[[mappings]]").next().unwrap()))
+    problems(&format!(
+        "{}\n[[mappings]]\ntopic = 't'\ntable = 'x'\n{mapping}\n",
+        GOOD.split("[[mappings]]").next().unwrap()
+    ))
 }
 
 #[test]
@@ -228,13 +231,28 @@ fn mode_specific_settings_are_validated() {
 #[test]
 fn tombstones_default_to_delete_only_when_the_key_does_not_need_the_value() {
     let m = |mapping: &str| {
-        let text = format!("{}\n[[mappings]]\ntopic = 't'\ntable = 'x'\n{mapping}\n", GOOD.split("[[mappings]]").next().unwrap());
+        let text = format!(
+            "{}\n[[mappings]]\ntopic = 't'\ntable = 'x'\n{mapping}\n",
+            GOOD.split("[[mappings]]").next().unwrap()
+        );
         Config::from_toml(&text).unwrap().mappings.remove(0)
     };
-    assert_eq!(m("key=['id']\ncolumns={ id='key' }").tombstone, Tombstone::Delete);
-    assert_eq!(m("key=['id']\ncolumns={ id='value.id' }").tombstone, Tombstone::BadRecord);
-    assert_eq!(m("mode='insert'\ncolumns={ id='value.id' }").tombstone, Tombstone::BadRecord);
+    assert_eq!(
+        m("key=['id']\ncolumns={ id='key' }").tombstone,
+        Tombstone::Delete
+    );
+    assert_eq!(
+        m("key=['id']\ncolumns={ id='value.id' }").tombstone,
+        Tombstone::BadRecord
+    );
+    assert_eq!(
+        m("mode='insert'\ncolumns={ id='value.id' }").tombstone,
+        Tombstone::BadRecord
+    );
     let acc = m("mode='accumulate'\nkey=['acct']\ncolumns={ acct='key', t='value.t' }\naccumulate={ t='add', n='count' }\nwindow={ column='w', source='kafka.timestamp', size='1h' }");
-    assert_eq!(acc.key.iter().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["acct", "w"]);
+    assert_eq!(
+        acc.key.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        vec!["acct", "w"]
+    );
     assert_eq!(acc.on_error, OnError::DeadLetter);
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, PathSegment, Tombstone};
+use crate::config::{
+    Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, PathSegment, Tombstone,
+};
 use crate::convert::{self, ColumnType, Input};
 use crate::kafka::Record;
 
@@ -66,8 +68,16 @@ impl RowSet {
 
     /// The COPY text of rows `range`.
     pub fn bytes(&self, range: Range<usize>) -> &[u8] {
-        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
-        let end = if range.end == 0 { 0 } else { self.ends[range.end - 1] };
+        let start = if range.start == 0 {
+            0
+        } else {
+            self.ends[range.start - 1]
+        };
+        let end = if range.end == 0 {
+            0
+        } else {
+            self.ends[range.end - 1]
+        };
         &self.data[start..end]
     }
 
@@ -139,14 +149,27 @@ impl Decoder {
     /// leaving out `(mapping, record)` pairs already rejected by the database.
     pub fn decode(&self, records: &[Record], excluded: &HashSet<(usize, usize)>) -> Decoded {
         let mut decoded = Decoded::default();
-        let Some(first) = records.first() else { return decoded };
-        let Some(indexes) = self.by_topic.get(&*first.tp.topic) else { return decoded };
+        let Some(first) = records.first() else {
+            return decoded;
+        };
+        let Some(indexes) = self.by_topic.get(&*first.tp.topic) else {
+            return decoded;
+        };
         let mappings: Vec<&Mapping> = indexes.iter().map(|&i| &self.mappings[i]).collect();
         let value_json = mappings.iter().any(|m| m.format == Format::Json);
-        let key_json = mappings.iter().any(|m| m.columns.iter().any(|c| matches!(&c.source, ColumnSource::Key(p) if !p.is_empty())));
-        let parsed: Vec<Parsed<'_>> = records.iter().map(|r| parse(r, value_json, key_json)).collect();
+        let key_json = mappings.iter().any(|m| {
+            m.columns
+                .iter()
+                .any(|c| matches!(&c.source, ColumnSource::Key(p) if !p.is_empty()))
+        });
+        let parsed: Vec<Parsed<'_>> = records
+            .iter()
+            .map(|r| parse(r, value_json, key_json))
+            .collect();
         for &i in indexes {
-            decoded.tables.push(self.decode_mapping(i, &parsed, excluded, &mut decoded.rejected));
+            decoded
+                .tables
+                .push(self.decode_mapping(i, &parsed, excluded, &mut decoded.rejected));
         }
         decoded
     }
@@ -159,11 +182,21 @@ impl Decoder {
         rejected: &mut Vec<Rejected>,
     ) -> TableRows {
         let m = &self.mappings[index];
-        let mut rows = TableRows { mapping: index, ..TableRows::default() };
+        let mut rows = TableRows {
+            mapping: index,
+            ..TableRows::default()
+        };
         let mut states: HashMap<String, KeyState> = HashMap::new();
         let mut line = Vec::new();
         let mut key = String::new();
-        let mut reject = |record: usize, (stage, error): Failure| rejected.push(Rejected { record, mapping: index, stage, error });
+        let mut reject = |record: usize, (stage, error): Failure| {
+            rejected.push(Rejected {
+                record,
+                mapping: index,
+                stage,
+                error,
+            })
+        };
         // Newest first: the first operation seen for a key is the one that survives.
         for (i, p) in parsed.iter().enumerate().rev() {
             if excluded.contains(&(index, i)) {
@@ -174,17 +207,25 @@ impl Decoder {
             if p.record.value.is_none() {
                 match m.tombstone {
                     Tombstone::Ignore => rows.ignored += 1,
-                    Tombstone::BadRecord => reject(i, (Stage::Decode, "tombstone (null value) is not accepted by this mapping".into())),
-                    Tombstone::Delete => match write_row(m, p, m.key_columns(), &mut line, &mut key, false) {
-                        Err(failure) => reject(i, failure),
-                        Ok(()) => match states.get(&key) {
-                            Some(KeyState::Done) => {}
-                            _ => {
-                                rows.deletes.push(i, &line);
-                                states.insert(key.clone(), KeyState::Done);
-                            }
-                        },
-                    },
+                    Tombstone::BadRecord => reject(
+                        i,
+                        (
+                            Stage::Decode,
+                            "tombstone (null value) is not accepted by this mapping".into(),
+                        ),
+                    ),
+                    Tombstone::Delete => {
+                        match write_row(m, p, m.key_columns(), &mut line, &mut key, false) {
+                            Err(failure) => reject(i, failure),
+                            Ok(()) => match states.get(&key) {
+                                Some(KeyState::Done) => {}
+                                _ => {
+                                    rows.deletes.push(i, &line);
+                                    states.insert(key.clone(), KeyState::Done);
+                                }
+                            },
+                        }
+                    }
                 }
                 continue;
             }
@@ -199,7 +240,11 @@ impl Decoder {
             match states.get(&key) {
                 None => {
                     rows.upserts.push(i, &line);
-                    let next = if m.only_if_newer.is_some() { KeyState::Collecting } else { KeyState::SeekingDelete };
+                    let next = if m.only_if_newer.is_some() {
+                        KeyState::Collecting
+                    } else {
+                        KeyState::SeekingDelete
+                    };
                     states.insert(key.clone(), next);
                 }
                 Some(KeyState::Collecting) => rows.upserts.push(i, &line),
@@ -212,14 +257,22 @@ impl Decoder {
 
 fn parse(record: &Record, value_json: bool, key_json: bool) -> Parsed<'_> {
     let json = match (&record.value, value_json) {
-        (Some(bytes), true) => Some(serde_json::from_slice(bytes).map_err(|e| format!("value is not valid JSON: {e}"))),
+        (Some(bytes), true) => {
+            Some(serde_json::from_slice(bytes).map_err(|e| format!("value is not valid JSON: {e}")))
+        }
         _ => None,
     };
     let key_json = match (&record.key, key_json) {
-        (Some(bytes), true) => Some(serde_json::from_slice(bytes).map_err(|e| format!("key is not valid JSON: {e}"))),
+        (Some(bytes), true) => {
+            Some(serde_json::from_slice(bytes).map_err(|e| format!("key is not valid JSON: {e}")))
+        }
         _ => None,
     };
-    Parsed { record, json, key_json }
+    Parsed {
+        record,
+        json,
+        key_json,
+    }
 }
 
 /// Writes one COPY line for `columns` (plus the offset as `kps_ord` when `with_ord`), and the
@@ -242,9 +295,13 @@ fn write_row<'a>(
             key.push('\u{1f}');
         }
         match text {
-            Some(text) => copy_escape(line, &text).map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
+            Some(text) => copy_escape(line, &text)
+                .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
             None if column.required => {
-                return Err((Stage::Decode, format!("required column `{}` is missing or null", column.name)))
+                return Err((
+                    Stage::Decode,
+                    format!("required column `{}` is missing or null", column.name),
+                ))
             }
             None => line.extend_from_slice(b"\\N"),
         }
@@ -258,7 +315,13 @@ fn write_row<'a>(
 }
 
 /// The column's value as text for its type; `None` is SQL NULL.
-fn extract(m: &Mapping, p: &Parsed<'_>, source: &ColumnSource, ty: Option<ColumnType>, name: &str) -> Result<Option<String>, Failure> {
+fn extract(
+    m: &Mapping,
+    p: &Parsed<'_>,
+    source: &ColumnSource,
+    ty: Option<ColumnType>,
+    name: &str,
+) -> Result<Option<String>, Failure> {
     let r = p.record;
     let convert_json = |v: &Value| -> Result<Option<String>, Failure> {
         if v.is_null() {
@@ -268,15 +331,21 @@ fn extract(m: &Mapping, p: &Parsed<'_>, source: &ColumnSource, ty: Option<Column
             Some(ty) => convert::convert(ty, Input::Json(v)),
             None => untyped_json(v),
         };
-        converted.map(Some).map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
+        converted
+            .map(Some)
+            .map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
     };
-    let convert_bytes = |b: &[u8], default: Option<ColumnType>| -> Result<Option<String>, Failure> {
-        let converted = match ty.or(default) {
-            Some(ty) => convert::convert(ty, Input::Bytes(b)),
-            None => String::from_utf8(b.to_vec()).map_err(|_| "not valid UTF-8 text (use type bytea)".to_string()),
+    let convert_bytes =
+        |b: &[u8], default: Option<ColumnType>| -> Result<Option<String>, Failure> {
+            let converted = match ty.or(default) {
+                Some(ty) => convert::convert(ty, Input::Bytes(b)),
+                None => String::from_utf8(b.to_vec())
+                    .map_err(|_| "not valid UTF-8 text (use type bytea)".to_string()),
+            };
+            converted
+                .map(Some)
+                .map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
         };
-        converted.map(Some).map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
-    };
     match source {
         ColumnSource::Value(path) => match m.format {
             Format::Json => match &p.json {
@@ -284,10 +353,19 @@ fn extract(m: &Mapping, p: &Parsed<'_>, source: &ColumnSource, ty: Option<Column
                 Some(Err(e)) => Err((Stage::Decode, e.clone())),
                 None => Ok(None),
             },
-            Format::Text => r.value.as_deref().map_or(Ok(None), |b| convert_bytes(b, None)),
-            Format::Bytes => r.value.as_deref().map_or(Ok(None), |b| convert_bytes(b, Some(ColumnType::Bytea))),
+            Format::Text => r
+                .value
+                .as_deref()
+                .map_or(Ok(None), |b| convert_bytes(b, None)),
+            Format::Bytes => r
+                .value
+                .as_deref()
+                .map_or(Ok(None), |b| convert_bytes(b, Some(ColumnType::Bytea))),
         },
-        ColumnSource::Key(path) if path.is_empty() => r.key.as_deref().map_or(Ok(None), |b| convert_bytes(b, None)),
+        ColumnSource::Key(path) if path.is_empty() => r
+            .key
+            .as_deref()
+            .map_or(Ok(None), |b| convert_bytes(b, None)),
         ColumnSource::Key(path) => match &p.key_json {
             Some(Ok(doc)) => walk(doc, path).map_or(Ok(None), convert_json),
             Some(Err(e)) => Err((Stage::Decode, e.clone())),
@@ -306,13 +384,21 @@ fn extract(m: &Mapping, p: &Parsed<'_>, source: &ColumnSource, ty: Option<Column
 }
 
 fn window_start(m: &Mapping, p: &Parsed<'_>) -> Result<String, Failure> {
-    let Some(window) = &m.window else { return Err((Stage::Decode, "no window configured".into())) };
-    let text = extract(m, p, &window.source, None, "window")?.ok_or((Stage::Decode, "the window timestamp is missing or null".to_string()))?;
+    let Some(window) = &m.window else {
+        return Err((Stage::Decode, "no window configured".into()));
+    };
+    let text = extract(m, p, &window.source, None, "window")?.ok_or((
+        Stage::Decode,
+        "the window timestamp is missing or null".to_string(),
+    ))?;
     let ms = match text.parse::<i64>() {
         Ok(ms) => ms,
-        Err(_) => convert::parse_timestamp_millis(&text).map_err(|e| (Stage::Convert, format!("window timestamp: {e}")))?,
+        Err(_) => convert::parse_timestamp_millis(&text)
+            .map_err(|e| (Stage::Convert, format!("window timestamp: {e}")))?,
     };
-    Ok(convert::format_timestamp_millis(convert::window_start_millis(ms, window.size_ms)))
+    Ok(convert::format_timestamp_millis(
+        convert::window_start_millis(ms, window.size_ms),
+    ))
 }
 
 fn kafka_meta(r: &Record, meta: KafkaMeta, ty: Option<ColumnType>) -> Value {
@@ -322,7 +408,15 @@ fn kafka_meta(r: &Record, meta: KafkaMeta, ty: Option<ColumnType>) -> Value {
         KafkaMeta::Offset => Value::from(r.offset),
         KafkaMeta::Timestamp => match (r.timestamp_ms, ty) {
             (None, _) => Value::Null,
-            (Some(ms), Some(ColumnType::Smallint | ColumnType::Integer | ColumnType::Bigint | ColumnType::Numeric)) => Value::from(ms),
+            (
+                Some(ms),
+                Some(
+                    ColumnType::Smallint
+                    | ColumnType::Integer
+                    | ColumnType::Bigint
+                    | ColumnType::Numeric,
+                ),
+            ) => Value::from(ms),
             (Some(ms), _) => Value::String(convert::format_timestamp_millis(ms)),
         },
     }
@@ -332,7 +426,14 @@ fn headers_json(r: &Record) -> Value {
     let map = r
         .headers
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_ref().map_or(Value::Null, |b| Value::String(String::from_utf8_lossy(b).into_owned()))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_ref().map_or(Value::Null, |b| {
+                    Value::String(String::from_utf8_lossy(b).into_owned())
+                }),
+            )
+        })
         .collect();
     Value::Object(map)
 }
@@ -366,7 +467,11 @@ fn copy_escape(out: &mut Vec<u8>, text: &str) -> Result<(), String> {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            0 => return Err("text contains a NUL character, which PostgreSQL text cannot store".into()),
+            0 => {
+                return Err(
+                    "text contains a NUL character, which PostgreSQL text cannot store".into(),
+                )
+            }
             _ => out.push(b),
         }
     }

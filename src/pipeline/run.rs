@@ -285,7 +285,9 @@ impl Pipeline {
                 });
             }
             Outcome::Aborted => {}
-            Outcome::Failed(error) if classify(&error) == ErrorClass::BadRecord => self.stop_partition(tp, &error),
+            Outcome::Failed(error) if classify(&error) == ErrorClass::BadRecord => {
+                self.stop_partition(tp, &error)
+            }
             Outcome::Failed(error) => return Err(error),
         }
         Ok(())
@@ -298,7 +300,8 @@ impl Pipeline {
             state.stopped = true;
         }
         self.metrics.stopped_partitions.inc();
-        self.health.set_stopped_partitions(self.metrics.stopped_partitions.get());
+        self.health
+            .set_stopped_partitions(self.metrics.stopped_partitions.get());
         tracing::error!(partition = %tp, %error, "Partition stopped by a bad record (on_error = \"fail\"); fix the data or the mapping and restart.");
         let _ = self.wiring.commands.send(Command::Pause(tp));
     }
@@ -307,7 +310,8 @@ impl Pipeline {
     fn forget(&self, old: &PartitionState) {
         if old.stopped {
             self.metrics.stopped_partitions.dec();
-            self.health.set_stopped_partitions(self.metrics.stopped_partitions.get());
+            self.health
+                .set_stopped_partitions(self.metrics.stopped_partitions.get());
         }
     }
 

@@ -30,17 +30,33 @@ fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded) -> Vec<Step<'a>> {
         // Deletes first: with a tombstone followed by newer upserts of the same key in one batch,
         // the row is deleted and then written again, as applying in order would do.
         if !t.deletes.is_empty() {
-            steps.push(Step { mapping: t.mapping, copy: &s.copy_deletes, apply: &s.delete, rows: &t.deletes, deletes: true });
+            steps.push(Step {
+                mapping: t.mapping,
+                copy: &s.copy_deletes,
+                apply: &s.delete,
+                rows: &t.deletes,
+                deletes: true,
+            });
         }
         if !t.upserts.is_empty() {
-            steps.push(Step { mapping: t.mapping, copy: &s.copy_rows, apply: &s.apply, rows: &t.upserts, deletes: false });
+            steps.push(Step {
+                mapping: t.mapping,
+                copy: &s.copy_rows,
+                apply: &s.apply,
+                rows: &t.upserts,
+                deletes: false,
+            });
         }
     }
     steps
 }
 
 /// Writes every mapping's rows inside the caller's transaction.
-pub async fn apply_batch(tx: &mut PgConnection, sql: &[MappingSql], decoded: &Decoded) -> Result<Written, Error> {
+pub(crate) async fn apply_batch(
+    tx: &mut PgConnection,
+    sql: &[MappingSql],
+    decoded: &Decoded,
+) -> Result<Written, Error> {
     let mut written: Written = Vec::new();
     for step in steps(sql, decoded) {
         let n = run(tx, &step, step.rows.bytes(0..step.rows.len())).await?;
@@ -56,19 +72,31 @@ pub async fn apply_batch(tx: &mut PgConnection, sql: &[MappingSql], decoded: &De
 
 async fn run(tx: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<u64, Error> {
     copy(tx, step.copy, data).await?;
-    Ok(sqlx::query(step.apply).execute(&mut *tx).await?.rows_affected())
+    Ok(sqlx::query(step.apply)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected())
 }
 
 /// Finds the rows that Postgres rejects, in a transaction that is always rolled back.
 /// Returns an empty list when nothing fails any more (the error was not about the data).
-pub async fn diagnose(conn: &mut PgConnection, sql: &[MappingSql], decoded: &Decoded) -> Result<Vec<Rejected>, Error> {
+pub(crate) async fn diagnose(
+    conn: &mut PgConnection,
+    sql: &[MappingSql],
+    decoded: &Decoded,
+) -> Result<Vec<Rejected>, Error> {
     let mut tx = conn.begin().await?;
     let mut found = Vec::new();
     for step in steps(sql, decoded) {
         let all = 0..step.rows.len();
         if let Some(error) = probe(&mut tx, &step, all.clone()).await? {
             for (row, error) in bisect(&mut tx, &step, all, error).await? {
-                found.push(Rejected { record: step.rows.records[row], mapping: step.mapping, stage: Stage::Database, error });
+                found.push(Rejected {
+                    record: step.rows.records[row],
+                    mapping: step.mapping,
+                    stage: Stage::Database,
+                    error,
+                });
             }
             break;
         }
@@ -112,10 +140,16 @@ async fn bisect(
 
 /// Runs `range` under a savepoint that is always rolled back; `Some(message)` when Postgres
 /// rejects the data.
-async fn probe(tx: &mut PgConnection, step: &Step<'_>, range: std::ops::Range<usize>) -> Result<Option<String>, Error> {
+async fn probe(
+    tx: &mut PgConnection,
+    step: &Step<'_>,
+    range: std::ops::Range<usize>,
+) -> Result<Option<String>, Error> {
     sqlx::query("SAVEPOINT kps_probe").execute(&mut *tx).await?;
     let result = run(tx, step, step.rows.bytes(range)).await;
-    sqlx::query("ROLLBACK TO SAVEPOINT kps_probe").execute(&mut *tx).await?;
+    sqlx::query("ROLLBACK TO SAVEPOINT kps_probe")
+        .execute(&mut *tx)
+        .await?;
     match result {
         Ok(_) => Ok(None),
         Err(error) if classify(&error) == ErrorClass::BadRecord => Ok(Some(describe(&error))),
@@ -132,7 +166,11 @@ fn describe(error: &Error) -> String {
                 .and_then(|pg| pg.detail())
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            format!("{}: {}{detail}", db.code().as_deref().unwrap_or("?"), db.message())
+            format!(
+                "{}: {}{detail}",
+                db.code().as_deref().unwrap_or("?"),
+                db.message()
+            )
         }
         other => other.to_string(),
     }

@@ -35,7 +35,9 @@ pub fn headers_json(record: &Record) -> String {
         .headers
         .iter()
         .map(|(k, v)| {
-            let value = v.as_ref().map_or(Value::Null, |b| Value::String(String::from_utf8_lossy(b).into_owned()));
+            let value = v.as_ref().map_or(Value::Null, |b| {
+                Value::String(String::from_utf8_lossy(b).into_owned())
+            });
             Value::Array(vec![Value::String(k.clone()), value])
         })
         .collect();

@@ -1,12 +1,15 @@
 //! Postgres: SQL built once per mapping, the batch writer, and the offset store.
 
 mod apply;
+mod check;
 mod dead_letters;
 mod migrate;
 mod offsets;
+pub mod replay;
 mod sql;
 mod writer;
 
+pub use check::check_database;
 pub use dead_letters::{headers_json, DeadLetterSql};
 pub use migrate::migrate;
 pub use offsets::{compare_and_set, load_one, OffsetSql, OffsetStore};

@@ -62,13 +62,19 @@ fn upsert(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str
         .collect();
     let (order, guard) = match &mapping.only_if_newer {
         // Applying in order with a strict `<` guard keeps the first of equal versions.
-        Some(v) => (format!("{keys}, {} DESC NULLS LAST, kps_ord", v.quoted()), format!(" WHERE t.{0} < EXCLUDED.{0}", v.quoted())),
+        Some(v) => (
+            format!("{keys}, {} DESC NULLS LAST, kps_ord", v.quoted()),
+            format!(" WHERE t.{0} < EXCLUDED.{0}", v.quoted()),
+        ),
         None => (format!("{keys}, kps_ord DESC"), String::new()),
     };
     let on_conflict = if updates.is_empty() {
         format!("ON CONFLICT ({keys}) DO NOTHING")
     } else {
-        format!("ON CONFLICT ({keys}) DO UPDATE SET {}{guard}", updates.join(", "))
+        format!(
+            "ON CONFLICT ({keys}) DO UPDATE SET {}{guard}",
+            updates.join(", ")
+        )
     };
     format!(
         "INSERT INTO {table} AS t ({columns}) SELECT DISTINCT ON ({keys}) {columns} FROM pg_temp.{stage} ORDER BY {order} {on_conflict}"
@@ -92,7 +98,9 @@ fn accumulate(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: 
             AccumulateOp::Last => format!("(array_agg({q} ORDER BY kps_ord DESC))[1]"),
         });
         merges.push(match op {
-            AccumulateOp::Add | AccumulateOp::Count => format!("{q} = COALESCE(t.{q} + EXCLUDED.{q}, t.{q}, EXCLUDED.{q})"),
+            AccumulateOp::Add | AccumulateOp::Count => {
+                format!("{q} = COALESCE(t.{q} + EXCLUDED.{q}, t.{q}, EXCLUDED.{q})")
+            }
             AccumulateOp::Min => format!("{q} = LEAST(t.{q}, EXCLUDED.{q})"),
             AccumulateOp::Max => format!("{q} = GREATEST(t.{q}, EXCLUDED.{q})"),
             AccumulateOp::Last => format!("{q} = EXCLUDED.{q}"),
@@ -125,33 +133,62 @@ mod tests {
 
     #[test]
     fn upsert_updates_every_non_key_column_with_one_row_per_key() {
-        let sql = MappingSql::new(&mapping("key=['id']\ncolumns={ id='value.id', amount='value.amount', note='value.note' }"), 3);
+        let sql = MappingSql::new(
+            &mapping(
+                "key=['id']\ncolumns={ id='value.id', amount='value.amount', note='value.note' }",
+            ),
+            3,
+        );
         assert_eq!(
             sql.apply,
             "INSERT INTO \"billing\".\"acct\" AS t (\"amount\", \"id\", \"note\") SELECT DISTINCT ON (\"id\") \"amount\", \"id\", \"note\" \
              FROM pg_temp.kps_stage_3 ORDER BY \"id\", kps_ord DESC \
              ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", \"note\" = EXCLUDED.\"note\""
         );
-        assert_eq!(sql.copy_rows, "COPY pg_temp.kps_stage_3 (\"amount\", \"id\", \"note\", kps_ord) FROM STDIN");
+        assert_eq!(
+            sql.copy_rows,
+            "COPY pg_temp.kps_stage_3 (\"amount\", \"id\", \"note\", kps_ord) FROM STDIN"
+        );
         assert_eq!(sql.delete, "DELETE FROM \"billing\".\"acct\" AS t USING pg_temp.kps_delete_3 AS d WHERE t.\"id\" = d.\"id\"");
     }
 
     #[test]
     fn version_guard_keeps_the_highest_version() {
-        let sql = MappingSql::new(&mapping("key=['id']\nonly_if_newer='v'\ncolumns={ id='key', v='value.v', x='value.x' }"), 0);
-        assert!(sql.apply.contains("ORDER BY \"id\", \"v\" DESC NULLS LAST, kps_ord ON CONFLICT"), "{}", sql.apply);
-        assert!(sql.apply.ends_with("WHERE t.\"v\" < EXCLUDED.\"v\""), "{}", sql.apply);
+        let sql = MappingSql::new(
+            &mapping(
+                "key=['id']\nonly_if_newer='v'\ncolumns={ id='key', v='value.v', x='value.x' }",
+            ),
+            0,
+        );
+        assert!(
+            sql.apply
+                .contains("ORDER BY \"id\", \"v\" DESC NULLS LAST, kps_ord ON CONFLICT"),
+            "{}",
+            sql.apply
+        );
+        assert!(
+            sql.apply.ends_with("WHERE t.\"v\" < EXCLUDED.\"v\""),
+            "{}",
+            sql.apply
+        );
     }
 
     #[test]
     fn key_only_tables_do_nothing_on_conflict() {
         let sql = MappingSql::new(&mapping("key=['id']\ncolumns={ id='value.id' }"), 0);
-        assert!(sql.apply.ends_with("ON CONFLICT (\"id\") DO NOTHING"), "{}", sql.apply);
+        assert!(
+            sql.apply.ends_with("ON CONFLICT (\"id\") DO NOTHING"),
+            "{}",
+            sql.apply
+        );
     }
 
     #[test]
     fn insert_appends_in_offset_order() {
-        let sql = MappingSql::new(&mapping("mode='insert'\ncolumns={ id='value.id', body='value' }"), 1);
+        let sql = MappingSql::new(
+            &mapping("mode='insert'\ncolumns={ id='value.id', body='value' }"),
+            1,
+        );
         assert_eq!(
             sql.apply,
             "INSERT INTO \"billing\".\"acct\" (\"body\", \"id\") SELECT \"body\", \"id\" FROM pg_temp.kps_stage_1 ORDER BY kps_ord"

@@ -137,12 +137,21 @@ impl Writer {
     }
 
     /// Takes batches until the queue closes or the pipeline stops listening.
-    pub async fn run(mut self, queue: Arc<Mutex<mpsc::Receiver<Batch>>>, results: mpsc::UnboundedSender<WriteBatch>) {
+    pub async fn run(
+        mut self,
+        queue: Arc<Mutex<mpsc::Receiver<Batch>>>,
+        results: mpsc::UnboundedSender<WriteBatch>,
+    ) {
         loop {
             let batch = queue.lock().await.recv().await;
             let Some(batch) = batch else { break };
             let outcome = self.write(&batch).await;
-            let result = WriteBatch { tp: batch.tp, epoch: batch.epoch, records: batch.records.len(), outcome };
+            let result = WriteBatch {
+                tp: batch.tp,
+                epoch: batch.epoch,
+                records: batch.records.len(),
+                outcome,
+            };
             if results.send(result).is_err() {
                 break;
             }
@@ -151,11 +160,17 @@ impl Writer {
 
     /// Writes one batch, retrying transient errors until it commits, is fenced or is cancelled.
     pub async fn write(&mut self, batch: &Batch) -> Outcome {
-        let Some(last) = batch.records.last() else { return Outcome::Aborted };
+        let Some(last) = batch.records.last() else {
+            return Outcome::Aborted;
+        };
         let next_offset = last.offset + 1;
         let excluded = HashSet::new();
         let decoded = self.decoder.decode(&batch.records, &excluded);
-        let mut work = Work { decoded, excluded, rejected_by_db: Vec::new() };
+        let mut work = Work {
+            decoded,
+            excluded,
+            rejected_by_db: Vec::new(),
+        };
         let mut delay = Duration::from_millis(50);
         let mut uncertain = false;
         loop {
@@ -182,7 +197,10 @@ impl Writer {
                 Err(AttemptError::Db(error)) if classify(&error) == ErrorClass::Transient => {
                     self.conn = None;
                     uncertain = true;
-                    self.metrics.retries.with_label_values(&[retry_cause(&error)]).inc();
+                    self.metrics
+                        .retries
+                        .with_label_values(&[retry_cause(&error)])
+                        .inc();
                     if !self.degraded {
                         tracing::warn!(%error, partition = %batch.tp, "Database write failed; retrying with backoff.");
                         self.degraded = true;
@@ -198,13 +216,21 @@ impl Writer {
     /// The first rejected record whose mapping says `on_error = "fail"`, as an error.
     fn failing_record(&self, batch: &Batch, work: &Work) -> Option<Error> {
         let mappings = self.decoder.mappings();
-        let r = work.rejected().filter(|r| mappings[r.mapping].on_error == OnError::Fail).min_by_key(|r| r.record)?;
+        let r = work
+            .rejected()
+            .filter(|r| mappings[r.mapping].on_error == OnError::Fail)
+            .min_by_key(|r| r.record)?;
         let record = &batch.records[r.record];
         Some(Error::BadRecord {
             topic: record.tp.topic.to_string(),
             partition: record.tp.partition,
             offset: record.offset,
-            reason: format!("{} ({} stage, table {})", r.error, r.stage.as_str(), mappings[r.mapping].table),
+            reason: format!(
+                "{} ({} stage, table {})",
+                r.error,
+                r.stage.as_str(),
+                mappings[r.mapping].table
+            ),
         })
     }
 
@@ -215,7 +241,12 @@ impl Writer {
         outcome
     }
 
-    async fn attempt(&mut self, batch: &Batch, work: &Work, next_offset: i64) -> Result<Outcome, AttemptError> {
+    async fn attempt(
+        &mut self,
+        batch: &Batch,
+        work: &Work,
+        next_offset: i64,
+    ) -> Result<Outcome, AttemptError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => self.connect().await?,
@@ -224,11 +255,23 @@ impl Writer {
         let mut tx = conn.begin().await?;
         // The offset row is locked first: a concurrent writer of the same partition waits here
         // and then sees the new value, so at most one of them can commit.
-        if !compare_and_set(&mut tx, &self.offsets, &self.group, &batch.tp, batch.expected, next_offset).await? {
+        if !compare_and_set(
+            &mut tx,
+            &self.offsets,
+            &self.group,
+            &batch.tp,
+            batch.expected,
+            next_offset,
+        )
+        .await?
+        {
             tx.rollback().await?;
             let stored = load_one(&mut conn, &self.offsets, &self.group, &batch.tp).await?;
             self.conn = Some(conn);
-            self.metrics.fenced_commits.with_label_values(&[&*batch.tp.topic]).inc();
+            self.metrics
+                .fenced_commits
+                .with_label_values(&[&*batch.tp.topic])
+                .inc();
             tracing::info!(partition = %batch.tp, expected = ?batch.expected, ?stored, "Batch fenced: another writer moved the offset.");
             return Ok(Outcome::Fenced { stored });
         }
@@ -238,14 +281,30 @@ impl Writer {
                 tx.rollback().await?;
                 let rows = diagnose(&mut conn, &self.sql, &work.decoded).await?;
                 self.conn = Some(conn);
-                return Err(if rows.is_empty() { AttemptError::Db(error) } else { AttemptError::Rows(rows) });
+                return Err(if rows.is_empty() {
+                    AttemptError::Db(error)
+                } else {
+                    AttemptError::Rows(rows)
+                });
             }
             Err(error) => return Err(error.into()),
         };
-        for r in work.rejected().filter(|r| self.decoder.mappings()[r.mapping].on_error == OnError::DeadLetter) {
+        for r in work
+            .rejected()
+            .filter(|r| self.decoder.mappings()[r.mapping].on_error == OnError::DeadLetter)
+        {
             let table = self.decoder.mappings()[r.mapping].table.to_string();
             let record = &batch.records[r.record];
-            dead_letters::insert(&mut tx, &self.dead_letters, &self.group, record, &table, r.stage, &r.error).await?;
+            dead_letters::insert(
+                &mut tx,
+                &self.dead_letters,
+                &self.group,
+                record,
+                &table,
+                r.stage,
+                &r.error,
+            )
+            .await?;
         }
         tx.commit().await?;
         self.conn = Some(conn);
@@ -253,12 +312,25 @@ impl Writer {
         Ok(Outcome::Committed { next_offset })
     }
 
-    fn observe(&self, batch: &Batch, work: &Work, next_offset: i64, took: Duration, written: &Written) {
+    fn observe(
+        &self,
+        batch: &Batch,
+        work: &Work,
+        next_offset: i64,
+        took: Duration,
+        written: &Written,
+    ) {
         let topic = &*batch.tp.topic;
         let mappings = self.decoder.mappings();
         self.metrics.commit_duration.observe(took.as_secs_f64());
-        self.metrics.batches_committed.with_label_values(&[topic]).inc();
-        self.metrics.batch_records.with_label_values(&[topic]).observe(batch.records.len() as f64);
+        self.metrics
+            .batches_committed
+            .with_label_values(&[topic])
+            .inc();
+        self.metrics
+            .batch_records
+            .with_label_values(&[topic])
+            .observe(batch.records.len() as f64);
         self.metrics.set_committed(&batch.tp, next_offset);
         for &(mapping, rows, deleted) in written {
             let m = &mappings[mapping];
@@ -268,15 +340,24 @@ impl Writer {
                 Mode::Insert => "insert",
                 Mode::Accumulate => "accumulate",
             };
-            self.metrics.rows_written.with_label_values(&[&table, op]).inc_by(rows);
+            self.metrics
+                .rows_written
+                .with_label_values(&[&table, op])
+                .inc_by(rows);
             if deleted > 0 {
-                self.metrics.rows_written.with_label_values(&[&table, "delete"]).inc_by(deleted);
+                self.metrics
+                    .rows_written
+                    .with_label_values(&[&table, "delete"])
+                    .inc_by(deleted);
             }
         }
         for t in &work.decoded.tables {
             if t.ignored > 0 {
                 let table = mappings[t.mapping].table.to_string();
-                self.metrics.ignored_tombstones.with_label_values(&[topic, &table]).inc_by(t.ignored as u64);
+                self.metrics
+                    .ignored_tombstones
+                    .with_label_values(&[topic, &table])
+                    .inc_by(t.ignored as u64);
             }
         }
         for r in work.rejected() {
@@ -287,7 +368,9 @@ impl Writer {
                 OnError::Skip => &self.metrics.skipped_records,
                 OnError::Fail => continue,
             };
-            counter.with_label_values(&[topic, &table, r.stage.as_str()]).inc();
+            counter
+                .with_label_values(&[topic, &table, r.stage.as_str()])
+                .inc();
             if m.on_error == OnError::Skip {
                 tracing::warn!(partition = %batch.tp, offset = batch.records[r.record].offset, error = %r.error, table = %table, "Skipped a bad record.");
             }

@@ -14,12 +14,19 @@ fn record(offset: i64, key: Option<&str>, value: Option<&str>) -> Record {
         timestamp_ms: Some(1_700_000_000_123),
         key: key.map(|k| k.as_bytes().to_vec()),
         value: value.map(|v| v.as_bytes().to_vec()),
-        headers: vec![("trace".into(), Some(b"abc".to_vec())), ("empty".into(), None)],
+        headers: vec![
+            ("trace".into(), Some(b"abc".to_vec())),
+            ("empty".into(), None),
+        ],
     }
 }
 
 fn lines(set: &RowSet) -> Vec<String> {
-    let mut out: Vec<String> = String::from_utf8(set.data.clone()).unwrap().lines().map(str::to_owned).collect();
+    let mut out: Vec<String> = String::from_utf8(set.data.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     out.sort();
     out
 }
@@ -46,9 +53,21 @@ fn duplicate_keys_keep_the_highest_offset() {
 
 #[test]
 fn numbers_keep_their_exact_digits() {
-    let d = decoder("key=['id']\ncolumns={ id='value.id', amount='value.amount' }\ntypes={ amount='numeric' }");
-    let out = decode(&d, &[record(0, None, Some(r#"{"id":1,"amount":12345678901234567890.123456789}"#))]);
-    assert_eq!(lines(&out.tables[0].upserts), vec!["12345678901234567890.123456789\t1\t0"]);
+    let d = decoder(
+        "key=['id']\ncolumns={ id='value.id', amount='value.amount' }\ntypes={ amount='numeric' }",
+    );
+    let out = decode(
+        &d,
+        &[record(
+            0,
+            None,
+            Some(r#"{"id":1,"amount":12345678901234567890.123456789}"#),
+        )],
+    );
+    assert_eq!(
+        lines(&out.tables[0].upserts),
+        vec!["12345678901234567890.123456789\t1\t0"]
+    );
 }
 
 #[test]
@@ -90,13 +109,23 @@ fn version_guard_sends_every_candidate_after_the_last_tombstone() {
 #[test]
 fn insert_and_accumulate_keep_every_record() {
     let d = decoder("mode='insert'\ncolumns={ id='value.id' }");
-    let out = decode(&d, &[record(0, None, Some(r#"{"id":1}"#)), record(1, None, Some(r#"{"id":1}"#))]);
+    let out = decode(
+        &d,
+        &[
+            record(0, None, Some(r#"{"id":1}"#)),
+            record(1, None, Some(r#"{"id":1}"#)),
+        ],
+    );
     assert_eq!(out.tables[0].upserts.len(), 2);
     let d = decoder("mode='accumulate'\nkey=['acct']\ncolumns={ acct='value.a', total='value.n' }\naccumulate={ total='add', n='count' }\nwindow={ column='hour', source='value.ts', size='1h' }");
     let out = decode(
         &d,
         &[
-            record(0, None, Some(r#"{"a":"x","n":"1.5","ts":"2026-01-01T10:59:59Z"}"#)),
+            record(
+                0,
+                None,
+                Some(r#"{"a":"x","n":"1.5","ts":"2026-01-01T10:59:59Z"}"#),
+            ),
             record(1, None, Some(r#"{"a":"x","n":2,"ts":1767265200000}"#)),
         ],
     );
@@ -104,7 +133,10 @@ fn insert_and_accumulate_keep_every_record() {
     // Columns by name: acct, hour, n, total, then kps_ord.
     assert_eq!(
         lines(&out.tables[0].upserts),
-        vec!["x\t2026-01-01T10:00:00.000Z\t1\t1.5\t0", "x\t2026-01-01T11:00:00.000Z\t1\t2\t1"]
+        vec![
+            "x\t2026-01-01T10:00:00.000Z\t1\t1.5\t0",
+            "x\t2026-01-01T11:00:00.000Z\t1\t2\t1"
+        ]
     );
 }
 
@@ -115,7 +147,13 @@ fn nested_paths_metadata_headers_constants_and_escaping() {
     );
     let out = decode(
         &d,
-        &[record(7, None, Some(r#"{"id":"x","items":[{"sku":"a"},{"sku":"b"}],"meta":{"k":[1,2]},"note":"tab\there\\ and\nnewline"}"#))],
+        &[record(
+            7,
+            None,
+            Some(
+                r#"{"id":"x","items":[{"sku":"a"},{"sku":"b"}],"meta":{"k":[1,2]},"note":"tab\there\\ and\nnewline"}"#,
+            ),
+        )],
     );
     // Columns by name: doc, hs, id, missing, note, off, p, region, sku, tp, trace, ts, then kps_ord.
     assert_eq!(
@@ -143,7 +181,11 @@ fn bad_records_are_rejected_with_stage_and_reason_and_good_ones_kept() {
             record(7, None, Some(r#"{"id":7,"n":7}"#)),
         ],
     );
-    let mut found: Vec<(usize, Stage, String)> = out.rejected.iter().map(|r| (r.record, r.stage, r.error.clone())).collect();
+    let mut found: Vec<(usize, Stage, String)> = out
+        .rejected
+        .iter()
+        .map(|r| (r.record, r.stage, r.error.clone()))
+        .collect();
     found.sort_by_key(|f| f.0);
     let expect = [
         (0, Stage::Decode, "not valid JSON"),
@@ -165,7 +207,13 @@ fn bad_records_are_rejected_with_stage_and_reason_and_good_ones_kept() {
 #[test]
 fn a_bad_newer_record_does_not_hide_an_older_good_one() {
     let d = decoder("key=['id']\ncolumns={ id='key', n='value.n' }\ntypes={ n='integer' }");
-    let out = decode(&d, &[record(0, Some("a"), Some(r#"{"n":1}"#)), record(1, Some("a"), Some(r#"{"n":"x"}"#))]);
+    let out = decode(
+        &d,
+        &[
+            record(0, Some("a"), Some(r#"{"n":1}"#)),
+            record(1, Some("a"), Some(r#"{"n":"x"}"#)),
+        ],
+    );
     assert_eq!(out.rejected.len(), 1);
     assert_eq!(lines(&out.tables[0].upserts), vec!["a\t1\t0"]);
 }
