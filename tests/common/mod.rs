@@ -562,3 +562,63 @@ pub fn payment(id: u64) -> (String, i64) {
         cents,
     )
 }
+
+/// One record to produce: partition, key, value (`None` is a tombstone).
+pub type Produced = (i32, String, Option<String>);
+
+/// Produces `records` in order at about `per_sec` in a background thread.
+pub fn stream(bootstrap: &str, topic: &str, records: Vec<Produced>, per_sec: u64) -> std::thread::JoinHandle<()> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    std::thread::spawn(move || {
+        let mut producer = TestProducer::new(&bootstrap);
+        let started = Instant::now();
+        for (i, (partition, key, value)) in records.iter().enumerate() {
+            producer.send(&topic, *partition, key, value.as_deref());
+            let due = Duration::from_micros((i as u64 + 1) * 1_000_000 / per_sec);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        producer.flush();
+    })
+}
+
+/// Starts the connector, waits until `progress` grows, kills it with SIGKILL at a random moment,
+/// and repeats until `stream` is finished and at least `min_kills` kills happened. Returns how
+/// many kills landed before `progress` reached `total`.
+pub async fn kill_repeatedly<F, Fut>(
+    broker: &Broker,
+    db: &TestDb,
+    group: &str,
+    rest: &str,
+    stream: &std::thread::JoinHandle<()>,
+    min_kills: usize,
+    total: i64,
+    mut progress: F,
+) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let (mut kills, mut mid_stream) = (0, 0);
+    while !stream.is_finished() || kills < min_kills {
+        let before = progress().await;
+        let sink = Sink::start(broker, db, group, rest);
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while progress().await <= before && before < total {
+            assert!(Instant::now() < deadline, "the restarted connector never made progress");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..1200))).await;
+        sink.kill9();
+        kills += 1;
+        let now = progress().await;
+        eprintln!("kill -9 #{kills}: progress {now} of {total}");
+        if now < total {
+            mid_stream += 1;
+        }
+    }
+    mid_stream
+}

@@ -1,0 +1,275 @@
+//! Write modes and bad records through the real binary, against real Postgres and a broker over TCP.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+
+/// Records committed so far (0 until the connector has created its tables).
+async fn committed(db: &TestDb, group: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT coalesce(sum(next_offset), 0)::bigint FROM kafka_pg_sink.offsets WHERE group_id = $1")
+        .bind(group)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap_or(0)
+}
+
+async fn wait_for_log_end(db: &TestDb, broker: &Broker, group: &str, topic: &str, partitions: i32) {
+    let ends = broker.end_offsets(topic, partitions);
+    let expected: Vec<(i32, i64)> = ends.iter().enumerate().map(|(p, e)| (p as i32, *e)).collect();
+    let done = eventually(Duration::from_secs(90), || async { db.stored_offsets(group, topic).await == expected }).await;
+    assert!(done, "stored offsets {:?} never reached the log end {expected:?}", db.stored_offsets(group, topic).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE events (seq bigint NOT NULL, amount numeric NOT NULL, src_offset bigint)").await;
+    let mut broker = Broker::start();
+    let topic = unique("events");
+    broker.create_topic(&topic, 3);
+    let n = 15_000u64;
+    let mut total = 0i64;
+    // No natural key and repeated payloads: only the offset transaction can deduplicate.
+    let records: Vec<Produced> = (0..n)
+        .map(|i| {
+            let cents = (i % 997) as i64;
+            total += cents;
+            ((i % 3) as i32, format!("k{}", i % 5), Some(format!(r#"{{"seq":{},"amount":"{}.{:02}"}}"#, i % 50, cents / 100, cents % 100)))
+        })
+        .collect();
+    let producer = stream(&broker.bootstrap, &topic, records, 700);
+    let group = unique("group");
+    let rest = format!(
+        "[batch]\nmax_records = 250\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"events\"\nmode = \"insert\"\n\
+         columns = {{ seq = \"value.seq\", amount = \"value.amount\", src_offset = \"kafka.offset\" }}\ntypes = {{ amount = \"numeric\" }}\n"
+    );
+    let mid = kill_repeatedly(&broker, &db, &group, &rest, &producer, 3, n as i64, || committed(&db, &group)).await;
+    producer.join().unwrap();
+    assert!(mid >= 2, "only {mid} kills landed mid-stream");
+    let _sink = Sink::start(&broker, &db, &group, &rest);
+    wait_for_log_end(&db, &broker, &group, &topic, 3).await;
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM events").await, n as i64, "appended rows");
+    assert_eq!(db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM events").await, total);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM (SELECT src_offset, seq FROM events GROUP BY 1, 2 HAVING count(*) > 1) d").await, 0);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
+    let db = TestDb::create().await;
+    db.exec(
+        "CREATE TABLE usage (account text NOT NULL, hour timestamptz NOT NULL, bytes numeric NOT NULL, \
+         peak bigint, events bigint NOT NULL, last_ref text, PRIMARY KEY (account, hour))",
+    )
+    .await;
+    let mut broker = Broker::start();
+    let topic = unique("usage");
+    broker.create_topic(&topic, 4);
+    let n = 16_000u64;
+    let base_ms: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let mut truth: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
+    let records: Vec<Produced> = (0..n)
+        .map(|i| {
+            let account = format!("acct-{}", i % 7);
+            let ts = base_ms + (i as i64 * 7919 % 5) * 3_600_000 + (i as i64 % 3_600_000);
+            let bytes = (i as i64 * 31) % 100_000;
+            let hour = ts - ts.rem_euclid(3_600_000);
+            let e = truth.entry((account.clone(), hour)).or_insert((0, 0, 0));
+            e.0 += bytes;
+            e.1 = e.1.max(bytes);
+            e.2 += 1;
+            let value = format!(r#"{{"account":"{account}","bytes":{bytes},"ts":{ts},"ref":"r{i}"}}"#);
+            ((i % 4) as i32, account, Some(value))
+        })
+        .collect();
+    let producer = stream(&broker.bootstrap, &topic, records, 800);
+    let group = unique("group");
+    let rest = format!(
+        "[batch]\nmax_records = 300\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"usage\"\nmode = \"accumulate\"\n\
+         key = [\"account\"]\ncolumns = {{ account = \"value.account\", bytes = \"value.bytes\", peak = \"value.bytes\", last_ref = \"value.ref\" }}\n\
+         types = {{ bytes = \"numeric\", peak = \"bigint\" }}\n\
+         accumulate = {{ bytes = \"add\", peak = \"max\", events = \"count\", last_ref = \"last\" }}\n\
+         window = {{ column = \"hour\", source = \"value.ts\", size = \"1h\" }}\n"
+    );
+    let mid = kill_repeatedly(&broker, &db, &group, &rest, &producer, 3, n as i64, || committed(&db, &group)).await;
+    producer.join().unwrap();
+    assert!(mid >= 2, "only {mid} kills landed mid-stream");
+    let _sink = Sink::start(&broker, &db, &group, &rest);
+    wait_for_log_end(&db, &broker, &group, &topic, 4).await;
+
+    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT account, (extract(epoch FROM hour) * 1000)::bigint, bytes::bigint, peak, events FROM usage ORDER BY 1, 2",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let actual: BTreeMap<(String, i64), (i64, i64, i64)> =
+        rows.into_iter().map(|(a, h, b, p, e)| ((a, h), (b, p, e))).collect();
+    assert_eq!(actual.len(), truth.len());
+    assert_eq!(actual, truth, "per-account, per-hour sums differ from what was produced");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE profiles (id text PRIMARY KEY, version bigint NOT NULL, name text)").await;
+    let mut broker = Broker::start();
+    let topic = unique("profiles");
+    broker.create_topic(&topic, 2);
+    // Each key gets versions 1..=20 in a scrambled order, spread over several batches.
+    let mut records = Vec::new();
+    for round in 0..20u64 {
+        for key in 0..30u64 {
+            let version = (round * 7 + key * 3) % 20 + 1;
+            let value = format!(r#"{{"v":{version},"name":"n{key}-v{version}"}}"#);
+            records.push(((key % 2) as i32, format!("user-{key}"), Some(value)));
+        }
+    }
+    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    let group = unique("group");
+    let rest = format!(
+        "[batch]\nmax_records = 37\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"profiles\"\nkey = [\"id\"]\n\
+         only_if_newer = \"version\"\ncolumns = {{ id = \"key\", version = \"value.v\", name = \"value.name\" }}\n"
+    );
+    let _sink = Sink::start(&broker, &db, &group, &rest);
+    wait_for_log_end(&db, &broker, &group, &topic, 2).await;
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT id, version, name FROM profiles ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(rows.len(), 30);
+    for (id, version, name) in rows {
+        assert_eq!(version, 20, "{id} ended at version {version}");
+        assert_eq!(name, format!("n{}-v20", id.trim_start_matches("user-")));
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE kv (k text PRIMARY KEY, v bigint NOT NULL, extra text DEFAULT 'fresh')").await;
+    let mut broker = Broker::start();
+    let topic = unique("kv");
+    broker.create_topic(&topic, 1);
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    let mut records = Vec::new();
+    for i in 0..600u64 {
+        let key = format!("k{}", i * 13 % 17);
+        if (i * 7) % 5 == 0 {
+            records.push((0, key.clone(), None));
+            expected.remove(&key);
+        } else {
+            records.push((0, key.clone(), Some(format!(r#"{{"v":{i}}}"#))));
+            expected.insert(key, i as i64);
+        }
+    }
+    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    // A row the stream never writes but deletes: an unmapped column shows a delete really happened.
+    db.exec("INSERT INTO kv VALUES ('k3', -1, 'stale')").await;
+    let group = unique("group");
+    let rest = format!(
+        "[batch]\nmax_records = 23\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"kv\"\nkey = [\"k\"]\n\
+         columns = {{ k = \"key\", v = \"value.v\" }}\n"
+    );
+    let _sink = Sink::start(&broker, &db, &group, &rest);
+    wait_for_log_end(&db, &broker, &group, &topic, 1).await;
+    let rows: Vec<(String, i64, Option<String>)> =
+        sqlx::query_as("SELECT k, v, extra FROM kv ORDER BY k").fetch_all(&db.pool).await.unwrap();
+    let actual: BTreeMap<String, i64> = rows.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
+    assert_eq!(actual, expected);
+    assert!(rows.iter().all(|(_, _, extra)| extra.as_deref() == Some("fresh")), "{rows:?}");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() {
+    let db = TestDb::create().await;
+    db.exec(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), placed timestamptz, sku uuid)",
+    )
+    .await;
+    let mut broker = Broker::start();
+    let topic = unique("orders");
+    broker.create_topic(&topic, 2);
+    let mut records = Vec::new();
+    let mut good = 0;
+    let mut poison = Vec::new();
+    for i in 0..400u64 {
+        let p = (i % 2) as i32;
+        let (value, kind) = match i % 50 {
+            7 => ("{broken".to_string(), Some("decode")),
+            13 => (format!(r#"{{"id":{i},"qty":"many"}}"#), Some("convert")),
+            21 => (format!(r#"{{"id":{i},"qty":-5}}"#), Some("database")),
+            33 => (format!(r#"{{"id":{i},"qty":1,"sku":"not-a-uuid"}}"#), Some("convert")),
+            41 => (format!(r#"{{"qty":3}}"#), Some("decode")),
+            _ => (format!(r#"{{"id":{i},"qty":{},"placed":{},"sku":"0b5e9e8a-8f4e-4d0c-9a43-7a1f3b9d{:04}"}}"#, i % 9 + 1, 1_767_225_600_000i64 + i as i64, i), None),
+        };
+        match kind {
+            Some(stage) => poison.push((i, stage)),
+            None => good += 1,
+        }
+        records.push((p, i.to_string(), Some(value)));
+    }
+    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    let group = unique("group");
+    let rest = format!(
+        "[batch]\nmax_records = 100\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"orders\"\nkey = [\"id\"]\n\
+         columns = {{ id = \"value.id\", qty = \"value.qty\", placed = \"value.placed\", sku = \"value.sku\" }}\n\
+         types = {{ qty = \"integer\", placed = \"timestamptz\", sku = \"uuid\" }}\n"
+    );
+    let sink = Sink::start(&broker, &db, &group, &rest);
+    wait_for_log_end(&db, &broker, &group, &topic, 2).await;
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM orders").await, good);
+    let letters: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT convert_from(record_key, 'UTF8')::bigint, stage, error FROM kafka_pg_sink.dead_letters ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let found: Vec<(u64, &str)> = letters.iter().map(|(k, s, _)| (*k as u64, s.as_str())).collect();
+    assert_eq!(found, poison, "dead letters: {letters:#?}");
+    assert!(letters.iter().any(|(_, s, e)| s == "database" && e.contains("23514")), "{letters:#?}");
+    assert_eq!(sink.metric("kafka_pg_sink_dead_letters_total", &topic), Some(poison.len() as f64));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_policy_stops_only_the_partition_with_the_bad_record() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, n integer NOT NULL)").await;
+    let mut broker = Broker::start();
+    let topic = unique("strict");
+    broker.create_topic(&topic, 2);
+    let mut records = Vec::new();
+    for i in 0..200u64 {
+        let value = if i == 100 { r#"{"id":100,"n":"x"}"#.to_string() } else { format!(r#"{{"id":{i},"n":{i}}}"#) };
+        records.push(((i % 2) as i32, i.to_string(), Some(value)));
+    }
+    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    let group = unique("group");
+    let rest = format!(
+        "[batch]\nmax_records = 10\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nkey = [\"id\"]\non_error = \"fail\"\n\
+         columns = {{ id = \"value.id\", n = \"value.n\" }}\ntypes = {{ n = \"integer\" }}\n"
+    );
+    let sink = Sink::start(&broker, &db, &group, &rest);
+    // Partition 1 completes; partition 0 stops at the batch holding record 100 (offset 50).
+    let done = eventually(Duration::from_secs(60), || async {
+        let offsets = db.stored_offsets(&group, &topic).await;
+        offsets.iter().any(|&(p, o)| p == 1 && o == 100) && sink.metric("kafka_pg_sink_stopped_partitions", "") == Some(1.0)
+    })
+    .await;
+    assert!(done, "offsets {:?}", db.stored_offsets(&group, &topic).await);
+    let p0 = db.stored_offsets(&group, &topic).await[0];
+    assert_eq!(p0.0, 0);
+    assert!(p0.1 <= 50, "partition 0 committed past the bad record: {p0:?}");
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM t WHERE id = 100").await, 0);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM kafka_pg_sink.dead_letters").await, 0);
+    let (status, body) = sink.get("/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"stopped_partitions\":1"), "{body}");
+    assert_eq!(sink.get("/healthz").unwrap().0, 200);
+    db.drop_db().await;
+}
