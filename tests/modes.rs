@@ -204,7 +204,7 @@ async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() 
             13 => (format!(r#"{{"id":{i},"qty":"many"}}"#), Some("convert")),
             21 => (format!(r#"{{"id":{i},"qty":-5}}"#), Some("database")),
             33 => (format!(r#"{{"id":{i},"qty":1,"sku":"not-a-uuid"}}"#), Some("convert")),
-            41 => (format!(r#"{{"qty":3}}"#), Some("decode")),
+            41 => (r#"{"qty":3}"#.to_string(), Some("decode")),
             _ => (format!(r#"{{"id":{i},"qty":{},"placed":{},"sku":"0b5e9e8a-8f4e-4d0c-9a43-7a1f3b9d{:04}"}}"#, i % 9 + 1, 1_767_225_600_000i64 + i as i64, i), None),
         };
         match kind {

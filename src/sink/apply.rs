@@ -158,7 +158,7 @@ async fn probe(
 }
 
 /// `SQLSTATE code: message (detail)` for a database error.
-fn describe(error: &Error) -> String {
+pub(crate) fn describe(error: &Error) -> String {
     match error {
         Error::Database(sqlx::Error::Database(db)) => {
             let detail = db

@@ -567,7 +567,12 @@ pub fn payment(id: u64) -> (String, i64) {
 pub type Produced = (i32, String, Option<String>);
 
 /// Produces `records` in order at about `per_sec` in a background thread.
-pub fn stream(bootstrap: &str, topic: &str, records: Vec<Produced>, per_sec: u64) -> std::thread::JoinHandle<()> {
+pub fn stream(
+    bootstrap: &str,
+    topic: &str,
+    records: Vec<Produced>,
+    per_sec: u64,
+) -> std::thread::JoinHandle<()> {
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     std::thread::spawn(move || {
         let mut producer = TestProducer::new(&bootstrap);
@@ -586,6 +591,7 @@ pub fn stream(bootstrap: &str, topic: &str, records: Vec<Produced>, per_sec: u64
 /// Starts the connector, waits until `progress` grows, kills it with SIGKILL at a random moment,
 /// and repeats until `stream` is finished and at least `min_kills` kills happened. Returns how
 /// many kills landed before `progress` reached `total`.
+#[allow(clippy::too_many_arguments)]
 pub async fn kill_repeatedly<F, Fut>(
     broker: &Broker,
     db: &TestDb,
@@ -608,7 +614,10 @@ where
         let sink = Sink::start(broker, db, group, rest);
         let deadline = Instant::now() + Duration::from_secs(40);
         while progress().await <= before && before < total {
-            assert!(Instant::now() < deadline, "the restarted connector never made progress");
+            assert!(
+                Instant::now() < deadline,
+                "the restarted connector never made progress"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..1200))).await;
