@@ -216,3 +216,40 @@ async fn resumes_from_postgres_offsets_whatever_kafka_has_committed() {
     );
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_every_problem_and_the_connector_refuses_to_start() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE balances (id bigint, amount text)")
+        .await;
+    let broker = Broker::start();
+    let group = unique("group");
+    let rest = "[[mappings]]\ntopic = \"t\"\ntable = \"balances\"\nkey = [\"id\"]\ncolumns = { id = \"value.id\", amount = \"value.amount\", note = \"value.note\" }\ntypes = { amount = \"numeric\" }\n";
+    let (config, _http) = sink_config(&broker, &db, &group, rest);
+
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
+        .args(["--config", config.0.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    for needle in ["note", "amount", "CREATE UNIQUE INDEX", "migrate"] {
+        assert!(
+            report.contains(needle),
+            "`{needle}` missing from:\n{report}"
+        );
+    }
+
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
+        .args(["--config", config.0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not match the configuration")
+            && stderr.contains("CREATE UNIQUE INDEX"),
+        "{stderr}"
+    );
+    db.drop_db().await;
+}

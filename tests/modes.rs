@@ -18,15 +18,29 @@ async fn committed(db: &TestDb, group: &str) -> i64 {
 
 async fn wait_for_log_end(db: &TestDb, broker: &Broker, group: &str, topic: &str, partitions: i32) {
     let ends = broker.end_offsets(topic, partitions);
-    let expected: Vec<(i32, i64)> = ends.iter().enumerate().map(|(p, e)| (p as i32, *e)).collect();
-    let done = eventually(Duration::from_secs(90), || async { db.stored_offsets(group, topic).await == expected }).await;
-    assert!(done, "stored offsets {:?} never reached the log end {expected:?}", db.stored_offsets(group, topic).await);
+    let expected: Vec<(i32, i64)> = ends
+        .iter()
+        .enumerate()
+        .map(|(p, e)| (p as i32, *e))
+        .collect();
+    let done = eventually(Duration::from_secs(90), || async {
+        db.stored_offsets(group, topic).await == expected
+    })
+    .await;
+    assert!(
+        done,
+        "stored offsets {:?} never reached the log end {expected:?}",
+        db.stored_offsets(group, topic).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
     let db = TestDb::create().await;
-    db.exec("CREATE TABLE events (seq bigint NOT NULL, amount numeric NOT NULL, src_offset bigint)").await;
+    db.exec(
+        "CREATE TABLE events (seq bigint NOT NULL, amount numeric NOT NULL, src_offset bigint)",
+    )
+    .await;
     let mut broker = Broker::start();
     let topic = unique("events");
     broker.create_topic(&topic, 3);
@@ -37,7 +51,16 @@ async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
         .map(|i| {
             let cents = (i % 997) as i64;
             total += cents;
-            ((i % 3) as i32, format!("k{}", i % 5), Some(format!(r#"{{"seq":{},"amount":"{}.{:02}"}}"#, i % 50, cents / 100, cents % 100)))
+            (
+                (i % 3) as i32,
+                format!("k{}", i % 5),
+                Some(format!(
+                    r#"{{"seq":{},"amount":"{}.{:02}"}}"#,
+                    i % 50,
+                    cents / 100,
+                    cents % 100
+                )),
+            )
         })
         .collect();
     let producer = stream(&broker.bootstrap, &topic, records, 700);
@@ -46,13 +69,24 @@ async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
         "[batch]\nmax_records = 250\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"events\"\nmode = \"insert\"\n\
          columns = {{ seq = \"value.seq\", amount = \"value.amount\", src_offset = \"kafka.offset\" }}\ntypes = {{ amount = \"numeric\" }}\n"
     );
-    let mid = kill_repeatedly(&broker, &db, &group, &rest, &producer, 3, n as i64, || committed(&db, &group)).await;
+    let mid = kill_repeatedly(&broker, &db, &group, &rest, &producer, 3, n as i64, || {
+        committed(&db, &group)
+    })
+    .await;
     producer.join().unwrap();
     assert!(mid >= 2, "only {mid} kills landed mid-stream");
     let _sink = Sink::start(&broker, &db, &group, &rest);
     wait_for_log_end(&db, &broker, &group, &topic, 3).await;
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM events").await, n as i64, "appended rows");
-    assert_eq!(db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM events").await, total);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM events").await,
+        n as i64,
+        "appended rows"
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM events")
+            .await,
+        total
+    );
     assert_eq!(db.scalar_i64("SELECT count(*) FROM (SELECT src_offset, seq FROM events GROUP BY 1, 2 HAVING count(*) > 1) d").await, 0);
     db.drop_db().await;
 }
@@ -81,7 +115,8 @@ async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
             e.0 += bytes;
             e.1 = e.1.max(bytes);
             e.2 += 1;
-            let value = format!(r#"{{"account":"{account}","bytes":{bytes},"ts":{ts},"ref":"r{i}"}}"#);
+            let value =
+                format!(r#"{{"account":"{account}","bytes":{bytes},"ts":{ts},"ref":"r{i}"}}"#);
             ((i % 4) as i32, account, Some(value))
         })
         .collect();
@@ -94,7 +129,10 @@ async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
          accumulate = {{ bytes = \"add\", peak = \"max\", events = \"count\", last_ref = \"last\" }}\n\
          window = {{ column = \"hour\", source = \"value.ts\", size = \"1h\" }}\n"
     );
-    let mid = kill_repeatedly(&broker, &db, &group, &rest, &producer, 3, n as i64, || committed(&db, &group)).await;
+    let mid = kill_repeatedly(&broker, &db, &group, &rest, &producer, 3, n as i64, || {
+        committed(&db, &group)
+    })
+    .await;
     producer.join().unwrap();
     assert!(mid >= 2, "only {mid} kills landed mid-stream");
     let _sink = Sink::start(&broker, &db, &group, &rest);
@@ -106,17 +144,23 @@ async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    let actual: BTreeMap<(String, i64), (i64, i64, i64)> =
-        rows.into_iter().map(|(a, h, b, p, e)| ((a, h), (b, p, e))).collect();
+    let actual: BTreeMap<(String, i64), (i64, i64, i64)> = rows
+        .into_iter()
+        .map(|(a, h, b, p, e)| ((a, h), (b, p, e)))
+        .collect();
     assert_eq!(actual.len(), truth.len());
-    assert_eq!(actual, truth, "per-account, per-hour sums differ from what was produced");
+    assert_eq!(
+        actual, truth,
+        "per-account, per-hour sums differ from what was produced"
+    );
     db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
     let db = TestDb::create().await;
-    db.exec("CREATE TABLE profiles (id text PRIMARY KEY, version bigint NOT NULL, name text)").await;
+    db.exec("CREATE TABLE profiles (id text PRIMARY KEY, version bigint NOT NULL, name text)")
+        .await;
     let mut broker = Broker::start();
     let topic = unique("profiles");
     broker.create_topic(&topic, 2);
@@ -129,7 +173,9 @@ async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
             records.push(((key % 2) as i32, format!("user-{key}"), Some(value)));
         }
     }
-    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    stream(&broker.bootstrap, &topic, records, 5000)
+        .join()
+        .unwrap();
     let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 37\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"profiles\"\nkey = [\"id\"]\n\
@@ -138,7 +184,10 @@ async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
     let _sink = Sink::start(&broker, &db, &group, &rest);
     wait_for_log_end(&db, &broker, &group, &topic, 2).await;
     let rows: Vec<(String, i64, String)> =
-        sqlx::query_as("SELECT id, version, name FROM profiles ORDER BY id").fetch_all(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT id, version, name FROM profiles ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 30);
     for (id, version, name) in rows {
         assert_eq!(version, 20, "{id} ended at version {version}");
@@ -150,7 +199,8 @@ async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order() {
     let db = TestDb::create().await;
-    db.exec("CREATE TABLE kv (k text PRIMARY KEY, v bigint NOT NULL, extra text DEFAULT 'fresh')").await;
+    db.exec("CREATE TABLE kv (k text PRIMARY KEY, v bigint NOT NULL, extra text DEFAULT 'fresh')")
+        .await;
     let mut broker = Broker::start();
     let topic = unique("kv");
     broker.create_topic(&topic, 1);
@@ -166,7 +216,9 @@ async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order()
             expected.insert(key, i as i64);
         }
     }
-    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    stream(&broker.bootstrap, &topic, records, 5000)
+        .join()
+        .unwrap();
     // A row the stream never writes but deletes: an unmapped column shows a delete really happened.
     db.exec("INSERT INTO kv VALUES ('k3', -1, 'stale')").await;
     let group = unique("group");
@@ -177,10 +229,17 @@ async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order()
     let _sink = Sink::start(&broker, &db, &group, &rest);
     wait_for_log_end(&db, &broker, &group, &topic, 1).await;
     let rows: Vec<(String, i64, Option<String>)> =
-        sqlx::query_as("SELECT k, v, extra FROM kv ORDER BY k").fetch_all(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT k, v, extra FROM kv ORDER BY k")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     let actual: BTreeMap<String, i64> = rows.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
     assert_eq!(actual, expected);
-    assert!(rows.iter().all(|(_, _, extra)| extra.as_deref() == Some("fresh")), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|(_, _, extra)| extra.as_deref() == Some("fresh")),
+        "{rows:?}"
+    );
     db.drop_db().await;
 }
 
@@ -203,9 +262,20 @@ async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() 
             7 => ("{broken".to_string(), Some("decode")),
             13 => (format!(r#"{{"id":{i},"qty":"many"}}"#), Some("convert")),
             21 => (format!(r#"{{"id":{i},"qty":-5}}"#), Some("database")),
-            33 => (format!(r#"{{"id":{i},"qty":1,"sku":"not-a-uuid"}}"#), Some("convert")),
+            33 => (
+                format!(r#"{{"id":{i},"qty":1,"sku":"not-a-uuid"}}"#),
+                Some("convert"),
+            ),
             41 => (r#"{"qty":3}"#.to_string(), Some("decode")),
-            _ => (format!(r#"{{"id":{i},"qty":{},"placed":{},"sku":"0b5e9e8a-8f4e-4d0c-9a43-7a1f3b9d{:04}"}}"#, i % 9 + 1, 1_767_225_600_000i64 + i as i64, i), None),
+            _ => (
+                format!(
+                    r#"{{"id":{i},"qty":{},"placed":{},"sku":"0b5e9e8a-8f4e-4d0c-9a43-7a1f3b9d{:04}"}}"#,
+                    i % 9 + 1,
+                    1_767_225_600_000i64 + i as i64,
+                    i
+                ),
+                None,
+            ),
         };
         match kind {
             Some(stage) => poison.push((i, stage)),
@@ -213,7 +283,9 @@ async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() 
         }
         records.push((p, i.to_string(), Some(value)));
     }
-    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    stream(&broker.bootstrap, &topic, records, 5000)
+        .join()
+        .unwrap();
     let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 100\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"orders\"\nkey = [\"id\"]\n\
@@ -229,26 +301,44 @@ async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() 
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    let found: Vec<(u64, &str)> = letters.iter().map(|(k, s, _)| (*k as u64, s.as_str())).collect();
+    let found: Vec<(u64, &str)> = letters
+        .iter()
+        .map(|(k, s, _)| (*k as u64, s.as_str()))
+        .collect();
     assert_eq!(found, poison, "dead letters: {letters:#?}");
-    assert!(letters.iter().any(|(_, s, e)| s == "database" && e.contains("23514")), "{letters:#?}");
-    assert_eq!(sink.metric("kafka_pg_sink_dead_letters_total", &topic), Some(poison.len() as f64));
+    assert!(
+        letters
+            .iter()
+            .any(|(_, s, e)| s == "database" && e.contains("23514")),
+        "{letters:#?}"
+    );
+    assert_eq!(
+        sink.metric("kafka_pg_sink_dead_letters_total", &topic),
+        Some(poison.len() as f64)
+    );
     db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_policy_stops_only_the_partition_with_the_bad_record() {
     let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, n integer NOT NULL)").await;
+    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, n integer NOT NULL)")
+        .await;
     let mut broker = Broker::start();
     let topic = unique("strict");
     broker.create_topic(&topic, 2);
     let mut records = Vec::new();
     for i in 0..200u64 {
-        let value = if i == 100 { r#"{"id":100,"n":"x"}"#.to_string() } else { format!(r#"{{"id":{i},"n":{i}}}"#) };
+        let value = if i == 100 {
+            r#"{"id":100,"n":"x"}"#.to_string()
+        } else {
+            format!(r#"{{"id":{i},"n":{i}}}"#)
+        };
         records.push(((i % 2) as i32, i.to_string(), Some(value)));
     }
-    stream(&broker.bootstrap, &topic, records, 5000).join().unwrap();
+    stream(&broker.bootstrap, &topic, records, 5000)
+        .join()
+        .unwrap();
     let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 10\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nkey = [\"id\"]\non_error = \"fail\"\n\
@@ -258,18 +348,119 @@ async fn fail_policy_stops_only_the_partition_with_the_bad_record() {
     // Partition 1 completes; partition 0 stops at the batch holding record 100 (offset 50).
     let done = eventually(Duration::from_secs(60), || async {
         let offsets = db.stored_offsets(&group, &topic).await;
-        offsets.iter().any(|&(p, o)| p == 1 && o == 100) && sink.metric("kafka_pg_sink_stopped_partitions", "") == Some(1.0)
+        offsets.iter().any(|&(p, o)| p == 1 && o == 100)
+            && sink.metric("kafka_pg_sink_stopped_partitions", "") == Some(1.0)
     })
     .await;
-    assert!(done, "offsets {:?}", db.stored_offsets(&group, &topic).await);
+    assert!(
+        done,
+        "offsets {:?}",
+        db.stored_offsets(&group, &topic).await
+    );
     let p0 = db.stored_offsets(&group, &topic).await[0];
     assert_eq!(p0.0, 0);
-    assert!(p0.1 <= 50, "partition 0 committed past the bad record: {p0:?}");
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM t WHERE id = 100").await, 0);
-    assert_eq!(db.scalar_i64("SELECT count(*) FROM kafka_pg_sink.dead_letters").await, 0);
+    assert!(
+        p0.1 <= 50,
+        "partition 0 committed past the bad record: {p0:?}"
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM t WHERE id = 100").await,
+        0
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM kafka_pg_sink.dead_letters")
+            .await,
+        0
+    );
     let (status, body) = sink.get("/readyz").unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"stopped_partitions\":1"), "{body}");
     assert_eq!(sink.get("/healthz").unwrap().0, 200);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_feeds_many_tables_from_many_topics() {
+    let db = TestDb::create().await;
+    db.exec(
+        "CREATE TABLE latest (account text PRIMARY KEY, amount numeric NOT NULL); \
+         CREATE TABLE journal (account text NOT NULL, amount numeric NOT NULL, src_offset bigint NOT NULL, headers jsonb); \
+         CREATE TABLE audit (line text NOT NULL, src_topic text NOT NULL, region text NOT NULL)",
+    )
+    .await;
+    let mut broker = Broker::start();
+    let payments = unique("payments");
+    let logs = unique("logs");
+    broker.create_topic(&payments, 2);
+    broker.create_topic(&logs, 1);
+    let mut records = Vec::new();
+    for i in 0..300u64 {
+        records.push((
+            (i % 2) as i32,
+            format!("a{}", i % 10),
+            Some(format!(r#"{{"amount":"{i}.50"}}"#)),
+        ));
+    }
+    stream(&broker.bootstrap, &payments, records, 5000)
+        .join()
+        .unwrap();
+    let lines: Vec<Produced> = (0..50)
+        .map(|i| (0, String::new(), Some(format!("line {i}"))))
+        .collect();
+    stream(&broker.bootstrap, &logs, lines, 5000)
+        .join()
+        .unwrap();
+    let group = unique("group");
+    let rest = format!(
+        r#"[batch]
+max_records = 64
+max_wait_ms = 30
+
+[[mappings]]
+topic = "{payments}"
+table = "latest"
+key = ["account"]
+columns = {{ account = "key", amount = "value.amount" }}
+
+[[mappings]]
+topic = "{payments}"
+table = "journal"
+mode = "insert"
+columns = {{ account = "key", amount = "value.amount", src_offset = "kafka.offset", headers = "headers" }}
+
+[[mappings]]
+topic = "{logs}"
+table = "audit"
+mode = "insert"
+format = "text"
+columns = {{ line = "value", src_topic = "kafka.topic" }}
+constants = {{ region = "eu-west-1" }}
+"#
+    );
+    let _sink = Sink::start(&broker, &db, &group, &rest);
+    wait_for_log_end(&db, &broker, &group, &payments, 2).await;
+    wait_for_log_end(&db, &broker, &group, &logs, 1).await;
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM latest").await, 10);
+    // The last amount per account: ids 290..299 map to accounts a0..a9.
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 10)::bigint FROM latest")
+            .await,
+        (290..300).map(|i| i * 10 + 5).sum::<i64>()
+    );
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM journal").await, 300);
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 10)::bigint FROM journal")
+            .await,
+        (0..300).map(|i| i * 10 + 5).sum::<i64>()
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM audit WHERE region = 'eu-west-1'")
+            .await,
+        50
+    );
+    assert_eq!(
+        db.scalar_text("SELECT min(src_topic) FROM audit").await,
+        logs
+    );
     db.drop_db().await;
 }

@@ -320,4 +320,3 @@ impl Stored {
 fn dead_letters_table(schema: &Ident) -> String {
     format!("{}.\"dead_letters\"", schema.quoted())
 }
-
