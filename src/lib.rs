@@ -24,6 +24,7 @@ pub mod http;
 pub mod ident;
 pub mod kafka;
 pub mod metrics;
+pub mod offsets_tool;
 pub mod pipeline;
 pub mod shutdown;
 pub mod sink;

@@ -43,6 +43,9 @@ enum Command {
     /// List or replay records in the dead-letter table.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Show stored offsets and lag, or set them (dry run by default).
+    #[command(subcommand)]
+    Offsets(kafka_pg_sink::offsets_tool::OffsetsCommand),
 }
 
 #[derive(Subcommand)]
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             Command::DeadLetters(DeadLetterCommand::List { filter, all }) => {
                 commands::list_dead_letters(&config, &filter.into_filter(all)).await
             }
+            Command::Offsets(command) => kafka_pg_sink::offsets_tool::run(&config, command).await,
             Command::DeadLetters(DeadLetterCommand::Replay { filter, execute }) => {
                 commands::replay_dead_letters(&config, &filter.into_filter(false), execute).await
             }
