@@ -29,6 +29,35 @@ pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     Ok(options.application_name("kafka-pg-sink"))
 }
 
+/// Writer connections: the shared options plus the commit durability setting.
+fn writer_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+    let options = connect_options(config)?;
+    Ok(if config.postgres.synchronous_commit {
+        options
+    } else {
+        options.options([("synchronous_commit", "off")])
+    })
+}
+
+/// Publishes the pool's connection counts until `token` is cancelled.
+async fn watch_pool(pool: PgPool, metrics: Metrics, token: CancellationToken) {
+    loop {
+        let idle = pool.num_idle() as i64;
+        metrics
+            .pg_pool_connections
+            .with_label_values(&["idle"])
+            .set(idle);
+        metrics
+            .pg_pool_connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(pool.size()) - idle);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = token.cancelled() => return,
+        }
+    }
+}
+
 /// Opens the pool, waiting for Postgres to come up (or the token to be cancelled).
 pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow::Result<PgPool> {
     let options = connect_options(config)?;
@@ -107,7 +136,12 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let (batches, queue) = mpsc::channel(config.postgres.writers * 2);
     let queue = Arc::new(Mutex::new(queue));
     let (results_tx, results) = mpsc::unbounded_channel();
-    let options = connect_options(&config)?;
+    tokio::spawn(watch_pool(
+        pool.clone(),
+        metrics.clone(),
+        token.child_token(),
+    ));
+    let options = writer_options(&config)?;
     let mut writers = Vec::new();
     for _ in 0..config.postgres.writers {
         let writer = Writer::new(

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     pub fenced_commits: IntCounterVec,
     pub committed_offset: IntGaugeVec,
+    pub log_end_offset: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub end_to_end_latency: HistogramVec,
+    pub pg_pool_connections: IntGaugeVec,
     pub retries: IntCounterVec,
     pub rebalances: IntCounterVec,
     pub dead_letters: IntCounterVec,
@@ -115,6 +119,39 @@ impl Metrics {
             &["topic", "partition"],
         )?;
         registry.register(Box::new(committed_offset.clone()))?;
+        let log_end_offset = IntGaugeVec::new(
+            Opts::new(
+                "log_end_offset",
+                "Broker log end (last stable offset) of an assigned partition.",
+            ),
+            &["topic", "partition"],
+        )?;
+        registry.register(Box::new(log_end_offset.clone()))?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "consumer_lag",
+                "Records behind per assigned partition: broker log end minus the offset stored in Postgres.",
+            ),
+            &["topic", "partition"],
+        )?;
+        registry.register(Box::new(consumer_lag.clone()))?;
+        let end_to_end_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "end_to_end_latency_seconds",
+                "Commit time minus record timestamp, per record, observed once per batch.",
+            )
+            .buckets(prometheus::exponential_buckets(0.005, 2.0, 14)?),
+            &["topic"],
+        )?;
+        registry.register(Box::new(end_to_end_latency.clone()))?;
+        let pg_pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "pg_pool_connections",
+                "Connections of the Postgres pool (offset reads, health), by state.",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(pg_pool_connections.clone()))?;
         let assigned_partitions = IntGauge::new(
             "assigned_partitions",
             "Partitions currently assigned to this process.",
@@ -142,6 +179,10 @@ impl Metrics {
             commit_duration,
             fenced_commits,
             committed_offset,
+            log_end_offset,
+            consumer_lag,
+            end_to_end_latency,
+            pg_pool_connections,
             retries,
             rebalances,
             dead_letters,
@@ -158,6 +199,27 @@ impl Metrics {
         self.committed_offset
             .with_label_values(&[&*tp.topic, &tp.partition.to_string()])
             .set(next_offset);
+    }
+
+    /// Records the broker's log end of an assigned partition and the lag behind it.
+    pub fn set_log_end(&self, tp: &TopicPartition, log_end: i64) {
+        let labels = [&*tp.topic, &tp.partition.to_string()];
+        self.log_end_offset.with_label_values(&labels).set(log_end);
+        // Before the first commit of a partition without a stored offset, this counts from 0:
+        // an upper bound of the records still to read.
+        let committed = self.committed_offset.with_label_values(&labels).get();
+        self.consumer_lag
+            .with_label_values(&labels)
+            .set((log_end - committed).max(0));
+    }
+
+    /// Drops per-partition series when a partition leaves this process, so replicas never
+    /// report lag for partitions they do not own.
+    pub fn forget_partition(&self, tp: &TopicPartition) {
+        let labels = [&*tp.topic, &tp.partition.to_string()];
+        let _ = self.committed_offset.remove_label_values(&labels);
+        let _ = self.log_end_offset.remove_label_values(&labels);
+        let _ = self.consumer_lag.remove_label_values(&labels);
     }
 
     /// The registry in Prometheus text format.

@@ -199,3 +199,67 @@ async fn two_replicas_share_partitions_through_kills_and_restarts() {
     assert!(rebalanced >= 2.0, "expected rebalances, saw {rebalanced}");
     db.drop_db().await;
 }
+
+/// Needs a real Kafka cluster (`KAFKA_BROKERS`): librdkafka's mock broker matches group members
+/// by member id only and ignores `group.instance.id` (rdkafka_mock_cgrp.c), so against it a
+/// restarted static member waits out the session like a dynamic one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real Kafka cluster: run with KAFKA_BROKERS=... scripts/test.sh -- --include-ignored"]
+async fn static_membership_gets_partitions_back_without_waiting_out_the_session() {
+    let db = TestDb::create().await;
+    db.exec(PAYMENTS_DDL).await;
+    let mut broker = Broker::start();
+    let topic = unique("payments");
+    broker.create_topic(&topic, PARTITIONS);
+    let group = unique("group");
+    // A long session timeout: a dynamic member restarted after kill -9 would wait 30 s for it.
+    let rest = format!("{}\n", small_batches(&topic));
+    let (config, http) = sink_config(&broker, &db, &group, &rest);
+    let text = std::fs::read_to_string(&config.0).unwrap().replace(
+        "properties = { \"session.timeout.ms\" = \"6000\"",
+        "group_instance_id = \"replica-a\"\nproperties = { \"session.timeout.ms\" = \"30000\"",
+    );
+    std::fs::write(&config.0, &text).unwrap();
+    let first = stream_payments(broker.bootstrap.clone(), topic.clone(), 2000, 5000)
+        .join()
+        .unwrap();
+    let sink = Sink::start_with(config, http.clone());
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            db.scalar_i64("SELECT count(*) FROM payments").await == 2000
+        })
+        .await
+    );
+    sink.kill9();
+
+    let config = TempFile(std::env::temp_dir().join(format!("{}.toml", unique("kps_config"))));
+    std::fs::write(&config.0, &text).unwrap();
+    let mut producer = TestProducer::new(&broker.bootstrap);
+    for id in 2001..=2100u64 {
+        let (value, _) = payment(id);
+        producer.send(
+            &topic,
+            (id % PARTITIONS as u64) as i32,
+            &id.to_string(),
+            Some(&value),
+        );
+    }
+    producer.flush();
+    let restarted = Instant::now();
+    let _sink = Sink::start_with(config, http);
+    let resumed = eventually(Duration::from_secs(25), || async {
+        db.scalar_i64("SELECT count(*) FROM payments").await == 2100
+    })
+    .await;
+    let took = restarted.elapsed();
+    eprintln!(
+        "static membership: restart to all records committed in {took:?} (session timeout 30 s)"
+    );
+    assert!(
+        resumed,
+        "the restarted replica waited for its old session to expire"
+    );
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM applied").await, 2100);
+    assert!(first > 0);
+    db.drop_db().await;
+}

@@ -29,6 +29,7 @@ pub const ENV_PREFIX: &str = "KAFKA_PG_SINK";
 /// librdkafka properties the connector sets itself; letting a user change them would break the
 /// exactly-once contract (offsets live in Postgres) or the resume logic.
 const OWNED_PROPERTIES: &[&str] = &[
+    "group.instance.id",
     "bootstrap.servers",
     "metadata.broker.list",
     "group.id",
@@ -81,6 +82,12 @@ pub struct KafkaConfig {
     /// lag tools keep working. They are never used to resume. Default `true`.
     #[serde(default = "default_true")]
     pub commit_to_kafka: bool,
+    /// Static group membership: `group.instance.id` for this replica, so a restarted replica gets
+    /// its partitions back at once instead of after the session timeout. Must be unique per
+    /// replica; `"auto"` uses the `POD_NAME` or `HOSTNAME` variable, else the host name.
+    /// Default none (dynamic membership).
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
     /// Extra librdkafka properties (TLS, SASL, timeouts), e.g. `"security.protocol" = "SASL_SSL"`.
     /// Properties the connector owns (`enable.auto.commit`, `group.id`, ...) are refused.
     /// Values of credential properties are redacted when printed. Default empty.
@@ -115,6 +122,12 @@ pub struct PostgresConfig {
     /// Schema of the connector's own tables (offsets). Created if missing. Default `kafka_pg_sink`.
     #[serde(default = "default_schema")]
     pub schema: String,
+    /// `false` sets `synchronous_commit = off` on the writer connections: commits return before
+    /// the WAL is flushed. A Postgres crash may then lose the last commits, but rows and offsets
+    /// are lost together, so the connector re-applies them and the effect stays exactly-once.
+    /// Default `true`.
+    #[serde(default = "default_true")]
+    pub synchronous_commit: bool,
 }
 
 /// `[batch]`: when a partition's buffer is written.
@@ -239,6 +252,7 @@ impl fmt::Debug for KafkaConfig {
             .field("group_id", &self.group_id)
             .field("auto_offset_reset", &self.auto_offset_reset)
             .field("commit_to_kafka", &self.commit_to_kafka)
+            .field("group_instance_id", &self.group_instance_id)
             .field("properties", &properties)
             .finish()
     }
@@ -297,6 +311,22 @@ impl Config {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown.drain_timeout_ms)
+    }
+
+    /// The `group.instance.id` to use, if static membership is configured.
+    pub fn group_instance_id(&self) -> Option<String> {
+        let id = self.kafka.group_instance_id.as_deref()?;
+        if id != "auto" {
+            return Some(id.to_owned());
+        }
+        ["POD_NAME", "HOSTNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+            })
     }
 
     /// The distinct topics to subscribe to.

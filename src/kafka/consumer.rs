@@ -34,6 +34,17 @@ pub fn build_consumer(
     if !config.kafka.properties.contains_key("client.id") {
         client.set("client.id", "kafka-pg-sink");
     }
+    // Statistics feed the log-end and lag metrics without extra broker requests.
+    if !config
+        .kafka
+        .properties
+        .contains_key("statistics.interval.ms")
+    {
+        client.set("statistics.interval.ms", "5000");
+    }
+    if let Some(id) = config.group_instance_id() {
+        client.set("group.instance.id", id);
+    }
     let consumer: BaseConsumer<SinkContext> = client.create_with_context(context)?;
     let topics = config.topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();

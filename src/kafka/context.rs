@@ -12,6 +12,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
@@ -171,6 +172,9 @@ impl SinkContext {
                 tracing::error!(%error, partition = %tp, "Cannot set start offset.");
             }
             tracing::info!(partition = %tp, stored_offset = ?start, "Partition assigned.");
+            if let Some(stored) = start {
+                self.metrics.set_committed(&tp, stored);
+            }
             assigned.push((tp, start));
         }
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
@@ -239,6 +243,26 @@ impl ClientContext for SinkContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "Kafka client error.");
+    }
+
+    /// librdkafka's periodic statistics carry each partition's log end without extra requests.
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                if *id < 0 || !p.desired {
+                    continue;
+                }
+                let log_end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                if log_end >= 0 {
+                    self.metrics
+                        .set_log_end(&TopicPartition::new(name.as_str(), *id), log_end);
+                }
+            }
+        }
     }
 }
 

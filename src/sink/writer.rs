@@ -332,6 +332,20 @@ impl Writer {
             .with_label_values(&[topic])
             .observe(batch.records.len() as f64);
         self.metrics.set_committed(&batch.tp, next_offset);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let latency = self
+            .metrics
+            .end_to_end_latency
+            .with_label_values(&[topic])
+            .local();
+        for record in &batch.records {
+            if let Some(ts) = record.timestamp_ms {
+                latency.observe((now_ms - ts).max(0) as f64 / 1000.0);
+            }
+        }
+        latency.flush();
         for &(mapping, rows, deleted) in written {
             let m = &mappings[mapping];
             let table = m.table.to_string();
