@@ -39,9 +39,35 @@ fn writer_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     })
 }
 
-/// Publishes the pool's connection counts until `token` is cancelled.
-async fn watch_pool(pool: PgPool, metrics: Metrics, token: CancellationToken) {
+/// Pings Postgres and publishes the pool's connection counts every few seconds, so readiness
+/// follows the database even while no batch is being written. Logs once per change of state.
+async fn watch_postgres(
+    pool: PgPool,
+    metrics: Metrics,
+    health: Arc<Health>,
+    token: CancellationToken,
+) {
+    let mut was_ok = true;
     loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = token.cancelled() => return,
+        }
+        let ping = tokio::time::timeout(
+            Duration::from_secs(3),
+            sqlx::query("SELECT 1").execute(&pool),
+        )
+        .await;
+        let ok = matches!(ping, Ok(Ok(_)));
+        health.set_postgres(ok);
+        match (was_ok, ok) {
+            (true, false) => {
+                tracing::warn!("Postgres is unreachable; writes are retried until it is back.")
+            }
+            (false, true) => tracing::info!("Postgres is reachable again."),
+            _ => {}
+        }
+        was_ok = ok;
         let idle = pool.num_idle() as i64;
         metrics
             .pg_pool_connections
@@ -51,10 +77,6 @@ async fn watch_pool(pool: PgPool, metrics: Metrics, token: CancellationToken) {
             .pg_pool_connections
             .with_label_values(&["in_use"])
             .set(i64::from(pool.size()) - idle);
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = token.cancelled() => return,
-        }
     }
 }
 
@@ -136,9 +158,10 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let (batches, queue) = mpsc::channel(config.postgres.writers * 2);
     let queue = Arc::new(Mutex::new(queue));
     let (results_tx, results) = mpsc::unbounded_channel();
-    tokio::spawn(watch_pool(
+    tokio::spawn(watch_postgres(
         pool.clone(),
         metrics.clone(),
+        Arc::clone(&health),
         token.child_token(),
     ));
     let options = writer_options(&config)?;

@@ -26,7 +26,7 @@ use crate::kafka::{Record, TopicPartition};
 use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Decoder, Rejected};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// One partition's records, in offset order, to be written in one transaction.
 #[derive(Debug)]

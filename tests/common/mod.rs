@@ -2,6 +2,9 @@
 //! Kafka-protocol broker in its own process (or `KAFKA_BROKERS`), and the real connector binary.
 #![allow(dead_code)]
 
+mod pg_server;
+pub use pg_server::PgServer;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -47,7 +50,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> Self {
-        let server = server_url();
+        Self::create_on(&server_url()).await
+    }
+
+    /// A fresh database on the server at `server` (a URL of any database on it).
+    pub async fn create_on(server: &str) -> Self {
+        let server = server.to_owned();
         let name = unique("kps_test");
         let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|e| {
             panic!("cannot reach Postgres at {server} (set DATABASE_URL): {e}")
@@ -102,7 +110,8 @@ impl TestDb {
 
     pub async fn drop_db(self) {
         self.pool.close().await;
-        if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
+        let server = replace_database(&self.url, "postgres");
+        if let Ok(mut admin) = PgConnection::connect(&server).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
