@@ -188,6 +188,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         tokio::runtime::Handle::current(),
         events_tx,
         config.kafka.auto_offset_reset,
+        config.kafka.offset_out_of_range,
         Arc::clone(&health),
         metrics.clone(),
         token.clone(),

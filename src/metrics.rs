@@ -33,6 +33,7 @@ pub struct Metrics {
     pub skipped_records: IntCounterVec,
     pub ignored_tombstones: IntCounterVec,
     pub stopped_partitions: IntGauge,
+    pub offset_resets: IntCounterVec,
     pub assigned_partitions: IntGauge,
     pub buffered_records: IntGauge,
 }
@@ -90,6 +91,11 @@ impl Metrics {
             "ignored_tombstones_total",
             "Tombstones skipped by tombstone = \"ignore\".",
             &["topic", "table"],
+        )?;
+        let offset_resets = counter(
+            "offset_resets_total",
+            "Stored offsets found outside the partition's log and moved by offset_out_of_range.",
+            &["topic", "partition", "policy"],
         )?;
         let stopped_partitions = IntGauge::new(
             "stopped_partitions",
@@ -189,6 +195,7 @@ impl Metrics {
             skipped_records,
             ignored_tombstones,
             stopped_partitions,
+            offset_resets,
             assigned_partitions,
             buffered_records,
         })

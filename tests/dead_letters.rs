@@ -82,6 +82,7 @@ async fn write(config: &Config, expected: Option<i64>, records: Vec<Record>) {
     let batch = Batch {
         tp: records[0].tp.clone(),
         expected,
+        rewind: false,
         records,
         epoch: 1,
         cancel: Arc::new(AtomicBool::new(false)),

@@ -105,3 +105,134 @@ async fn postgres_restarts_flip_readiness_and_lose_or_double_nothing() {
     drop(sink);
     db.drop_db().await;
 }
+
+/// Runs the binary with `config` until it exits (or `timeout`); returns (exit code, stderr).
+fn run_until_exit(config: &TempFile, timeout: Duration) -> (Option<i32>, String) {
+    let log = TempFile(std::env::temp_dir().join(format!("{}.log", unique("kps_stderr"))));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
+        .arg("--config")
+        .arg(&config.0)
+        .stderr(std::fs::File::create(&log.0).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, std::fs::read_to_string(&log.0).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_offset_outside_the_log_fails_by_default_and_moves_only_by_policy() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
+    let mut broker = Broker::start();
+    let topic = unique("recreated");
+    broker.create_topic(&topic, 1);
+    let group = unique("group");
+    let produce = |from: u64, to: u64| {
+        let records: Vec<Produced> = (from..to)
+            .map(|n| (0, n.to_string(), Some(format!(r#"{{"n":{n}}}"#))))
+            .collect();
+        stream(&broker.bootstrap, &topic, records, 10_000)
+            .join()
+            .unwrap();
+    };
+    produce(0, 100);
+    let rest = format!(
+        "[batch]\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
+    );
+    let config_with = |policy: Option<&str>| {
+        let (config, http) = sink_config(&broker, &db, &group, &rest);
+        if let Some(policy) = policy {
+            let text = std::fs::read_to_string(&config.0).unwrap();
+            let text = text.replacen(
+                "[kafka]\n",
+                &format!("[kafka]\noffset_out_of_range = \"{policy}\"\n"),
+                1,
+            );
+            std::fs::write(&config.0, text).unwrap();
+        }
+        (config, http)
+    };
+    // As if the topic had been deleted and recreated: the stored offset is past the log end.
+    let (config, _) = config_with(None);
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
+        .args(["--config", config.0.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let set_stored = |offset: i64| {
+        format!(
+        "INSERT INTO kafka_pg_sink.offsets (group_id, topic, partition, next_offset) VALUES ('{group}', '{topic}', 0, {offset}) \
+         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+    )
+    };
+    db.exec(&set_stored(500)).await;
+
+    let (code, stderr) = run_until_exit(&config, Duration::from_secs(40));
+    assert_eq!(code, Some(1), "the connector must stop: {stderr}");
+    assert!(
+        stderr.contains("stored offset 500 is outside the log [0, 100]"),
+        "{stderr}"
+    );
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM t").await, 0);
+    assert_eq!(
+        db.stored_offsets(&group, &topic).await,
+        vec![(0, 500)],
+        "nothing may move without a policy"
+    );
+
+    // earliest: read the recreated topic from its start, and the stored offset moves back.
+    let (config, http) = config_with(Some("earliest"));
+    let sink = Sink::start_with(config, http);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            db.stored_offsets(&group, &topic).await == vec![(0, 100)]
+        })
+        .await
+    );
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM t").await, 100);
+    assert_eq!(
+        sink.metric("kafka_pg_sink_offset_resets_total", "earliest"),
+        Some(1.0)
+    );
+    assert!(sink
+        .signal_and_wait("TERM", Duration::from_secs(30))
+        .success());
+
+    // latest: skip to the log end (loudly), then apply what comes after.
+    db.exec(&set_stored(500)).await;
+    let (config, http) = config_with(Some("latest"));
+    let sink = Sink::start_with(config, http);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            sink.metric("kafka_pg_sink_offset_resets_total", "latest") == Some(1.0)
+        })
+        .await
+    );
+    produce(100, 110);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            db.stored_offsets(&group, &topic).await == vec![(0, 110)]
+        })
+        .await
+    );
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM t").await, 110);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM t WHERE n >= 100").await,
+        10
+    );
+    db.drop_db().await;
+}

@@ -63,6 +63,7 @@ fn batch(expected: Option<i64>, records: &[(i64, u64, Option<&str>)]) -> Batch {
     Batch {
         tp: TopicPartition::new("t", 0),
         expected,
+        rewind: false,
         records,
         epoch: 1,
         cancel: Arc::new(AtomicBool::new(false)),

@@ -82,6 +82,10 @@ pub struct KafkaConfig {
     /// lag tools keep working. They are never used to resume. Default `true`.
     #[serde(default = "default_true")]
     pub commit_to_kafka: bool,
+    /// A stored offset outside the partition's log (retention deleted the data, or the topic was
+    /// deleted and recreated): `fail` (default), `earliest` or `latest`. Never skipped silently.
+    #[serde(default)]
+    pub offset_out_of_range: OutOfRange,
     /// Static group membership: `group.instance.id` for this replica, so a restarted replica gets
     /// its partitions back at once instead of after the session timeout. Must be unique per
     /// replica; `"auto"` uses the `POD_NAME` or `HOSTNAME` variable, else the host name.
@@ -93,6 +97,19 @@ pub struct KafkaConfig {
     /// Values of credential properties are redacted when printed. Default empty.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// What to do when a stored offset is outside the partition's log.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutOfRange {
+    /// Stop the connector with an error naming the partition (nothing is skipped).
+    #[default]
+    Fail,
+    /// Continue from the log start, with a warning and a metric.
+    Earliest,
+    /// Continue from the log end, with a warning and a metric.
+    Latest,
 }
 
 /// Start position for partitions without a stored offset.
@@ -251,6 +268,7 @@ impl fmt::Debug for KafkaConfig {
             .field("brokers", &self.brokers)
             .field("group_id", &self.group_id)
             .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("offset_out_of_range", &self.offset_out_of_range)
             .field("commit_to_kafka", &self.commit_to_kafka)
             .field("group_instance_id", &self.group_instance_id)
             .field("properties", &properties)

@@ -4,6 +4,7 @@
 //! The context also owns the poll thread's pending chunk of records, so that every event it sends
 //! is preceded on the channel by every record fetched before it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::record::{Record, TopicPartition};
-use crate::config::OffsetReset;
+use crate::config::{OffsetReset, OutOfRange};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::sink::OffsetStore;
@@ -41,6 +42,12 @@ pub enum Event {
         tp: TopicPartition,
         offset: Option<i64>,
         epoch: u64,
+    },
+    /// The stored offset of `tp` was outside its log and the partition now reads from `offset`
+    /// (`kafka.offset_out_of_range`); the next commit may move the stored offset backwards.
+    Reset {
+        tp: TopicPartition,
+        offset: i64,
     },
     /// The consumer cannot go on (for example a stored offset the broker no longer has).
     Fatal(String),
@@ -71,7 +78,11 @@ pub struct SinkContext {
     runtime: Handle,
     events: mpsc::Sender<Event>,
     pending: Mutex<Vec<Record>>,
+    /// Next offset to fetch per assigned partition, as far as this process knows (start offset,
+    /// then past the last record handed over), to tell which partition is out of range.
+    positions: Mutex<HashMap<TopicPartition, i64>>,
     reset: OffsetReset,
+    out_of_range: OutOfRange,
     health: Arc<Health>,
     metrics: Metrics,
     token: CancellationToken,
@@ -85,6 +96,7 @@ impl SinkContext {
         runtime: Handle,
         events: mpsc::Sender<Event>,
         reset: OffsetReset,
+        out_of_range: OutOfRange,
         health: Arc<Health>,
         metrics: Metrics,
         token: CancellationToken,
@@ -94,7 +106,9 @@ impl SinkContext {
             runtime,
             events,
             pending: Mutex::new(Vec::new()),
+            positions: Mutex::new(HashMap::new()),
             reset,
+            out_of_range,
             health,
             metrics,
             token,
@@ -112,7 +126,30 @@ impl SinkContext {
     /// Sends the pending chunk; false when the pipeline is gone.
     pub fn flush(&self) -> bool {
         let chunk = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        chunk.is_empty() || self.events.blocking_send(Event::Records(chunk)).is_ok()
+        if chunk.is_empty() {
+            return true;
+        }
+        {
+            let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+            for record in &chunk {
+                positions.insert(record.tp.clone(), record.offset + 1);
+            }
+        }
+        self.events.blocking_send(Event::Records(chunk)).is_ok()
+    }
+
+    /// Records where a partition will read next (after a seek).
+    pub fn set_position(&self, tp: &TopicPartition, offset: i64) {
+        self.positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tp.clone(), offset);
+    }
+
+    /// Known next offsets of the assigned partitions.
+    pub fn positions(&self) -> Vec<(TopicPartition, i64)> {
+        let positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        positions.iter().map(|(tp, o)| (tp.clone(), *o)).collect()
     }
 
     /// Sends an event after every record fetched before it; false when the pipeline is gone.
@@ -122,6 +159,14 @@ impl SinkContext {
 
     pub fn set_closing(&self) {
         self.closing.store(true, Ordering::SeqCst);
+    }
+
+    pub fn out_of_range(&self) -> OutOfRange {
+        self.out_of_range
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn reset_offset(&self) -> Offset {
@@ -172,9 +217,17 @@ impl SinkContext {
                 tracing::error!(%error, partition = %tp, "Cannot set start offset.");
             }
             tracing::info!(partition = %tp, stored_offset = ?start, "Partition assigned.");
-            if let Some(stored) = start {
-                self.metrics.set_committed(&tp, stored);
+            let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+            match start {
+                Some(stored) => {
+                    self.metrics.set_committed(&tp, stored);
+                    positions.insert(tp.clone(), stored);
+                }
+                None => {
+                    positions.remove(&tp);
+                }
             }
+            drop(positions);
             assigned.push((tp, start));
         }
         self.metrics.rebalances.with_label_values(&["assign"]).inc();

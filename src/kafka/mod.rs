@@ -3,6 +3,7 @@
 
 mod consumer;
 mod context;
+mod out_of_range;
 mod poller;
 mod record;
 

@@ -124,6 +124,12 @@ impl Poller {
                     }
                 }
                 Some(Err(error)) => {
+                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
+                        if !super::out_of_range::handle(&self.consumer) {
+                            return false;
+                        }
+                        continue;
+                    }
                     if let Some(fatal) = fatal_reason(&error) {
                         self.consumer.context().send(Event::Fatal(fatal));
                         return false;
@@ -196,10 +202,6 @@ fn intern(topics: &mut HashMap<String, Arc<str>>, topic: &str) -> Arc<str> {
 /// The errors a consumer cannot recover from, with what the operator should do.
 fn fatal_reason(error: &KafkaError) -> Option<String> {
     match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::AutoOffsetReset) => Some(format!(
-            "{error}: a stored offset is outside the partition's log (retention removed the data or the topic was \
-             recreated). Nothing was skipped; reset the offset deliberately with SQL on the offsets table."
-        )),
         Some(RDKafkaErrorCode::Fatal) => Some(format!("fatal Kafka client error: {error}")),
         _ => None,
     }

@@ -36,6 +36,9 @@ struct PartitionState {
     revoked: bool,
     /// Stopped by a bad record under `on_error = "fail"`: nothing more is written for it.
     stopped: bool,
+    /// After an out-of-range reset: records start here (possibly below `expected`), and the next
+    /// commit may move the stored offset backwards, still only from exactly `expected`.
+    rewind_to: Option<i64>,
 }
 
 /// Channels the pipeline is wired to.
@@ -148,6 +151,7 @@ impl Pipeline {
                         seeking: false,
                         revoked: false,
                         stopped: false,
+                        rewind_to: None,
                     };
                     if let Some(old) = self.partitions.insert(tp, state) {
                         self.forget(&old);
@@ -166,6 +170,15 @@ impl Pipeline {
                     tracing::info!(partition = %tp, ?offset, "Re-reading partition from its stored offset.");
                 }
             }
+            Some(Event::Reset { tp, offset }) => {
+                let epoch = self.bump_epoch();
+                self.batcher.drop_partition(&tp);
+                if let Some(state) = self.partitions.get_mut(&tp) {
+                    state.rewind_to = Some(offset);
+                    state.epoch = epoch;
+                    state.seeking = false;
+                }
+            }
             Some(Event::Fatal(reason)) => return Err(Error::Fatal(reason)),
             Some(Event::EndOfInput) | None => self.input_done = true,
         }
@@ -179,7 +192,9 @@ impl Pipeline {
             let accept = self.partitions.get(&record.tp).is_some_and(|s| {
                 !s.seeking
                     && !s.revoked
-                    && s.expected.is_none_or(|expected| record.offset >= expected)
+                    && s.rewind_to
+                        .or(s.expected)
+                        .is_none_or(|from| record.offset >= from)
             });
             match &mut counted {
                 Some((topic, n)) if **topic == *record.tp.topic => *n += 1,
@@ -262,6 +277,7 @@ impl Pipeline {
         match outcome {
             Outcome::Committed { next_offset } => {
                 state.expected = Some(next_offset);
+                state.rewind_to = None;
                 if self.commit_to_kafka {
                     let _ = self
                         .wiring
@@ -276,6 +292,7 @@ impl Pipeline {
                     state.epoch = epoch;
                     state.seeking = true;
                     state.expected = stored;
+                    state.rewind_to = None;
                 }
                 tracing::info!(partition = %tp, ?stored, dropped = dropped + records, "Seeking to the stored offset after a fenced commit.");
                 let _ = self.wiring.commands.send(Command::Seek {
@@ -348,6 +365,7 @@ impl Pipeline {
             let batch = Batch {
                 tp,
                 expected: state.expected,
+                rewind: state.rewind_to.is_some(),
                 records,
                 epoch: state.epoch,
                 cancel,

@@ -16,6 +16,8 @@ use crate::kafka::TopicPartition;
 pub struct OffsetSql {
     /// CAS: `$1 group, $2 topic, $3 partition, $4 new, $5 expected`; one row affected or fenced.
     pub advance: String,
+    /// Like `advance` without the forward-only condition, for an out-of-range reset.
+    pub rewind: String,
     /// First commit of a partition: `$1..$4`; one row inserted, or fenced if a row appeared.
     pub insert_first: String,
     /// `$1 group, $2 topic, $3 partition` → `next_offset`.
@@ -31,6 +33,10 @@ impl OffsetSql {
             advance: format!(
                 "UPDATE {table} SET next_offset = $4, updated_at = now() \
                  WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $5 AND $4 > $5"
+            ),
+            rewind: format!(
+                "UPDATE {table} SET next_offset = $4, updated_at = now() \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $5"
             ),
             insert_first: format!(
                 "INSERT INTO {table} (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4) \
@@ -106,9 +112,9 @@ pub async fn load_one(
     })
 }
 
-/// Advances the partition's offset from `expected` to `next` inside the caller's transaction.
-/// Returns false when the stored value is not `expected` (another writer moved it): the caller
-/// must roll back.
+/// Advances the partition's offset from `expected` to `next` inside the caller's transaction
+/// (backwards only with `rewind`, after an out-of-range reset). Returns false when the stored
+/// value is not `expected` (another writer moved it): the caller must roll back.
 pub async fn compare_and_set(
     tx: &mut PgConnection,
     sql: &OffsetSql,
@@ -116,9 +122,10 @@ pub async fn compare_and_set(
     tp: &TopicPartition,
     expected: Option<i64>,
     next: i64,
+    rewind: bool,
 ) -> Result<bool, Error> {
     let query = match expected {
-        Some(expected) => sqlx::query(&sql.advance)
+        Some(expected) => sqlx::query(if rewind { &sql.rewind } else { &sql.advance })
             .bind(group)
             .bind(&*tp.topic)
             .bind(tp.partition)

@@ -34,6 +34,8 @@ pub struct Batch {
     pub tp: TopicPartition,
     /// Stored offset this batch continues from; `None` when the partition has none yet.
     pub expected: Option<i64>,
+    /// The partition was reset by `offset_out_of_range`: the new offset may be below `expected`.
+    pub rewind: bool,
     pub records: Vec<Record>,
     /// The partition's state generation when the batch was cut; stale results are ignored.
     pub epoch: u64,
@@ -262,6 +264,7 @@ impl Writer {
             &batch.tp,
             batch.expected,
             next_offset,
+            batch.rewind,
         )
         .await?
         {

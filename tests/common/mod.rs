@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod pg_server;
+#[allow(unused_imports)]
 pub use pg_server::PgServer;
 
 use std::io::{BufRead, BufReader, Write};
