@@ -91,6 +91,7 @@ pub struct SinkContext {
 }
 
 impl SinkContext {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: OffsetStore,
         runtime: Handle,
