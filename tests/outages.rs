@@ -236,3 +236,74 @@ async fn a_stored_offset_outside_the_log_fails_by_default_and_moves_only_by_poli
     );
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outages_mid_stream_lose_or_double_nothing() {
+    let db = TestDb::create().await;
+    db.exec(PAYMENTS_DDL).await;
+    let mut broker = Broker::start();
+    let topic = unique("payments");
+    broker.create_topic(&topic, 4);
+    let group = unique("group");
+    let n = 6_000u64;
+    let mut total = 0;
+    let records: Vec<Produced> = (1..=n)
+        .map(|id| {
+            let (value, cents) = payment(id);
+            total += cents;
+            ((id % 4) as i32, id.to_string(), Some(value))
+        })
+        .collect();
+    // The producer retries through the outages too (idempotent, so no duplicates in the log).
+    let producer = stream(&broker.bootstrap, &topic, records, 500);
+    let rest = format!(
+        "[batch]\nmax_records = 100\nmax_wait_ms = 20\n{}",
+        payments_mapping(&topic)
+    );
+    let mut sink = Sink::start(&broker, &db, &group, &rest);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            count(&db, "applied").await > 0
+        })
+        .await
+    );
+    for round in 1..=2 {
+        broker.command("broker-down");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        broker.command("broker-up");
+        let applied = count(&db, "applied").await;
+        eprintln!("broker outage {round} over; {applied} of {n} applied");
+        assert!(
+            applied < n as i64,
+            "outage {round} did not happen mid-stream"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    producer.join().unwrap();
+    assert_eq!(
+        broker.end_offsets(&topic, 4).iter().sum::<i64>(),
+        n as i64,
+        "the log holds duplicates or gaps"
+    );
+    let done = eventually(Duration::from_secs(90), || async {
+        count(&db, "payments").await == n as i64
+    })
+    .await;
+    assert!(done, "{} of {n} rows", count(&db, "payments").await);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM applied").await,
+        n as i64,
+        "a record was applied twice"
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM applied")
+            .await,
+        total
+    );
+    assert!(
+        sink.exited().is_none(),
+        "the connector exited during the broker outage"
+    );
+    drop(sink);
+    db.drop_db().await;
+}
