@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mapping};
 use crate::health::Health;
-use crate::kafka::{build_consumer, spawn_poller, SinkContext};
+use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext};
 use crate::metrics::Metrics;
 use crate::pipeline::{Batcher, Decoder, Limits, Pipeline, Wiring};
 use crate::sink::{check_database, migrate, MappingSql, OffsetStore, Writer};
@@ -194,8 +194,9 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         token.clone(),
     );
     let consumer = build_consumer(&config, context).context("creating the Kafka consumer")?;
-    let poller =
-        spawn_poller(consumer, commands_rx, token.clone()).context("starting the poll thread")?;
+    let flow = Arc::new(FlowControl::new(config.batch.max_buffered_records));
+    let poller = spawn_poller(consumer, commands_rx, Arc::clone(&flow), token.clone())
+        .context("starting the poll thread")?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         group = %config.kafka.group_id,
@@ -218,7 +219,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let pipeline = Pipeline::new(
         wiring,
         Batcher::new(limits),
-        config.batch.max_buffered_records,
+        flow,
         config.kafka.commit_to_kafka,
         metrics,
         Arc::clone(&health),

@@ -287,6 +287,19 @@ async fn load_stored(
         .collect()
 }
 
+/// `offsets show` columns, and which are right-aligned.
+const COLUMNS: [&str; 8] = [
+    "topic",
+    "partition",
+    "stored",
+    "log start",
+    "log end",
+    "lag",
+    "updated at",
+    "",
+];
+const RIGHT_ALIGNED: [bool; 8] = [false, true, true, true, true, true, false, false];
+
 /// `offsets show`.
 async fn show(
     config: &Config,
@@ -294,53 +307,33 @@ async fn show(
     cluster: &Cluster,
     topic: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let topics = topic.map_or_else(|| config.topics(), |t| vec![t]);
-    let mut rows = vec![[
-        "topic",
-        "partition",
-        "stored",
-        "log start",
-        "log end",
-        "lag",
-        "updated at",
-        "",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for topic in &topics {
-        let stored = load_stored(pool, config, topic).await?;
-        let partitions = cluster.partitions(topic).await?.unwrap_or_default();
-        let marks = cluster.watermarks(topic, &partitions).await?;
-        for p in partitions
-            .iter()
-            .chain(stored.keys().filter(|p| !marks.contains_key(p)))
-        {
-            rows.push(show_row(topic, *p, stored.get(p), marks.get(p).copied()));
+    let mut rows = vec![COLUMNS.map(String::from).to_vec()];
+    for topic in topic.map_or_else(|| config.topics(), |t| vec![t]) {
+        let stored = load_stored(pool, config, &topic).await?;
+        let partitions = cluster.partitions(&topic).await?.unwrap_or_default();
+        let marks = cluster.watermarks(&topic, &partitions).await?;
+        // Stored rows of partitions the broker does not have are shown too, flagged.
+        let orphans = stored.keys().filter(|p| !marks.contains_key(p));
+        for p in partitions.iter().chain(orphans) {
+            rows.push(show_row(&topic, *p, stored.get(p), marks.get(p).copied()));
         }
         if partitions.is_empty() {
-            rows.push(vec![
-                topic.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "WARNING: topic not on the broker".into(),
-            ]);
+            let mut row = vec!["-".to_string(); COLUMNS.len()];
+            (row[0], row[7]) = (topic, "WARNING: topic not on the broker".into());
+            rows.push(row);
         }
     }
     println!("consumer group `{}`", config.kafka.group_id);
-    print!(
-        "{}",
-        render(&rows, &[false, true, true, true, true, true, false, false])
-    );
+    print!("{}", render(&rows, &RIGHT_ALIGNED));
     if rows.iter().any(|r| r[5].ends_with('*')) {
         let start = match config.kafka.auto_offset_reset {
-            OffsetReset::Earliest => "log start",
-            OffsetReset::Latest => "log end",
+            OffsetReset::Earliest => "start",
+            OffsetReset::Latest => "end",
         };
-        println!("* no stored offset: lag counted from the log start; the connector starts such a partition at the {start} (kafka.auto_offset_reset)");
+        println!(
+            "* no stored offset: lag counted from the log start; the connector starts such a \
+             partition at the log {start} (kafka.auto_offset_reset)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -418,12 +411,6 @@ struct Planned {
     new: i64,
 }
 
-impl Planned {
-    fn in_range(&self) -> bool {
-        (self.low..=self.high).contains(&self.new)
-    }
-}
-
 /// `offsets set`.
 async fn set(
     config: &Config,
@@ -431,83 +418,103 @@ async fn set(
     cluster: &Cluster,
     args: &SetArgs,
 ) -> anyhow::Result<ExitCode> {
-    let target = args.target()?;
-    let plan = plan(config, pool, cluster, args, target).await?;
-    let group = &config.kafka.group_id;
+    let (group, topic) = (&config.kafka.group_id, &args.topic);
+    let plan = plan(config, pool, cluster, args, args.target()?).await?;
     println!("plan for consumer group `{group}`:");
-    for p in &plan {
-        let old = p.old.map_or_else(|| "-".to_string(), |o| o.to_string());
-        let note = if p.old == Some(p.new) {
-            " (unchanged)"
-        } else {
-            ""
-        };
-        println!("  {}/{}: {old} -> {}{note}", args.topic, p.partition, p.new);
+    print_offsets(
+        "  ",
+        topic,
+        plan.iter().map(|p| (p.partition, p.old, p.new)),
+    );
+    let outside = outside_the_log(topic, &plan);
+    if !outside.is_empty() {
+        if !args.force {
+            eprintln!(
+                "refused: {}; pass --force to set it anyway",
+                outside.join("; ")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("--force: {}", outside.join("; "));
     }
-    let outside: Vec<String> = plan
-        .iter()
-        .filter(|p| !p.in_range())
+    let refusal = group_refusal(cluster, group).await;
+    if !args.execute {
+        if let Some(refusal) = refusal {
+            println!("note: --execute would be refused without --force: {refusal}");
+        }
+        println!("dry run: nothing changed; add --execute to apply");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(refusal) = refusal {
+        if !args.force {
+            eprintln!("refused: {refusal}. {FORCE_HINT}");
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("--force: proceeding although {refusal}");
+    }
+    let replaced = write(pool, config, topic, &plan).await?;
+    print_offsets(
+        "set ",
+        topic,
+        plan.iter()
+            .map(|p| (p.partition, replaced.get(&p.partition).copied(), p.new)),
+    );
+    println!(
+        "done: {} partition(s) of `{topic}` set in one transaction",
+        plan.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `topic/partition: old -> new` lines.
+fn print_offsets(
+    prefix: &str,
+    topic: &str,
+    changes: impl Iterator<Item = (i32, Option<i64>, i64)>,
+) {
+    for (partition, old, new) in changes {
+        let unchanged = if old == Some(new) { " (unchanged)" } else { "" };
+        let old = old.map_or_else(|| "-".into(), |o| o.to_string());
+        println!("{prefix}{topic}/{partition}: {old} -> {new}{unchanged}");
+    }
+}
+
+/// A line per planned offset that lies outside its partition's log.
+fn outside_the_log(topic: &str, plan: &[Planned]) -> Vec<String> {
+    plan.iter()
+        .filter(|p| !(p.low..=p.high).contains(&p.new))
         .map(|p| {
             format!(
-                "{}/{}: {} is outside the log, {}..={}",
-                args.topic, p.partition, p.new, p.low, p.high
+                "{topic}/{}: {} is outside the log, {}..={}",
+                p.partition, p.new, p.low, p.high
             )
         })
-        .collect();
-    if !outside.is_empty() && !args.force {
-        eprintln!(
-            "refused: {}; pass --force to set it anyway",
-            outside.join("; ")
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    let refusal = match cluster.members(group).await {
+        .collect()
+}
+
+/// Why `set --execute` must not go ahead without `--force`, if it must not.
+async fn group_refusal(cluster: &Cluster, group: &str) -> Option<String> {
+    match cluster.members(group).await {
         Ok(members) if members.is_empty() => None,
         Ok(members) => Some(format!(
             "consumer group `{group}` has {} live member(s): {}",
             members.len(),
             members.join(", ")
         )),
+        // Fail safe: a broker that cannot list the group (ACLs, or one without ListGroups and
+        // DescribeGroups such as librdkafka's mock cluster) might have members.
         Err(error) => Some(format!(
-            "cannot tell whether consumer group `{group}` has live members ({error:#})"
+            "cannot tell whether consumer group `{group}` has live members ({error})"
         )),
-    };
-    if !args.execute {
-        if let Some(refusal) = &refusal {
-            println!("note: --execute would be refused without --force: {refusal}");
-        }
-        println!("dry run: nothing changed; add --execute to apply");
-        return Ok(ExitCode::SUCCESS);
     }
-    match refusal {
-        Some(refusal) if !args.force => {
-            eprintln!("refused: {refusal}. {}", FORCE_HINT);
-            return Ok(ExitCode::FAILURE);
-        }
-        Some(refusal) => println!("--force: proceeding although {refusal}"),
-        None => {}
-    }
-    let replaced = write(pool, config, &args.topic, &plan).await?;
-    for p in &plan {
-        let was = replaced
-            .get(&p.partition)
-            .map_or_else(|| "-".to_string(), i64::to_string);
-        println!("set {}/{}: {was} -> {}", args.topic, p.partition, p.new);
-    }
-    println!(
-        "done: {} partition(s) of `{}` set in one transaction",
-        plan.len(),
-        args.topic
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Why `--force` is safe, for the refusal message.
-const FORCE_HINT: &str =
-    "Stop every replica first (a replica killed without SIGTERM stays a member until its session \
-     times out), or pass --force: a replica still running is then fenced at its next commit (its \
-     compare-and-set expects the old offset, so its transaction rolls back) and re-reads from the \
-     new offset, so nothing is applied twice.";
+const FORCE_HINT: &str = "Stop every replica first (one killed without SIGTERM, or any with \
+     kafka.group_instance_id set, stays a member until its session times out), or pass --force: \
+     a replica still running is then fenced at its next commit (its compare-and-set expects the \
+     old offset, so its transaction rolls back) and re-reads from the new offset, so nothing is \
+     applied twice.";
 
 /// The target offset of every selected partition.
 async fn plan(
@@ -661,15 +668,21 @@ mod tests {
             9,
             "nothing that recent: log end"
         );
-        let p = |new| Planned {
-            partition: 0,
+        let p = |partition, new| Planned {
+            partition,
             low: 3,
             high: 9,
             old: None,
             new,
         };
-        assert!(p(3).in_range() && p(9).in_range());
-        assert!(!p(2).in_range() && !p(10).in_range());
+        let plan = [p(0, 3), p(1, 9), p(2, 2), p(3, 10)];
+        assert_eq!(
+            outside_the_log("t", &plan),
+            [
+                "t/2: 2 is outside the log, 3..=9",
+                "t/3: 10 is outside the log, 3..=9"
+            ]
+        );
     }
 
     #[test]

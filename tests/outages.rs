@@ -307,3 +307,75 @@ async fn broker_outages_mid_stream_lose_or_double_nothing() {
     drop(sink);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffers_stay_bounded_while_postgres_is_down_and_everything_applies_after() {
+    let server = PgServer::start();
+    let db = TestDb::create_on(&server.url()).await;
+    db.exec(PAYMENTS_DDL).await;
+    let mut broker = Broker::start();
+    let topic = unique("payments");
+    broker.create_topic(&topic, 4);
+    let group = unique("group");
+    let limit = 3000;
+    let rest = format!(
+        "[batch]\nmax_records = 500\nmax_wait_ms = 50\nmax_buffered_records = {limit}\n{}",
+        payments_mapping(&topic)
+    );
+    let sink = Sink::start(&broker, &db, &group, &rest);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            sink.get("/readyz").map(|r| r.0) == Some(200)
+        })
+        .await
+    );
+    server.stop_immediate();
+    let n = 30_000u64;
+    let mut total = 0;
+    let records: Vec<Produced> = (1..=n)
+        .map(|id| {
+            let (value, cents) = payment(id);
+            total += cents;
+            ((id % 4) as i32, id.to_string(), Some(value))
+        })
+        .collect();
+    stream(&broker.bootstrap, &topic, records, 100_000)
+        .join()
+        .unwrap();
+    // With the database down, fetching pauses near the limit instead of buffering the backlog.
+    let mut peak = 0.0f64;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        peak = peak.max(
+            sink.metric("kafka_pg_sink_buffered_records", "")
+                .unwrap_or(0.0),
+        );
+    }
+    let slack = 2.0 * 2048.0; // records already polled when the pause takes effect
+    assert!(
+        peak >= limit as f64 / 2.0,
+        "the connector did not fetch while Postgres was down (peak {peak})"
+    );
+    assert!(
+        peak <= limit as f64 + slack,
+        "buffered {peak} records with a limit of {limit}"
+    );
+    server.start_again();
+    let done = eventually(Duration::from_secs(90), || async {
+        count(&db, "payments").await == n as i64
+    })
+    .await;
+    assert!(done, "{} of {n} rows", count(&db, "payments").await);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM applied").await,
+        n as i64
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT (sum(amount) * 100)::bigint FROM applied")
+            .await,
+        total
+    );
+    eprintln!("peak buffered records with Postgres down: {peak} (limit {limit})");
+    drop(sink);
+    db.drop_db().await;
+}

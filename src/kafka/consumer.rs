@@ -34,6 +34,14 @@ pub fn build_consumer(
     if !config.kafka.properties.contains_key("client.id") {
         client.set("client.id", "kafka-pg-sink");
     }
+    // librdkafka's prefetch queue is part of the memory bound (its default is 64 MiB).
+    if !config
+        .kafka
+        .properties
+        .contains_key("queued.max.messages.kbytes")
+    {
+        client.set("queued.max.messages.kbytes", "16384");
+    }
     // Statistics feed the log-end and lag metrics without extra broker requests.
     if !config
         .kafka

@@ -5,7 +5,7 @@
 //! is preceded on the channel by every record fetched before it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::flow::FlowControl;
 use super::record::{Record, TopicPartition};
 use crate::config::{OffsetReset, OutOfRange};
 use crate::health::Health;
@@ -88,6 +89,9 @@ pub struct SinkContext {
     token: CancellationToken,
     /// Set while the consumer closes: the pipeline is gone and must not be waited for.
     closing: AtomicBool,
+    /// Bumped on every assignment, so the poll thread re-applies a pause to new partitions.
+    generation: AtomicU64,
+    flow: std::sync::OnceLock<Arc<FlowControl>>,
 }
 
 impl SinkContext {
@@ -114,6 +118,8 @@ impl SinkContext {
             metrics,
             token,
             closing: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            flow: std::sync::OnceLock::new(),
         }
     }
 
@@ -136,7 +142,15 @@ impl SinkContext {
                 positions.insert(record.tp.clone(), record.offset + 1);
             }
         }
+        if let Some(flow) = self.flow.get() {
+            flow.sent(chunk.len());
+        }
         self.events.blocking_send(Event::Records(chunk)).is_ok()
+    }
+
+    /// Connects the flow control that counts records in the channel (set once, by the poller).
+    pub fn set_flow(&self, flow: Arc<FlowControl>) {
+        let _ = self.flow.set(flow);
     }
 
     /// Records where a partition will read next (after a seek).
@@ -156,6 +170,11 @@ impl SinkContext {
     /// Sends an event after every record fetched before it; false when the pipeline is gone.
     pub fn send(&self, event: Event) -> bool {
         self.flush() && self.events.blocking_send(event).is_ok()
+    }
+
+    /// Changes whenever partitions are assigned.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     pub fn set_closing(&self) {
@@ -232,6 +251,7 @@ impl SinkContext {
             assigned.push((tp, start));
         }
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.metrics.assigned_partitions.add(assigned.len() as i64);
         self.health.set_joined(true);
         if !self.send(Event::Assigned(assigned)) {

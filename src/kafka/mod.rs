@@ -3,11 +3,13 @@
 
 mod consumer;
 mod context;
+mod flow;
 mod out_of_range;
 mod poller;
 mod record;
 
 pub use consumer::build_consumer;
 pub use context::{Command, Event, SinkContext};
+pub use flow::FlowControl;
 pub use poller::{spawn_poller, PollerHandle};
 pub use record::{Record, TopicPartition};

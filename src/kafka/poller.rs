@@ -3,7 +3,7 @@
 //! librdkafka calls the rebalance callback from inside `poll`, and our callback blocks on Postgres
 //! and on the pipeline, so polling runs on its own OS thread rather than on the async runtime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,6 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Command, Event, SinkContext};
+use super::flow::FlowControl;
 use super::record::{Record, TopicPartition};
 
 /// Records gathered from consecutive polls before they are sent as one chunk.
@@ -42,31 +43,40 @@ impl PollerHandle {
 pub fn spawn_poller(
     consumer: BaseConsumer<SinkContext>,
     commands: Receiver<Command>,
+    flow: Arc<FlowControl>,
     token: CancellationToken,
 ) -> std::io::Result<PollerHandle> {
+    consumer.context().set_flow(Arc::clone(&flow));
+    let poller = Poller {
+        consumer,
+        commands,
+        flow,
+        topics: HashMap::new(),
+        paused_at: None,
+        stopped: HashSet::new(),
+    };
     let thread = std::thread::Builder::new()
         .name("kafka-poll".into())
-        .spawn(move || {
-            Poller {
-                consumer,
-                commands,
-                topics: HashMap::new(),
-            }
-            .run(&token)
-        })?;
+        .spawn(move || poller.run(&token))?;
     Ok(PollerHandle { thread })
 }
 
 struct Poller {
     consumer: BaseConsumer<SinkContext>,
     commands: Receiver<Command>,
+    flow: Arc<FlowControl>,
     /// Interned topic names, so records share one allocation per topic.
     topics: HashMap<String, Arc<str>>,
+    /// The assignment generation fetching was paused at (too much buffered), if paused.
+    paused_at: Option<u64>,
+    /// Partitions stopped by a bad record: they stay paused when fetching resumes.
+    stopped: HashSet<TopicPartition>,
 }
 
 impl Poller {
     fn run(mut self, token: &CancellationToken) {
         while !token.is_cancelled() {
+            self.apply_flow_control();
             if !self.serve_commands() || !self.poll_chunk() {
                 break;
             }
@@ -166,11 +176,53 @@ impl Poller {
         true
     }
 
-    fn pause(&self, tp: &TopicPartition) {
+    fn pause(&mut self, tp: &TopicPartition) {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&tp.topic, tp.partition);
         if let Err(error) = self.consumer.pause(&tpl) {
             tracing::warn!(%error, partition = %tp, "Cannot pause the partition; its records are dropped instead.");
+        }
+        self.stopped.insert(tp.clone());
+    }
+
+    /// Pauses every assigned partition while the pipeline holds too much, resumes (all but the
+    /// stopped ones) once it has drained to half; re-pauses after a new assignment.
+    fn apply_flow_control(&mut self) {
+        let generation = self.consumer.context().generation();
+        let over = self.flow.over();
+        let pause = match self.paused_at {
+            None => over,
+            Some(at) => at != generation && !self.flow.drained(),
+        };
+        if pause {
+            if let Ok(assignment) = self.consumer.assignment() {
+                match self.consumer.pause(&assignment) {
+                    Ok(()) if self.paused_at.is_none() => {
+                        tracing::info!("Too many records buffered; fetching paused until the database catches up.")
+                    }
+                    Ok(()) => {}
+                    Err(error) => tracing::warn!(%error, "Cannot pause fetching."),
+                }
+            }
+            self.paused_at = Some(generation);
+        } else if self.paused_at.is_some() && self.flow.drained() {
+            self.paused_at = None;
+            let Ok(assignment) = self.consumer.assignment() else {
+                return;
+            };
+            let mut resume = TopicPartitionList::new();
+            for e in assignment.elements() {
+                if !self
+                    .stopped
+                    .contains(&TopicPartition::new(e.topic(), e.partition()))
+                {
+                    resume.add_partition(e.topic(), e.partition());
+                }
+            }
+            match self.consumer.resume(&resume) {
+                Ok(()) => tracing::info!("Fetching resumed."),
+                Err(error) => tracing::warn!(%error, "Cannot resume fetching."),
+            }
         }
     }
 

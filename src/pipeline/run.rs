@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::Batcher;
 use crate::error::{classify, Error, ErrorClass};
 use crate::health::Health;
-use crate::kafka::{Command, Event, Record, TopicPartition};
+use crate::kafka::{Command, Event, FlowControl, Record, TopicPartition};
 use crate::metrics::Metrics;
 use crate::sink::{Batch, Outcome, WriteBatch};
 
@@ -56,7 +56,7 @@ pub struct Pipeline {
     partitions: HashMap<TopicPartition, PartitionState>,
     pending_revokes: Vec<(HashSet<TopicPartition>, oneshot::Sender<()>)>,
     next_epoch: u64,
-    max_buffered: usize,
+    flow: Arc<FlowControl>,
     commit_to_kafka: bool,
     input_done: bool,
     metrics: Metrics,
@@ -67,7 +67,7 @@ impl Pipeline {
     pub fn new(
         wiring: Wiring,
         batcher: Batcher,
-        max_buffered: usize,
+        flow: Arc<FlowControl>,
         commit_to_kafka: bool,
         metrics: Metrics,
         health: Arc<Health>,
@@ -78,7 +78,7 @@ impl Pipeline {
             partitions: HashMap::new(),
             pending_revokes: Vec::new(),
             next_epoch: 0,
-            max_buffered,
+            flow,
             commit_to_kafka,
             input_done: false,
             metrics,
@@ -97,11 +97,12 @@ impl Pipeline {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !token.is_cancelled() && !self.input_done {
             self.health.beat();
-            let accepting = self.batcher.len() < self.max_buffered;
             tokio::select! {
                 biased;
                 Some(result) = self.wiring.results.recv() => self.on_result(result)?,
-                event = self.wiring.events.recv(), if accepting => self.on_event(event)?,
+                // Events are always read (rebalances must flow); the poll thread pauses fetching
+                // when the flow control says too much is buffered.
+                event = self.wiring.events.recv() => self.on_event(event)?,
                 _ = ticker.tick() => {}
                 _ = token.cancelled() => {}
             }
@@ -139,7 +140,10 @@ impl Pipeline {
 
     fn on_event(&mut self, event: Option<Event>) -> Result<(), Error> {
         match event {
-            Some(Event::Records(records)) => self.on_records(records),
+            Some(Event::Records(records)) => {
+                self.flow.received(records.len());
+                self.on_records(records);
+            }
             Some(Event::Assigned(assigned)) => {
                 for (tp, stored) in assigned {
                     self.batcher.drop_partition(&tp);
@@ -356,6 +360,7 @@ impl Pipeline {
                     .is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked)
             });
         self.metrics.buffered_records.set(self.batcher.len() as i64);
+        self.flow.set_buffered(self.batcher.len());
         for (tp, records) in ready {
             let Some(state) = self.partitions.get_mut(&tp) else {
                 continue;
