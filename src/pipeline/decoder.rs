@@ -4,15 +4,16 @@
 //! its stage and reason (never silently dropped); for upserts, the rows leave the table in the
 //! state that applying every good record in offset order would leave.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::config::{
-    Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, PathSegment, Tombstone,
-};
+use super::json::{scalar, Doc, Scalar};
+use crate::config::{Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, Tombstone};
 use crate::convert::{self, ColumnType, Input};
 use crate::kafka::Record;
 
@@ -117,8 +118,8 @@ pub struct Decoder {
 /// A record's value and key, parsed once for every mapping of its topic.
 struct Parsed<'r> {
     record: &'r Record,
-    json: Option<Result<Value, String>>,
-    key_json: Option<Result<Value, String>>,
+    json: Option<Result<Doc<'r>, String>>,
+    key_json: Option<Result<Doc<'r>, String>>,
 }
 
 type Failure = (Stage, String);
@@ -258,13 +259,13 @@ impl Decoder {
 fn parse(record: &Record, value_json: bool, key_json: bool) -> Parsed<'_> {
     let json = match (&record.value, value_json) {
         (Some(bytes), true) => {
-            Some(serde_json::from_slice(bytes).map_err(|e| format!("value is not valid JSON: {e}")))
+            Some(Doc::parse(bytes).map_err(|e| format!("value is not valid JSON: {e}")))
         }
         _ => None,
     };
     let key_json = match (&record.key, key_json) {
         (Some(bytes), true) => {
-            Some(serde_json::from_slice(bytes).map_err(|e| format!("key is not valid JSON: {e}")))
+            Some(Doc::parse(bytes).map_err(|e| format!("key is not valid JSON: {e}")))
         }
         _ => None,
     };
@@ -314,73 +315,107 @@ fn write_row<'a>(
     Ok(())
 }
 
-/// The column's value as text for its type; `None` is SQL NULL.
-fn extract(
+/// The column's value as text for its type; `None` is SQL NULL. Borrowed from the record
+/// whenever no conversion changes it.
+fn extract<'a>(
     m: &Mapping,
-    p: &Parsed<'_>,
-    source: &ColumnSource,
+    p: &'a Parsed<'a>,
+    source: &'a ColumnSource,
     ty: Option<ColumnType>,
     name: &str,
-) -> Result<Option<String>, Failure> {
+) -> Result<Option<Cow<'a, str>>, Failure> {
     let r = p.record;
-    let convert_json = |v: &Value| -> Result<Option<String>, Failure> {
+    let convert_error = |e: String| (Stage::Convert, format!("column `{name}`: {e}"));
+    let from_value = |v: &Value| -> Result<Option<Cow<'a, str>>, Failure> {
         if v.is_null() {
             return Ok(None);
         }
         let converted = match ty {
             Some(ty) => convert::convert(ty, Input::Json(v)),
-            None => untyped_json(v),
+            None => Ok(untyped_json(v)),
         };
         converted
-            .map(Some)
-            .map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
+            .map(|s| Some(Cow::Owned(s)))
+            .map_err(convert_error)
     };
-    let convert_bytes =
-        |b: &[u8], default: Option<ColumnType>| -> Result<Option<String>, Failure> {
-            let converted = match ty.or(default) {
-                Some(ty) => convert::convert(ty, Input::Bytes(b)),
-                None => String::from_utf8(b.to_vec())
-                    .map_err(|_| "not valid UTF-8 text (use type bytea)".to_string()),
-            };
-            converted
-                .map(Some)
-                .map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
+    let from_bytes =
+        |b: &'a [u8], default: Option<ColumnType>| -> Result<Option<Cow<'a, str>>, Failure> {
+            match ty.or(default) {
+                Some(ty) => convert::convert(ty, Input::Bytes(b))
+                    .map(|s| Some(Cow::Owned(s)))
+                    .map_err(convert_error),
+                None => std::str::from_utf8(b)
+                    .map(|s| Some(Cow::Borrowed(s)))
+                    .map_err(|_| convert_error("not valid UTF-8 text (use type bytea)".into())),
+            }
         };
+    let from_doc = |doc: &'a Result<Doc<'a>, String>, path| match doc {
+        Ok(doc) => doc
+            .get(path)
+            .map_or(Ok(None), |raw| from_raw(raw, ty, name)),
+        Err(e) => Err((Stage::Decode, e.clone())),
+    };
     match source {
         ColumnSource::Value(path) => match m.format {
-            Format::Json => match &p.json {
-                Some(Ok(doc)) => walk(doc, path).map_or(Ok(None), convert_json),
-                Some(Err(e)) => Err((Stage::Decode, e.clone())),
-                None => Ok(None),
-            },
-            Format::Text => r
-                .value
-                .as_deref()
-                .map_or(Ok(None), |b| convert_bytes(b, None)),
+            Format::Json => p.json.as_ref().map_or(Ok(None), |doc| from_doc(doc, path)),
+            Format::Text => r.value.as_deref().map_or(Ok(None), |b| from_bytes(b, None)),
             Format::Bytes => r
                 .value
                 .as_deref()
-                .map_or(Ok(None), |b| convert_bytes(b, Some(ColumnType::Bytea))),
+                .map_or(Ok(None), |b| from_bytes(b, Some(ColumnType::Bytea))),
         },
-        ColumnSource::Key(path) if path.is_empty() => r
-            .key
-            .as_deref()
-            .map_or(Ok(None), |b| convert_bytes(b, None)),
-        ColumnSource::Key(path) => match &p.key_json {
-            Some(Ok(doc)) => walk(doc, path).map_or(Ok(None), convert_json),
-            Some(Err(e)) => Err((Stage::Decode, e.clone())),
-            None => Ok(None),
-        },
-        ColumnSource::Kafka(meta) => convert_json(&kafka_meta(r, *meta, ty)),
-        ColumnSource::Headers => convert_json(&headers_json(r)),
+        ColumnSource::Key(path) if path.is_empty() => {
+            r.key.as_deref().map_or(Ok(None), |b| from_bytes(b, None))
+        }
+        ColumnSource::Key(path) => p
+            .key_json
+            .as_ref()
+            .map_or(Ok(None), |doc| from_doc(doc, path)),
+        ColumnSource::Kafka(meta) => from_value(&kafka_meta(r, *meta, ty)),
+        ColumnSource::Headers => from_value(&headers_json(r)),
         ColumnSource::Header(name) => match r.headers.iter().rev().find(|(k, _)| k == name) {
-            Some((_, Some(value))) => convert_bytes(value, None),
+            Some((_, Some(value))) => from_bytes(value, None),
             _ => Ok(None),
         },
-        ColumnSource::Constant(text) => convert_json(&Value::String(text.clone())),
-        ColumnSource::WindowStart => window_start(m, p).map(Some),
-        ColumnSource::One => Ok(Some("1".into())),
+        ColumnSource::Constant(text) if ty.is_none() => Ok(Some(Cow::Borrowed(text))),
+        ColumnSource::Constant(text) => from_value(&Value::String(text.clone())),
+        ColumnSource::WindowStart => window_start(m, p).map(|s| Some(Cow::Owned(s))),
+        ColumnSource::One => Ok(Some(Cow::Borrowed("1"))),
     }
+}
+
+/// A JSON value from the payload, converted; the common cases need no copy.
+fn from_raw<'a>(
+    raw: &'a RawValue,
+    ty: Option<ColumnType>,
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, Failure> {
+    let borrowed = match (ty, scalar(raw)) {
+        (_, Scalar::Null) => return Ok(None),
+        (None, Scalar::Text(t)) | (Some(ColumnType::Text), Scalar::Text(t)) => return Ok(Some(t)),
+        (None, Scalar::Number(n) | Scalar::Composite(n)) => Some(n),
+        (None, Scalar::Bool(b)) => Some(if b { "true" } else { "false" }),
+        // A JSON number is a valid numeric literal, digit for digit.
+        (Some(ColumnType::Numeric), Scalar::Number(n)) => Some(n),
+        (Some(ColumnType::Bigint), Scalar::Number(n)) if n.parse::<i64>().is_ok() => Some(n),
+        (Some(ColumnType::Integer), Scalar::Number(n)) if n.parse::<i32>().is_ok() => Some(n),
+        (Some(ColumnType::Jsonb), _) if !raw.get().contains("\\u0000") => Some(raw.get().trim()),
+        (Some(ColumnType::Timestamptz), Scalar::Text(t))
+            if convert::parse_timestamp_millis(&t).is_ok() =>
+        {
+            return Ok(Some(t))
+        }
+        _ => None,
+    };
+    if let Some(text) = borrowed {
+        return Ok(Some(Cow::Borrowed(text)));
+    }
+    let value: Value =
+        serde_json::from_str(raw.get()).map_err(|e| (Stage::Decode, e.to_string()))?;
+    let ty = ty.unwrap_or(ColumnType::Text);
+    convert::convert(ty, Input::Json(&value))
+        .map(|s| Some(Cow::Owned(s)))
+        .map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
 }
 
 fn window_start(m: &Mapping, p: &Parsed<'_>) -> Result<String, Failure> {
@@ -438,30 +473,28 @@ fn headers_json(r: &Record) -> Value {
     Value::Object(map)
 }
 
-fn walk<'v>(mut value: &'v Value, path: &[PathSegment]) -> Option<&'v Value> {
-    for segment in path {
-        value = match segment {
-            PathSegment::Field(name) => value.get(name)?,
-            PathSegment::Index(i) => value.get(*i)?,
-        };
-    }
-    Some(value)
-}
-
 /// Untyped columns: scalars as their text (numbers keep their exact digits), objects and arrays
 /// as JSON; Postgres' input function for the column does the conversion.
-fn untyped_json(value: &Value) -> Result<String, String> {
-    Ok(match value {
+fn untyped_json(value: &Value) -> String {
+    match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         _ => value.to_string(),
-    })
+    }
 }
 
 /// Appends `text` escaped for COPY's text format.
 fn copy_escape(out: &mut Vec<u8>, text: &str) -> Result<(), String> {
-    for &b in text.as_bytes() {
+    let bytes = text.as_bytes();
+    if !bytes
+        .iter()
+        .any(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 0))
+    {
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
+    for &b in bytes {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),

@@ -3,6 +3,7 @@
 
 mod batcher;
 mod decoder;
+mod json;
 mod run;
 
 pub use batcher::{Batcher, Limits};

@@ -1,0 +1,240 @@
+//! Reading fields out of a JSON payload without building a document tree.
+//!
+//! The whole payload is validated once; the top-level object is split into (name, raw value)
+//! pairs that borrow from the record; nested objects and arrays are only split along the paths a
+//! mapping reads. Numbers are never parsed: their text is passed on exactly as written.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::PathSegment;
+
+/// A parsed payload.
+pub struct Doc<'a> {
+    raw: &'a RawValue,
+    /// The top-level object's members, when the payload is an object.
+    top: Option<Vec<(Cow<'a, str>, &'a RawValue)>>,
+}
+
+/// A JSON value, read as far as a column needs it.
+pub enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    /// A number's exact text.
+    Number(&'a str),
+    /// A string, unescaped (borrowed when it had no escapes).
+    Text(Cow<'a, str>),
+    /// An object or array, as its JSON text.
+    Composite(&'a str),
+}
+
+impl<'a> Doc<'a> {
+    /// Validates `bytes` as one JSON value.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
+        let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let top = if raw.get().trim_start().starts_with('{') {
+            Some(members(raw).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok(Self { raw, top })
+    }
+
+    /// The value at `path` (the whole document for an empty path); `None` when absent.
+    pub fn get(&self, path: &[PathSegment]) -> Option<&'a RawValue> {
+        let Some((first, rest)) = path.split_first() else {
+            return Some(self.raw);
+        };
+        let mut current = match first {
+            PathSegment::Field(name) => self.top.as_ref()?.iter().rev().find(|(k, _)| k == name)?.1,
+            PathSegment::Index(i) => element(self.raw, *i)?,
+        };
+        for segment in rest {
+            current = match segment {
+                PathSegment::Field(name) => member(current, name)?,
+                PathSegment::Index(i) => element(current, *i)?,
+            };
+        }
+        Some(current)
+    }
+}
+
+/// Classifies a raw value by its first character (it is already valid JSON).
+pub fn scalar(raw: &RawValue) -> Scalar<'_> {
+    let text = raw.get().trim_start();
+    match text.as_bytes().first() {
+        Some(b'"') => match serde_json::from_str::<Str<'_>>(text) {
+            Ok(Str(s)) => Scalar::Text(s),
+            Err(_) => Scalar::Composite(text),
+        },
+        Some(b'{' | b'[') => Scalar::Composite(text),
+        Some(b't') => Scalar::Bool(true),
+        Some(b'f') => Scalar::Bool(false),
+        Some(b'n') => Scalar::Null,
+        _ => Scalar::Number(text),
+    }
+}
+
+fn member<'a>(raw: &'a RawValue, name: &str) -> Option<&'a RawValue> {
+    if !raw.get().trim_start().starts_with('{') {
+        return None;
+    }
+    members(raw)
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn element(raw: &RawValue, index: usize) -> Option<&RawValue> {
+    if !raw.get().trim_start().starts_with('[') {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_seq(ElementVisitor(index)).ok().flatten()
+}
+
+fn members(raw: &RawValue) -> Result<Vec<(Cow<'_, str>, &RawValue)>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_map(MembersVisitor)
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some((Str(k), v)) = map.next_entry::<Str<'de>, &'de RawValue>()? {
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+}
+
+struct ElementVisitor(usize);
+
+impl<'de> Visitor<'de> for ElementVisitor {
+    type Value = Option<&'de RawValue>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        let mut i = 0;
+        while let Some(v) = seq.next_element::<&'de RawValue>()? {
+            if i == self.0 {
+                found = Some(v);
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PathSegment::{Field, Index};
+
+    fn text(raw: Option<&RawValue>) -> Option<String> {
+        raw.map(|r| r.get().to_owned())
+    }
+
+    #[test]
+    fn reads_nested_paths_without_a_tree() {
+        let doc = Doc::parse(
+            br#"{"id": 12345678901234567890.120, "a": {"b": [10, {"c": "x\ty"}]}, "id": 7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            text(doc.get(&[Field("id".into())])),
+            Some("7".into()),
+            "the last duplicate wins"
+        );
+        assert_eq!(
+            text(doc.get(&[Field("a".into()), Field("b".into()), Index(0)])),
+            Some("10".into())
+        );
+        let c = doc
+            .get(&[
+                Field("a".into()),
+                Field("b".into()),
+                Index(1),
+                Field("c".into()),
+            ])
+            .unwrap();
+        assert!(matches!(scalar(c), Scalar::Text(Cow::Owned(ref s)) if s == "x\ty"));
+        assert!(doc.get(&[Field("a".into()), Index(0)]).is_none());
+        assert!(doc.get(&[Field("nope".into())]).is_none());
+        assert!(doc
+            .get(&[Field("a".into()), Field("b".into()), Index(5)])
+            .is_none());
+    }
+
+    #[test]
+    fn numbers_keep_their_text_and_plain_strings_borrow() {
+        let doc = Doc::parse(br#"{"n": 12345678901234567890.120, "s": "plain", "t": true, "z": null, "o": {"k": [1]}}"#).unwrap();
+        assert!(matches!(
+            scalar(doc.get(&[Field("n".into())]).unwrap()),
+            Scalar::Number("12345678901234567890.120")
+        ));
+        assert!(matches!(
+            scalar(doc.get(&[Field("s".into())]).unwrap()),
+            Scalar::Text(Cow::Borrowed("plain"))
+        ));
+        assert!(matches!(
+            scalar(doc.get(&[Field("t".into())]).unwrap()),
+            Scalar::Bool(true)
+        ));
+        assert!(matches!(
+            scalar(doc.get(&[Field("z".into())]).unwrap()),
+            Scalar::Null
+        ));
+        assert!(matches!(
+            scalar(doc.get(&[Field("o".into())]).unwrap()),
+            Scalar::Composite("{\"k\": [1]}")
+        ));
+    }
+
+    #[test]
+    fn invalid_json_is_an_error_anywhere_in_the_payload() {
+        assert!(Doc::parse(br#"{"a": 1, "b": [1, 2}"#).is_err());
+        assert!(Doc::parse(b"{\"a\": 1} trailing").is_err());
+        assert!(Doc::parse(b"").is_err());
+        assert!(Doc::parse(b"[1, 2]").is_ok());
+    }
+}
