@@ -52,6 +52,22 @@ impl Batcher {
         self.total == 0
     }
 
+    /// Buffers records of one partition, in offset order.
+    pub fn push_run(&mut self, tp: TopicPartition, records: Vec<Record>, now: Instant) {
+        if records.is_empty() {
+            return;
+        }
+        let buffer = self.buffers.entry(tp).or_default();
+        buffer.since.get_or_insert(now);
+        buffer.bytes += records.iter().map(Record::size).sum::<usize>();
+        self.total += records.len();
+        if buffer.records.is_empty() {
+            buffer.records = records;
+        } else {
+            buffer.records.extend(records);
+        }
+    }
+
     pub fn push(&mut self, record: Record, now: Instant) {
         let buffer = self.buffers.entry(record.tp.clone()).or_default();
         buffer.since.get_or_insert(now);

@@ -189,40 +189,37 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Buffers records that continue their partition; drops stale ones (before the expected
+    /// offset, or of a partition that is seeking, revoked or stopped). Works per run of records
+    /// of one partition, so the per-record cost is a comparison, not a lookup.
     fn on_records(&mut self, records: Vec<Record>) {
         let now = std::time::Instant::now();
-        let mut counted: Option<(Arc<str>, u64)> = None;
-        for record in records {
-            let accept = self.partitions.get(&record.tp).is_some_and(|s| {
-                !s.seeking
-                    && !s.revoked
-                    && s.rewind_to
-                        .or(s.expected)
-                        .is_none_or(|from| record.offset >= from)
-            });
-            match &mut counted {
-                Some((topic, n)) if **topic == *record.tp.topic => *n += 1,
-                _ => {
-                    if let Some((topic, n)) = counted.take() {
-                        self.metrics
-                            .records_consumed
-                            .with_label_values(&[&*topic])
-                            .inc_by(n);
-                    }
-                    counted = Some((Arc::clone(&record.tp.topic), 1));
-                }
+        let mut records = records.into_iter().peekable();
+        while let Some(first) = records.next() {
+            let tp = first.tp.clone();
+            let mut run = vec![first];
+            while let Some(next) = records.next_if(|r| r.tp == tp) {
+                run.push(next);
             }
-            if accept {
-                self.batcher.push(record, now);
-            } else {
-                tracing::debug!(partition = %record.tp, offset = record.offset, "Dropping a stale record.");
-            }
-        }
-        if let Some((topic, n)) = counted {
             self.metrics
                 .records_consumed
-                .with_label_values(&[&*topic])
-                .inc_by(n);
+                .with_label_values(&[&*tp.topic])
+                .inc_by(run.len() as u64);
+            let from = match self.partitions.get(&tp) {
+                Some(s) if !s.seeking && !s.revoked && !s.stopped => s.rewind_to.or(s.expected),
+                _ => {
+                    tracing::debug!(partition = %tp, records = run.len(), "Dropping records of a partition not being read.");
+                    continue;
+                }
+            };
+            if let Some(from) = from {
+                let before = run.len();
+                run.retain(|r| r.offset >= from);
+                if run.len() < before {
+                    tracing::debug!(partition = %tp, dropped = before - run.len(), "Dropping records before the stored offset.");
+                }
+            }
+            self.batcher.push_run(tp, run, now);
         }
     }
 

@@ -45,12 +45,22 @@ fn every_record_leaves_once_in_order_within_limits() {
         for step in 0..500u64 {
             let now = start + Duration::from_millis(step);
             match rng.below(10) {
-                0..=5 => {
+                0..=3 => {
                     let p = rng.below(4) as i32;
                     let o = next_offset.entry(p).or_insert(0);
                     batcher.push(record(p, *o, rng.below(100) as usize), now);
                     *o += 1;
                     pushed += 1;
+                }
+                4..=5 => {
+                    let p = rng.below(4) as i32;
+                    let o = next_offset.entry(p).or_insert(0);
+                    let run: Vec<Record> = (0..rng.below(6))
+                        .map(|i| record(p, *o + i as i64, rng.below(100) as usize))
+                        .collect();
+                    *o += run.len() as i64;
+                    pushed += run.len();
+                    batcher.push_run(TopicPartition::new("t", p), run, now);
                 }
                 6..=8 => {
                     let busy_mask = rng.next();
