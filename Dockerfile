@@ -29,7 +29,8 @@ USER 10001:10001
 # interfaces for probes and scraping.
 ENV KAFKA_PG_SINK_CONFIG=/etc/kafka-pg-sink/kafka-pg-sink.toml \
     KAFKA_PG_SINK__HTTP__LISTEN=0.0.0.0:8080 \
-    RUST_LOG=info
+    RUST_LOG=info \
+    MALLOC_ARENA_MAX=2
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]

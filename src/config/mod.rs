@@ -162,7 +162,7 @@ pub struct BatchConfig {
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
     /// Stop fetching while this many records are buffered in total (all partitions), which bounds
-    /// memory. Default 100000.
+    /// memory. Default 50000.
     #[serde(default = "default_max_buffered_records")]
     pub max_buffered_records: usize,
 }
@@ -212,7 +212,7 @@ fn default_max_wait_ms() -> u64 {
     500
 }
 fn default_max_buffered_records() -> usize {
-    100_000
+    50_000
 }
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
