@@ -3,8 +3,13 @@
 //! - `broker`: hosts librdkafka's mock cluster (a Kafka-protocol broker over TCP on 127.0.0.1)
 //!   in its own process, so the connector can be killed and restarted against the same data.
 //!   Prints `BOOTSTRAP=<host:port>`, then takes commands on stdin, one per line:
-//!   `create-topic <name> <partitions>`, `broker-down`, `broker-up`. Each answers `ok` or
-//!   `error: ...`. It runs until killed.
+//!   `create-topic <name> <partitions>`, `broker-down`, `broker-up` (data is kept), and for
+//!   fault injection `request-errors <api> <count> <error-code>` (the next `count` requests of
+//!   that API, a name such as `Fetch`, `OffsetCommit`, `Heartbeat`, `JoinGroup` or its number,
+//!   fail with the Kafka error code, e.g. 6 NOT_LEADER_OR_FOLLOWER, 7 REQUEST_TIMED_OUT,
+//!   15 COORDINATOR_NOT_AVAILABLE, 27 REBALANCE_IN_PROGRESS), `clear-request-errors <api>`
+//!   and `rtt <ms>` (round-trip delay added by the broker; `rtt 0` removes it). Each answers
+//!   `ok` or `error: ...`. It runs until killed.
 //! - `produce`: sends sample payment events to a topic on any broker (`--brokers` or
 //!   `KAFKA_BROKERS`).
 
@@ -15,6 +20,7 @@ use clap::{Parser, Subcommand};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 #[derive(Parser)]
 #[command(about = "kafka-pg-sink development helpers")]
@@ -78,6 +84,16 @@ fn broker(topics: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             },
             ["broker-down"] => cluster.broker_down(-1).map_err(|e| e.to_string()),
             ["broker-up"] => cluster.broker_up(-1).map_err(|e| e.to_string()),
+            ["request-errors", api, count, code] => request_errors(&cluster, api, count, code),
+            ["clear-request-errors", api] => {
+                api_key(api).map(|key| cluster.clear_request_errors(key))
+            }
+            ["rtt", ms] => match ms.parse() {
+                Ok(ms) => cluster
+                    .broker_round_trip_time(1, Duration::from_millis(ms))
+                    .map_err(|e| e.to_string()),
+                Err(_) => Err(format!("`{ms}` is not a number of milliseconds")),
+            },
             [] => continue,
             _ => Err(format!("unknown command `{line}`")),
         };
@@ -91,6 +107,51 @@ fn broker(topics: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Makes the next `count` requests of `api` fail with Kafka error `code`.
+fn request_errors(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    api: &str,
+    count: &str,
+    code: &str,
+) -> Result<(), String> {
+    let key = api_key(api)?;
+    let count: usize = count
+        .parse()
+        .map_err(|_| format!("`{count}` is not a count"))?;
+    let error = code
+        .parse::<i32>()
+        .ok()
+        .and_then(|c| RDKafkaRespErr::try_from(c).ok())
+        .ok_or_else(|| format!("`{code}` is not a Kafka error code"))?;
+    cluster.request_errors(key, &vec![error; count]);
+    Ok(())
+}
+
+/// A protocol API by name (`Fetch`) or number (`1`); only the ones a consumer group uses.
+fn api_key(name: &str) -> Result<RDKafkaApiKey, String> {
+    use RDKafkaApiKey::*;
+    let known = [
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        InitProducerId,
+    ];
+    known
+        .into_iter()
+        .find(|key| {
+            format!("{key:?}").eq_ignore_ascii_case(name) || (*key as i16).to_string() == name
+        })
+        .ok_or_else(|| format!("unknown or unsupported API `{name}`"))
 }
 
 fn produce(

@@ -4,7 +4,7 @@
 //! The context also owns the poll thread's pending chunk of records, so that every event it sends
 //! is preceded on the channel by every record fetched before it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,6 +82,8 @@ pub struct SinkContext {
     /// Next offset to fetch per assigned partition, as far as this process knows (start offset,
     /// then past the last record handed over), to tell which partition is out of range.
     positions: Mutex<HashMap<TopicPartition, i64>>,
+    /// Partitions assigned to this process: statistics about any other partition are stale.
+    assigned: Mutex<HashSet<TopicPartition>>,
     reset: OffsetReset,
     out_of_range: OutOfRange,
     health: Arc<Health>,
@@ -112,6 +114,7 @@ impl SinkContext {
             events,
             pending: Mutex::new(Vec::new()),
             positions: Mutex::new(HashMap::new()),
+            assigned: Mutex::new(HashSet::new()),
             reset,
             out_of_range,
             health,
@@ -237,6 +240,10 @@ impl SinkContext {
                 tracing::error!(%error, partition = %tp, "Cannot set start offset.");
             }
             tracing::info!(partition = %tp, stored_offset = ?start, "Partition assigned.");
+            self.assigned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(tp.clone());
             let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
             match start {
                 Some(stored) => {
@@ -281,12 +288,25 @@ impl SinkContext {
         self.metrics
             .assigned_partitions
             .sub(partitions.len() as i64);
+        {
+            let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+            let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+            for tp in &partitions {
+                assigned.remove(tp);
+                positions.remove(tp);
+            }
+        }
+        let forget = partitions.clone();
         if !self.closing.load(Ordering::SeqCst) {
             let (ack, done) = oneshot::channel();
             if self.send(Event::Revoked { partitions, ack }) {
                 // The pipeline acknowledges once no batch of these partitions can still commit.
                 let _ = done.blocking_recv();
             }
+        }
+        // After the acknowledgement, so a batch finishing meanwhile cannot bring a series back.
+        for tp in &forget {
+            self.metrics.forget_partition(tp);
         }
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
@@ -331,9 +351,14 @@ impl ClientContext for SinkContext {
                 } else {
                     p.hi_offset
                 };
-                if log_end >= 0 {
-                    self.metrics
-                        .set_log_end(&TopicPartition::new(name.as_str(), *id), log_end);
+                let tp = TopicPartition::new(name.as_str(), *id);
+                let mine = self
+                    .assigned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&tp);
+                if log_end >= 0 && mine {
+                    self.metrics.set_log_end(&tp, log_end);
                 }
             }
         }

@@ -81,7 +81,9 @@ fn upsert(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str
     )
 }
 
-/// The batch is pre-aggregated per key in SQL (exact numeric arithmetic), then merged.
+/// The batch is pre-aggregated per key in SQL (exact numeric arithmetic), then merged. Rows are
+/// written in key order, so writers of different partitions that share keys lock them in the
+/// same order instead of deadlocking.
 fn accumulate(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str) -> String {
     let mut selects = Vec::new();
     let mut merges = Vec::new();
@@ -112,7 +114,7 @@ fn accumulate(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: 
         format!("ON CONFLICT ({keys}) DO UPDATE SET {}", merges.join(", "))
     };
     format!(
-        "INSERT INTO {table} AS t ({columns}) SELECT {} FROM pg_temp.{stage} GROUP BY {keys} {on_conflict}",
+        "INSERT INTO {table} AS t ({columns}) SELECT {} FROM pg_temp.{stage} GROUP BY {keys} ORDER BY {keys} {on_conflict}",
         selects.join(", ")
     )
 }
@@ -205,7 +207,7 @@ mod tests {
             sql.apply,
             "INSERT INTO \"billing\".\"acct\" AS t (\"account\", \"hi\", \"hour\", \"last_ref\", \"n\", \"total\") \
              SELECT \"account\", max(\"hi\"), \"hour\", (array_agg(\"last_ref\" ORDER BY kps_ord DESC))[1], sum(\"n\"), sum(\"total\") \
-             FROM pg_temp.kps_stage_0 GROUP BY \"account\", \"hour\" ON CONFLICT (\"account\", \"hour\") DO UPDATE SET \
+             FROM pg_temp.kps_stage_0 GROUP BY \"account\", \"hour\" ORDER BY \"account\", \"hour\" ON CONFLICT (\"account\", \"hour\") DO UPDATE SET \
              \"hi\" = GREATEST(t.\"hi\", EXCLUDED.\"hi\"), \"last_ref\" = EXCLUDED.\"last_ref\", \
              \"n\" = COALESCE(t.\"n\" + EXCLUDED.\"n\", t.\"n\", EXCLUDED.\"n\"), \
              \"total\" = COALESCE(t.\"total\" + EXCLUDED.\"total\", t.\"total\", EXCLUDED.\"total\")"

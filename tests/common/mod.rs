@@ -205,6 +205,40 @@ impl Broker {
             .collect()
     }
 
+    /// Every record in the log of `topic` (partition, offset, key), read back from the broker:
+    /// the ground truth when the log itself may hold a producer retry twice.
+    pub fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, i64, Option<String>)> {
+        use rdkafka::message::Message;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("enable.auto.commit", "false")
+            .set("group.id", unique("reader"))
+            .create()
+            .unwrap();
+        let ends = self.end_offsets(topic, partitions);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let mut next = vec![0i64; partitions as usize];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while next.iter().zip(&ends).any(|(n, e)| n < e) {
+            assert!(
+                Instant::now() < deadline,
+                "could not read the log back: at {next:?} of {ends:?}"
+            );
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                out.push((m.partition(), m.offset(), key));
+                next[m.partition() as usize] = m.offset() + 1;
+            }
+        }
+        out
+    }
+
     /// Commits `offset` for every partition of `topic` in `group` directly in Kafka, as a group
     /// member (the mock broker refuses commits from non-members once the group exists).
     pub fn commit_kafka_offsets(&self, group: &str, topic: &str, offsets: &[i64]) {

@@ -1,0 +1,168 @@
+//! The broker: the devkit's mock cluster in its own process (so it survives connector crashes
+//! and takes fault commands on stdin), or a real cluster named by `KAFKA_BROKERS`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+struct Mock {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+pub struct Broker {
+    pub bootstrap: String,
+    mock: Option<Mock>,
+}
+
+impl Broker {
+    /// Starts `devkit broker`, its stderr to `log`.
+    pub fn start_mock(devkit: &Path, log: &Path) -> Result<Self> {
+        let mut child = Command::new(devkit)
+            .arg("broker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .with_context(|| format!("starting the mock broker {}", devkit.display()))?;
+        let stdin = child.stdin.take().context("broker stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("broker stdout")?);
+        // Owned by `broker` from here on, so an early return kills the process.
+        let mut broker = Self {
+            bootstrap: String::new(),
+            mock: Some(Mock {
+                child,
+                stdin,
+                stdout,
+            }),
+        };
+        let mut line = String::new();
+        if let Some(mock) = &mut broker.mock {
+            mock.stdout.read_line(&mut line)?;
+        }
+        broker.bootstrap = line
+            .trim()
+            .strip_prefix("BOOTSTRAP=")
+            .with_context(|| format!("the mock broker printed `{}`", line.trim()))?
+            .to_owned();
+        Ok(broker)
+    }
+
+    pub fn external(bootstrap: String) -> Self {
+        Self {
+            bootstrap,
+            mock: None,
+        }
+    }
+
+    pub fn is_mock(&self) -> bool {
+        self.mock.is_some()
+    }
+
+    /// Sends one command to the mock broker and requires `ok`.
+    pub fn command(&mut self, command: &str) -> Result<()> {
+        let mock = self
+            .mock
+            .as_mut()
+            .context("broker commands need the mock broker")?;
+        writeln!(mock.stdin, "{command}")?;
+        mock.stdin.flush()?;
+        let mut answer = String::new();
+        mock.stdout.read_line(&mut answer)?;
+        if answer.trim() != "ok" {
+            bail!("mock broker: `{command}` answered `{}`", answer.trim());
+        }
+        Ok(())
+    }
+
+    pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<()> {
+        if self.is_mock() {
+            return self.command(&format!("create-topic {name} {partitions}"));
+        }
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()?;
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
+            result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mock) = &mut self.mock {
+            let _ = mock.child.kill();
+            let _ = mock.child.wait();
+        }
+    }
+}
+
+/// (low, high) watermarks of every partition, read by a throwaway consumer.
+pub fn watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .with_context(|| format!("watermarks of {topic}/{p}"))
+        })
+        .collect()
+}
+
+/// One record as the broker holds it.
+pub struct LogRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Reads every partition from its low to its high watermark (`marks`), without a group.
+pub fn read_log(bootstrap: &str, topic: &str, marks: &[(i64, i64)]) -> Result<Vec<LogRecord>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kps-chaos-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, &(low, _)) in marks.iter().enumerate() {
+        tpl.add_partition_offset(topic, p as i32, Offset::Offset(low))?;
+    }
+    consumer.assign(&tpl)?;
+    let total: i64 = marks.iter().map(|(low, high)| high - low).sum();
+    let mut records = Vec::with_capacity(total as usize);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while (records.len() as i64) < total {
+        if std::time::Instant::now() > deadline {
+            bail!("read {} of {total} log records within 120 s", records.len());
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = message.context("reading the log back")?;
+        let high = marks.get(m.partition() as usize).map_or(0, |m| m.1);
+        if m.offset() < high {
+            records.push(LogRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+            });
+        }
+    }
+    Ok(records)
+}
