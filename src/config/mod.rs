@@ -157,8 +157,8 @@ pub struct BatchConfig {
     /// Flush a partition when its keys and values reach this many bytes. Default 8388608 (8 MiB).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
-    /// Flush a partition when its oldest buffered record has waited this long, in milliseconds.
-    /// Default 500.
+    /// Flush a partition when its oldest buffered record has waited this long, in milliseconds:
+    /// the latency floor at low rates (under load, batches fill first). Default 100.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
     /// Stop fetching while this many records are buffered in total (all partitions), which bounds
@@ -209,7 +209,7 @@ fn default_max_bytes() -> usize {
     8 * 1024 * 1024
 }
 fn default_max_wait_ms() -> u64 {
-    500
+    100
 }
 fn default_max_buffered_records() -> usize {
     50_000

@@ -31,7 +31,7 @@ fn a_minimal_file_gets_documented_defaults() {
     assert_eq!(cfg.kafka.auto_offset_reset, OffsetReset::Earliest);
     assert!(cfg.kafka.commit_to_kafka);
     assert_eq!(cfg.batch.max_records, 10_000);
-    assert_eq!(cfg.batch.max_wait_ms, 500);
+    assert_eq!(cfg.batch.max_wait_ms, 100);
     assert_eq!(cfg.postgres.writers, 2);
     assert_eq!(cfg.schema.as_str(), "kafka_pg_sink");
     assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");

@@ -49,6 +49,12 @@ impl FlowControl {
         self.total() >= self.high
     }
 
+    /// Half the limit is buffered: the pipeline writes what it has instead of waiting for full
+    /// batches.
+    pub fn pressure(&self) -> bool {
+        self.total() >= self.high / 2
+    }
+
     /// Fetching may start again (hysteresis: half the limit).
     pub fn drained(&self) -> bool {
         self.total() <= self.high / 2

@@ -349,12 +349,15 @@ impl Pipeline {
     /// Sends every ready batch to the writers.
     async fn dispatch(&mut self, drain: bool) -> Result<(), Error> {
         let partitions = &self.partitions;
+        // Under memory pressure (half the buffer limit) every idle partition is written now:
+        // waiting for full batches could stall when the limit is below partitions x max_records.
+        let flush_all = drain || self.flow.pressure();
         let ready = self
             .batcher
-            .take_ready(std::time::Instant::now(), drain, |tp| {
+            .take_ready(std::time::Instant::now(), flush_all, |tp| {
                 partitions
                     .get(tp)
-                    .is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked)
+                    .is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked || s.stopped)
             });
         self.metrics.buffered_records.set(self.batcher.len() as i64);
         self.flow.set_buffered(self.batcher.len());
