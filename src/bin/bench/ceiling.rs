@@ -1,0 +1,217 @@
+//! The ceiling: the fastest raw path for the backlog's rows, without Kafka and without the
+//! connector, so the connector's rate has something to be compared with.
+//!
+//! Per 10,000 rows of one partition, one transaction: UPDATE of that partition's offsets row,
+//! COPY (text) into a temporary stage, `INSERT ... SELECT DISTINCT ON (id) ... ON CONFLICT (id)
+//! DO UPDATE` (newest row per id wins, as in the connector). COPY text is formatted before the
+//! clock starts, so the figure is the database's, not this process's. Run on one connection and
+//! on two connections writing disjoint partitions (hence disjoint ids) in parallel.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use sqlx::{Connection, PgConnection};
+use tokio::sync::Barrier;
+
+use super::infra::{Database, Server};
+use super::workload::{copy_line, parse_cents, Truth, Workload};
+use super::{procs, say};
+
+pub const BATCH_ROWS: usize = 10_000;
+
+const DDL: &str = "CREATE TABLE bench_ceiling (id bigint PRIMARY KEY, account text, \
+    amount numeric(14,2), ts timestamptz, meta jsonb);
+    CREATE TABLE bench_ceiling_offsets (partition integer PRIMARY KEY, next_offset bigint NOT NULL)";
+const STAGE: &str = "CREATE TEMP TABLE bench_stage ON COMMIT DELETE ROWS AS \
+    SELECT id, account, amount, ts, meta, NULL::bigint AS ord FROM bench_ceiling WITH NO DATA";
+const ADVANCE: &str = "UPDATE bench_ceiling_offsets SET next_offset = $1 WHERE partition = $2";
+const COPY: &str = "COPY pg_temp.bench_stage (id, account, amount, ts, meta, ord) FROM STDIN";
+const UPSERT: &str = "INSERT INTO bench_ceiling AS t (id, account, amount, ts, meta) \
+    SELECT DISTINCT ON (id) id, account, amount, ts, meta FROM pg_temp.bench_stage \
+    ORDER BY id, ord DESC ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, \
+    amount = EXCLUDED.amount, ts = EXCLUDED.ts, meta = EXCLUDED.meta";
+
+struct Batch {
+    partition: i32,
+    next_offset: i64,
+    text: String,
+}
+
+/// One load: how many connections, how long, and the CPU it cost.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Load {
+    pub connections: usize,
+    pub rows: u64,
+    pub seconds: f64,
+    pub rows_per_s: f64,
+    pub postgres_cpu_s: f64,
+    /// Busy CPU of the whole machine (Postgres plus anything else running).
+    pub machine_busy_s: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ceiling {
+    pub batch_rows: usize,
+    pub loads: Vec<Load>,
+    /// The better of the loads.
+    pub rows_per_s: f64,
+}
+
+pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ceiling> {
+    let started = Instant::now();
+    let batches = Arc::new(build(work));
+    say(&format!(
+        "ceiling: {} batches of up to {BATCH_ROWS} rows formatted in {:.1} s",
+        batches.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    let truth = work.truth(work.backlog);
+    let mut loads = Vec::new();
+    for connections in [1, 2] {
+        if connections > work.partitions {
+            say("ceiling: one partition only, so no disjoint two-connection load");
+            continue;
+        }
+        let name = format!("{db_prefix}_ceiling{connections}");
+        let load = load(server, &name, &batches, connections, &truth).await?;
+        say(&format!(
+            "ceiling, {connections} connection(s): {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1}, machine busy {:.1} of {:.1})",
+            load.rows, load.seconds, load.rows_per_s, load.postgres_cpu_s, load.machine_busy_s,
+            load.seconds * work_cpus()
+        ));
+        loads.push(load);
+    }
+    let best = loads.iter().map(|l| l.rows_per_s).fold(0.0, f64::max);
+    Ok(Ceiling {
+        batch_rows: BATCH_ROWS,
+        loads,
+        rows_per_s: best,
+    })
+}
+
+fn work_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// Chunks of each partition's backlog, partitions taken in turn.
+fn build(work: &Workload) -> Vec<Batch> {
+    let chunked: Vec<Vec<&[u32]>> = work
+        .backlog_by_partition
+        .iter()
+        .map(|list| list.chunks(BATCH_ROWS).collect())
+        .collect();
+    let rounds = chunked.iter().map(Vec::len).max().unwrap_or(0);
+    let mut batches = Vec::new();
+    for round in 0..rounds {
+        for (partition, chunks) in chunked.iter().enumerate() {
+            let Some(chunk) = chunks.get(round) else {
+                continue;
+            };
+            let mut text = String::with_capacity(chunk.len() * 200);
+            for &i in *chunk {
+                copy_line(&work.records[i as usize], &mut text);
+            }
+            batches.push(Batch {
+                partition: partition as i32,
+                next_offset: (round * BATCH_ROWS + chunk.len()) as i64,
+                text,
+            });
+        }
+    }
+    batches
+}
+
+async fn load(
+    server: &Server,
+    name: &str,
+    batches: &Arc<Vec<Batch>>,
+    connections: usize,
+    truth: &Truth,
+) -> Result<Load> {
+    let db = server.create_db(name).await?;
+    let result = load_into(server, &db, batches, connections, truth).await;
+    server.drop_db(db).await;
+    result
+}
+
+async fn load_into(
+    server: &Server,
+    db: &Database,
+    batches: &Arc<Vec<Batch>>,
+    connections: usize,
+    truth: &Truth,
+) -> Result<Load> {
+    db.exec(DDL).await?;
+    sqlx::query("INSERT INTO bench_ceiling_offsets SELECT p, 0 FROM generate_series(0, $1) p")
+        .bind(batches.iter().map(|b| b.partition).max().unwrap_or(0))
+        .execute(&db.pool)
+        .await?;
+    server.checkpoint().await;
+    let barrier = Arc::new(Barrier::new(connections + 1));
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let mine: Vec<usize> = (0..batches.len())
+            .filter(|&i| batches[i].partition as usize % connections == c)
+            .collect();
+        let mut conn = PgConnection::connect(&db.url).await?;
+        sqlx::raw_sql(STAGE).execute(&mut conn).await?;
+        let (batches, barrier) = (batches.clone(), barrier.clone());
+        tasks.push(tokio::spawn(write(conn, batches, mine, barrier)));
+    }
+    barrier.wait().await;
+    let cpu_before = procs::postgres_cpu_seconds(server.postmaster);
+    let (busy_before, _) = procs::machine_cpu_seconds();
+    let started = Instant::now();
+    // The connections stay open until the CPU is read: a closed backend's CPU is gone.
+    let mut open = Vec::new();
+    for task in tasks {
+        open.push(task.await.context("ceiling writer panicked")??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let postgres_cpu_s = procs::postgres_cpu_seconds(server.postmaster) - cpu_before;
+    let machine_busy_s = procs::machine_cpu_seconds().0 - busy_before;
+    drop(open);
+    let (rows, sum): (i64, Option<String>) =
+        sqlx::query_as("SELECT count(*), sum(amount)::text FROM bench_ceiling")
+            .fetch_one(&db.pool)
+            .await?;
+    ensure!(
+        rows as u64 == truth.keys && sum.as_deref().and_then(parse_cents) == Some(truth.last_cents),
+        "ceiling table holds {rows} rows (sum {sum:?}), expected {} rows (sum {} cents)",
+        truth.keys,
+        truth.last_cents
+    );
+    Ok(Load {
+        connections,
+        rows: truth.records,
+        seconds,
+        rows_per_s: truth.records as f64 / seconds,
+        postgres_cpu_s,
+        machine_busy_s,
+    })
+}
+
+async fn write(
+    mut conn: PgConnection,
+    batches: Arc<Vec<Batch>>,
+    mine: Vec<usize>,
+    start: Arc<Barrier>,
+) -> Result<PgConnection> {
+    start.wait().await;
+    for i in mine {
+        let batch = &batches[i];
+        let mut tx = conn.begin().await?;
+        sqlx::query(ADVANCE)
+            .bind(batch.next_offset)
+            .bind(batch.partition)
+            .execute(&mut *tx)
+            .await?;
+        let mut copy = tx.copy_in_raw(COPY).await?;
+        copy.send(batch.text.as_bytes()).await?;
+        copy.finish().await?;
+        sqlx::query(UPSERT).execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(conn)
+}

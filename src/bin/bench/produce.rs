@@ -1,0 +1,317 @@
+//! Producers: the backlog, paced against the mock broker's retention, and the fixed-rate stream
+//! of the latency phase.
+//!
+//! The mock broker keeps at most 5 MiB per partition and drops older data, so against it the
+//! backlog producer never lets a partition run more than `window` records ahead of the offset
+//! the connector has committed (read by the monitor from Postgres every 50 ms). Partitions are
+//! paced independently: a key always maps to one partition, so only the order within a partition
+//! matters. Every delivery is checked.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Result};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
+
+use super::workload::{value_json, Rec, Workload};
+
+/// The producer's librdkafka settings (everything else is librdkafka's default).
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("linger.ms", "5"),
+    ("acks", "all"),
+    ("enable.idempotence", "true"),
+];
+
+/// Records sent to one partition per turn, so partitions are interleaved.
+const CHUNK: i64 = 1_000;
+
+/// State shared by the producer thread, its delivery callback and the monitor.
+pub struct Shared {
+    /// Next offset per partition as stored by the connector in Postgres (refreshed by the monitor).
+    pub committed: Vec<AtomicI64>,
+    /// Records handed to librdkafka per partition: the next offset it will get (fresh topic).
+    pub sent: Vec<AtomicI64>,
+    /// Records acknowledged by the broker per partition.
+    pub acked: Vec<AtomicI64>,
+    pub failed: AtomicU64,
+    /// Why the producer stopped early, if it did.
+    pub error: Mutex<Option<String>>,
+    pub stop: AtomicBool,
+}
+
+fn counters(n: usize) -> Vec<AtomicI64> {
+    (0..n).map(|_| AtomicI64::new(0)).collect()
+}
+
+impl Shared {
+    pub fn new(partitions: usize) -> Arc<Self> {
+        Arc::new(Self {
+            committed: counters(partitions),
+            sent: counters(partitions),
+            acked: counters(partitions),
+            failed: AtomicU64::new(0),
+            error: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    pub fn sent(&self, p: usize) -> i64 {
+        self.sent[p].load(Ordering::SeqCst)
+    }
+
+    pub fn committed(&self, p: usize) -> i64 {
+        self.committed[p].load(Ordering::SeqCst)
+    }
+
+    /// Records partition `p` may still take before it is `window` ahead of the committed offset.
+    fn room(&self, p: usize, window: i64) -> i64 {
+        window.saturating_sub(self.sent(p) - self.committed(p))
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn fail(&self, message: String) {
+        if let Ok(mut e) = self.error.lock() {
+            e.get_or_insert(message);
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Deliveries(Arc<Shared>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(message) => {
+                self.0.acked[message.partition() as usize].fetch_add(1, Ordering::SeqCst);
+            }
+            Err((error, message)) => {
+                self.0.failed.fetch_add(1, Ordering::SeqCst);
+                self.0.fail(format!(
+                    "delivery to partition {} failed: {error}",
+                    message.partition()
+                ));
+            }
+        }
+    }
+}
+
+/// What one producer run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Produced {
+    pub records: u64,
+    /// From the first send to the last.
+    pub seconds: f64,
+    pub records_per_s: f64,
+    /// From the last send until every record was acknowledged.
+    pub ack_wait_s: f64,
+    /// Time spent waiting because the pacing window was full.
+    pub blocked_s: f64,
+    /// Rate while not waiting for the window: what the producer could do on its own.
+    pub own_records_per_s: f64,
+}
+
+struct Sender {
+    producer: ThreadedProducer<Deliveries>,
+    topic: String,
+    shared: Arc<Shared>,
+    key: String,
+    value: String,
+    records: u64,
+    started: Instant,
+    last: Instant,
+    blocked: Duration,
+}
+
+impl Sender {
+    fn new(bootstrap: &str, topic: &str, shared: &Arc<Shared>) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap);
+        for (key, value) in SETTINGS {
+            config.set(*key, *value);
+        }
+        Ok(Self {
+            producer: config.create_with_context(Deliveries(shared.clone()))?,
+            topic: topic.to_owned(),
+            shared: shared.clone(),
+            key: String::new(),
+            value: String::new(),
+            records: 0,
+            started: Instant::now(),
+            last: Instant::now(),
+            blocked: Duration::ZERO,
+        })
+    }
+
+    fn send(&mut self, rec: &Rec) -> Result<()> {
+        if self.records == 0 {
+            self.started = Instant::now();
+        }
+        self.key.clear();
+        self.key.push_str(&rec.id.to_string());
+        self.value.clear();
+        value_json(rec, &mut self.value);
+        let mut record = BaseRecord::to(&self.topic)
+            .partition(i32::from(rec.partition))
+            .key(self.key.as_str())
+            .payload(self.value.as_str());
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => bail!("producing to {}: {error}", self.topic),
+            }
+        }
+        self.shared.sent[rec.partition as usize].fetch_add(1, Ordering::SeqCst);
+        self.records += 1;
+        self.last = Instant::now();
+        Ok(())
+    }
+
+    /// Fails once the mode is over (the connector failed, or the benchmark is stopping).
+    fn check_stop(&self) -> Result<()> {
+        if self.shared.stop.load(Ordering::SeqCst) {
+            bail!("producer stopped");
+        }
+        Ok(())
+    }
+
+    /// Waits while the window is full.
+    fn wait(&mut self) -> Result<()> {
+        self.check_stop()?;
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        self.blocked += t.elapsed();
+        Ok(())
+    }
+
+    /// Flushes and checks that every record was acknowledged.
+    fn finish(self) -> Result<Produced> {
+        self.producer.flush(Duration::from_secs(120))?;
+        let seconds = self.last.duration_since(self.started).as_secs_f64();
+        let ack_wait_s = self.last.elapsed().as_secs_f64();
+        let failed = self.shared.failed.load(Ordering::SeqCst);
+        ensure!(
+            failed == 0,
+            "{failed} deliveries failed: {:?}",
+            self.shared.error()
+        );
+        let sent: i64 = (0..self.shared.sent.len())
+            .map(|p| self.shared.sent(p))
+            .sum();
+        let acked: i64 = self
+            .shared
+            .acked
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .sum();
+        ensure!(
+            sent == acked,
+            "{sent} records sent but {acked} acknowledged"
+        );
+        let blocked_s = self.blocked.as_secs_f64();
+        Ok(Produced {
+            records: self.records,
+            seconds,
+            records_per_s: self.records as f64 / seconds.max(1e-9),
+            ack_wait_s,
+            blocked_s,
+            own_records_per_s: self.records as f64 / (seconds - blocked_s).max(1e-9),
+        })
+    }
+}
+
+/// Produces the backlog, each partition at most `window` records ahead of its committed offset.
+pub fn backlog(
+    bootstrap: &str,
+    topic: &str,
+    work: &Workload,
+    shared: &Arc<Shared>,
+    window: i64,
+) -> Result<Produced> {
+    let mut sender = Sender::new(bootstrap, topic, shared)?;
+    let mut next = vec![0usize; work.partitions];
+    loop {
+        sender.check_stop()?;
+        let (mut sent_any, mut left) = (false, false);
+        for (p, list) in work.backlog_by_partition.iter().enumerate() {
+            let rest = &list[next[p]..];
+            left |= !rest.is_empty();
+            let n = shared
+                .room(p, window)
+                .clamp(0, CHUNK)
+                .min(rest.len() as i64) as usize;
+            for &i in &rest[..n] {
+                sender.send(&work.records[i as usize])?;
+            }
+            next[p] += n;
+            sent_any |= n > 0;
+        }
+        if !left {
+            break;
+        }
+        if !sent_any {
+            sender.wait()?;
+        }
+    }
+    sender.finish()
+}
+
+/// Produces the records after the backlog at `rate` per second, still within the window.
+pub fn fixed_rate(
+    bootstrap: &str,
+    topic: &str,
+    work: &Workload,
+    shared: &Arc<Shared>,
+    window: i64,
+    rate: u64,
+) -> Result<Produced> {
+    let records = &work.records[work.backlog..];
+    let mut sender = Sender::new(bootstrap, topic, shared)?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < records.len() {
+        sender.check_stop()?;
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(records.len());
+        while i < due && shared.room(records[i].partition as usize, window) > 0 {
+            sender.send(&records[i])?;
+            i += 1;
+        }
+        if i < due {
+            sender.wait()?;
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    sender.finish()
+}
+
+/// Runs `produce` on its own thread; a failure is also left in `shared` for the monitor.
+pub fn spawn<F>(shared: &Arc<Shared>, produce: F) -> std::thread::JoinHandle<Result<Produced>>
+where
+    F: FnOnce() -> Result<Produced> + Send + 'static,
+{
+    let shared = shared.clone();
+    std::thread::spawn(move || {
+        let result = produce();
+        if let Err(error) = &result {
+            shared.fail(format!("{error:#}"));
+        }
+        result
+    })
+}
