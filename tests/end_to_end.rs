@@ -98,7 +98,7 @@ async fn sigterm_commits_what_was_buffered_and_exits_zero() {
     let group = unique("group");
     // Nothing flushes by size or time during the test: only the drain can write these rows.
     let rest = format!(
-        "[batch]\nmax_records = 100000\nmax_wait_ms = 600000\n{}",
+        "[batch]\nmax_records = 100000\nmax_buffered_records = 100000\nmax_wait_ms = 600000\n{}",
         payments_mapping(&topic)
     );
     let sink = Sink::start(&broker, &db, &group, &rest);
