@@ -21,6 +21,7 @@ pub mod procs;
 pub mod produce;
 pub mod prom;
 pub mod report;
+#[path = "../shared/rng.rs"]
 pub mod rng;
 pub mod verify;
 pub mod workload;

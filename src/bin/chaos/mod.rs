@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod pg;
 pub mod replicas;
 pub mod report;
+#[path = "../shared/rng.rs"]
 pub mod rng;
 pub mod scrape;
 pub mod verify;

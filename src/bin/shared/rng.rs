@@ -1,7 +1,8 @@
-//! A small deterministic PRNG (splitmix64 seeding, xorshift64* steps), so a workload is
-//! reproduced from `--seed` without a dependency on `rand`.
+//! A small deterministic PRNG (splitmix64 seeding, xorshift64* steps), shared by the bench and
+//! chaos binaries, so a run is reproduced from its printed seed without a dependency on `rand`.
+#![allow(dead_code)] // each binary uses a different subset
 
-/// splitmix64: spreads a seed or an id into well-mixed bits.
+/// splitmix64: spreads a seed or an id into well-mixed bits (also used to pick poison records).
 pub fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -9,6 +10,7 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// xorshift64*: fast, good enough for choosing faults and delays.
 pub struct Rng(u64);
 
 impl Rng {
@@ -34,9 +36,21 @@ impl Rng {
         lo + self.next_u64() % (hi - lo)
     }
 
+    /// One element of a non-empty slice.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.range(0, items.len() as u64) as usize]
+    }
+
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
         ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.range(0, i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
     }
 }
 
@@ -52,6 +66,7 @@ mod tests {
             assert_eq!(x, b.range(5, 9));
             assert!((5..9).contains(&x));
         }
+        assert_eq!(Rng::new(0).range(3, 3), 3);
         let hits = (0..10_000).filter(|_| a.chance(0.3)).count();
         assert!((2_500..3_500).contains(&hits), "{hits}");
     }
