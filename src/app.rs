@@ -220,6 +220,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         wiring,
         Batcher::new(limits),
         flow,
+        config.postgres.writers,
         config.kafka.commit_to_kafka,
         metrics,
         Arc::clone(&health),

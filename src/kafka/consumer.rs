@@ -7,6 +7,22 @@ use super::context::SinkContext;
 use crate::config::Config;
 use crate::error::Error;
 
+/// librdkafka properties the connector sets unless `kafka.properties` sets them.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("client.id", "kafka-pg-sink"),
+    // The prefetch queue is part of the memory bound (librdkafka's default is 64 MiB).
+    ("queued.max.messages.kbytes", "16384"),
+    // When that queue is full librdkafka waits this long before fetching again (default 1 s,
+    // which would leave the writers idle once the connector has caught up with the queue).
+    ("fetch.queue.backoff.ms", "100"),
+    // Longest a broker may hold a fetch that finds no data. Kafka answers as soon as data
+    // arrives, so this costs nothing there; brokers that hold the fetch for the whole time
+    // (librdkafka's mock cluster) would otherwise add up to 500 ms of latency.
+    ("fetch.wait.max.ms", "100"),
+    // Statistics feed the log-end and lag metrics without extra broker requests.
+    ("statistics.interval.ms", "5000"),
+];
+
 /// Creates the consumer and subscribes it to every mapped topic.
 ///
 /// Offsets are never committed automatically and never read from Kafka: the rebalance handler
@@ -30,25 +46,16 @@ pub fn build_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "false")
-        .set_log_level(RDKafkaLogLevel::Warning);
-    if !config.kafka.properties.contains_key("client.id") {
-        client.set("client.id", "kafka-pg-sink");
-    }
-    // librdkafka's prefetch queue is part of the memory bound (its default is 64 MiB).
-    if !config
-        .kafka
-        .properties
-        .contains_key("queued.max.messages.kbytes")
-    {
-        client.set("queued.max.messages.kbytes", "16384");
-    }
-    // Statistics feed the log-end and lag metrics without extra broker requests.
-    if !config
-        .kafka
-        .properties
-        .contains_key("statistics.interval.ms")
-    {
-        client.set("statistics.interval.ms", "5000");
+        // librdkafka's `debug` property asks for its debug log; otherwise warnings and up.
+        .set_log_level(if config.kafka.properties.contains_key("debug") {
+            RDKafkaLogLevel::Debug
+        } else {
+            RDKafkaLogLevel::Warning
+        });
+    for (key, value) in DEFAULTS {
+        if !config.kafka.properties.contains_key(*key) {
+            client.set(*key, *value);
+        }
     }
     if let Some(id) = config.group_instance_id() {
         client.set("group.instance.id", id);

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -23,6 +23,9 @@ use super::record::{Record, TopicPartition};
 /// Records gathered from consecutive polls before they are sent as one chunk.
 const CHUNK: usize = 2048;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Over the buffer limit, polling stops for up to this long before fetching is paused.
+const HOLD_MAX: Duration = Duration::from_secs(1);
+const HOLD_STEP: Duration = Duration::from_millis(5);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Joins the poll thread.
@@ -53,6 +56,7 @@ pub fn spawn_poller(
         flow,
         topics: HashMap::new(),
         paused_at: None,
+        held_since: None,
         stopped: HashSet::new(),
     };
     let thread = std::thread::Builder::new()
@@ -69,6 +73,8 @@ struct Poller {
     topics: HashMap<String, Arc<str>>,
     /// The assignment generation fetching was paused at (too much buffered), if paused.
     paused_at: Option<u64>,
+    /// Since when polling has been held because too much is buffered, if held.
+    held_since: Option<Instant>,
     /// Partitions stopped by a bad record: they stay paused when fetching resumes.
     stopped: HashSet<TopicPartition>,
 }
@@ -76,8 +82,15 @@ struct Poller {
 impl Poller {
     fn run(mut self, token: &CancellationToken) {
         while !token.is_cancelled() {
+            if !self.serve_commands() {
+                break;
+            }
+            if self.hold() {
+                std::thread::sleep(HOLD_STEP);
+                continue;
+            }
             self.apply_flow_control();
-            if !self.serve_commands() || !self.poll_chunk() {
+            if !self.poll_chunk() {
                 break;
             }
         }
@@ -183,6 +196,23 @@ impl Poller {
             tracing::warn!(%error, partition = %tp, "Cannot pause the partition; its records are dropped instead.");
         }
         self.stopped.insert(tp.clone());
+    }
+
+    /// Whether to skip polling for now: the buffer is full and has been for less than
+    /// [`HOLD_MAX`]. Not polling leaves records in librdkafka's own queue (bounded by
+    /// `queued.max.messages.kbytes`, after which it stops fetching by itself), ready the moment
+    /// the writers make room. Pausing instead would throw that queue away, and librdkafka takes
+    /// up to a second to fetch again after a resume: under a steady backlog that idles the
+    /// writers. Pausing is for buffers that stay full (a database outage), where the consumer
+    /// must go on polling to serve the group; a hold delays rebalance callbacks by at most
+    /// [`HOLD_MAX`].
+    fn hold(&mut self) -> bool {
+        if self.paused_at.is_some() || !self.flow.over() {
+            self.held_since = None;
+            return false;
+        }
+        let since = *self.held_since.get_or_insert_with(Instant::now);
+        since.elapsed() < HOLD_MAX
     }
 
     /// Pauses every assigned partition while the pipeline holds too much, resumes (all but the

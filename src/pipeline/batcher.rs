@@ -76,29 +76,49 @@ impl Batcher {
         self.total += 1;
     }
 
-    /// Batches for partitions that are full or waited long enough, skipping `busy` partitions
-    /// (those with a batch in flight). With `drain`, every non-empty buffer is ready.
+    /// Up to `slots` batches (one per free writer) for partitions that are due, most urgent
+    /// first: full buffers, then the longest waiting. Due means full (`max_records` or
+    /// `max_bytes`), or its oldest record waited `max_wait`, or any records at all when `flush`
+    /// is set (draining, or memory pressure). `busy` partitions (a batch in flight, seeking...)
+    /// are skipped.
+    ///
+    /// Cutting batches only when a writer can take them is what keeps batches large under load:
+    /// a buffer keeps growing while every writer is busy instead of waiting, cut small, in a queue.
     pub fn take_ready(
         &mut self,
         now: Instant,
-        drain: bool,
+        flush: bool,
+        slots: usize,
         busy: impl Fn(&TopicPartition) -> bool,
     ) -> Vec<(TopicPartition, Vec<Record>)> {
+        if slots == 0 {
+            return Vec::new();
+        }
         let limits = self.limits;
-        let mut ready = Vec::new();
-        for (tp, buffer) in &mut self.buffers {
-            let due = drain
-                || buffer.records.len() >= limits.max_records
-                || buffer.bytes >= limits.max_bytes
-                || buffer
-                    .since
-                    .is_some_and(|t| now.duration_since(t) >= limits.max_wait);
-            if buffer.records.is_empty() || !due || busy(tp) {
+        let mut due: Vec<(bool, Instant, &TopicPartition)> = Vec::new();
+        for (tp, buffer) in &self.buffers {
+            let Some(since) = buffer.since.filter(|_| !buffer.records.is_empty()) else {
                 continue;
+            };
+            let full =
+                buffer.records.len() >= limits.max_records || buffer.bytes >= limits.max_bytes;
+            if (full || flush || now.duration_since(since) >= limits.max_wait) && !busy(tp) {
+                due.push((!full, since, tp));
             }
-            let batch = split_front(buffer, limits);
-            self.total -= batch.len();
-            ready.push((tp.clone(), batch));
+        }
+        due.sort_unstable_by_key(|&(not_full, since, _)| (not_full, since));
+        let chosen: Vec<TopicPartition> = due
+            .into_iter()
+            .take(slots)
+            .map(|(_, _, tp)| tp.clone())
+            .collect();
+        let mut ready = Vec::with_capacity(chosen.len());
+        for tp in chosen {
+            if let Some(buffer) = self.buffers.get_mut(&tp) {
+                let batch = split_front(buffer, limits);
+                self.total -= batch.len();
+                ready.push((tp, batch));
+            }
         }
         ready
     }

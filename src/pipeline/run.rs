@@ -57,6 +57,9 @@ pub struct Pipeline {
     pending_revokes: Vec<(HashSet<TopicPartition>, oneshot::Sender<()>)>,
     next_epoch: u64,
     flow: Arc<FlowControl>,
+    /// Writer tasks, and how many of them hold a batch: batches are cut only for free writers.
+    writers: usize,
+    busy_writers: usize,
     commit_to_kafka: bool,
     input_done: bool,
     metrics: Metrics,
@@ -68,6 +71,7 @@ impl Pipeline {
         wiring: Wiring,
         batcher: Batcher,
         flow: Arc<FlowControl>,
+        writers: usize,
         commit_to_kafka: bool,
         metrics: Metrics,
         health: Arc<Health>,
@@ -79,6 +83,8 @@ impl Pipeline {
             pending_revokes: Vec::new(),
             next_epoch: 0,
             flow,
+            writers: writers.max(1),
+            busy_writers: 0,
             commit_to_kafka,
             input_done: false,
             metrics,
@@ -256,6 +262,8 @@ impl Pipeline {
             records,
             outcome,
         } = result;
+        // Every batch sent reports back exactly once, whatever became of its partition.
+        self.busy_writers = self.busy_writers.saturating_sub(1);
         let Some(state) = self.partitions.get_mut(&tp) else {
             return Ok(());
         };
@@ -346,15 +354,16 @@ impl Pipeline {
         }
     }
 
-    /// Sends every ready batch to the writers.
+    /// Cuts batches for the free writers and sends them.
     async fn dispatch(&mut self, drain: bool) -> Result<(), Error> {
         let partitions = &self.partitions;
-        // Under memory pressure (half the buffer limit) every idle partition is written now:
+        // Under memory pressure (half the buffer limit) a free writer takes whatever is buffered:
         // waiting for full batches could stall when the limit is below partitions x max_records.
         let flush_all = drain || self.flow.pressure();
+        let slots = self.writers.saturating_sub(self.busy_writers);
         let ready = self
             .batcher
-            .take_ready(std::time::Instant::now(), flush_all, |tp| {
+            .take_ready(std::time::Instant::now(), flush_all, slots, |tp| {
                 partitions
                     .get(tp)
                     .is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked || s.stopped)
@@ -375,6 +384,7 @@ impl Pipeline {
                 epoch: state.epoch,
                 cancel,
             };
+            self.busy_writers += 1;
             if self.wiring.batches.send(batch).await.is_err() {
                 return Err(Error::Fatal("all database writers stopped".into()));
             }

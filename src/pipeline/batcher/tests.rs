@@ -66,7 +66,7 @@ fn every_record_leaves_once_in_order_within_limits() {
                     let busy_mask = rng.next();
                     let drain = rng.below(4) == 0;
                     for (tp, batch) in
-                        batcher.take_ready(now, drain, |tp| busy_mask >> tp.partition & 1 == 1)
+                        batcher.take_ready(now, drain, 1 + rng.below(4) as usize, |tp| busy_mask >> tp.partition & 1 == 1)
                     {
                         assert!(
                             busy_mask >> tp.partition & 1 == 0,
@@ -104,7 +104,7 @@ fn every_record_leaves_once_in_order_within_limits() {
             }
         }
         for _ in 0..=pushed {
-            for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, |_| false)
+            for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, usize::MAX, |_| false)
             {
                 seen.entry(tp.partition)
                     .or_default()
@@ -139,18 +139,47 @@ fn waits_until_a_limit_is_reached() {
     batcher.push(record(0, 0, 1), t0);
     batcher.push(record(0, 1, 1), t0);
     assert!(batcher
-        .take_ready(t0 + Duration::from_millis(99), false, |_| false)
+        .take_ready(t0 + Duration::from_millis(99), false, 1, |_| false)
         .is_empty());
-    let ready = batcher.take_ready(t0 + Duration::from_millis(100), false, |_| false);
+    let ready = batcher.take_ready(t0 + Duration::from_millis(100), false, 1, |_| false);
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].1.len(), 2);
     for o in 2..9 {
         batcher.push(record(0, o, 1), t0);
     }
-    let ready = batcher.take_ready(t0, false, |_| false);
+    let ready = batcher.take_ready(t0, false, 1, |_| false);
     assert_eq!(
         ready[0].1.iter().map(|r| r.offset).collect::<Vec<_>>(),
         vec![2, 3, 4]
     );
     assert_eq!(batcher.len(), 4);
+}
+
+#[test]
+fn free_writers_take_full_buffers_first_then_the_longest_waiting() {
+    let limits = Limits {
+        max_records: 4,
+        max_bytes: 1000,
+        max_wait: Duration::from_millis(10),
+    };
+    let mut batcher = Batcher::new(limits);
+    let t0 = Instant::now();
+    // Partition 0 waits longest, 1 is full, 2 arrived later, 3 is not due yet.
+    batcher.push(record(0, 0, 1), t0);
+    for o in 0..4 {
+        batcher.push(record(1, o, 1), t0 + Duration::from_millis(5));
+    }
+    batcher.push(record(2, 0, 1), t0 + Duration::from_millis(8));
+    let now = t0 + Duration::from_millis(19);
+    batcher.push(record(3, 0, 1), now);
+    assert!(batcher.take_ready(now, false, 0, |_| false).is_empty());
+    let order = |ready: Vec<(TopicPartition, Vec<Record>)>| {
+        ready.iter().map(|(tp, _)| tp.partition).collect::<Vec<_>>()
+    };
+    assert_eq!(order(batcher.take_ready(now, false, 2, |_| false)), vec![1, 0]);
+    assert_eq!(order(batcher.take_ready(now, false, 5, |_| false)), vec![2]);
+    // Partition 3 is not due without a flush, and is taken with one.
+    assert!(batcher.take_ready(now, false, 5, |_| false).is_empty());
+    assert_eq!(order(batcher.take_ready(now, true, 5, |_| false)), vec![3]);
+    assert!(batcher.is_empty());
 }
