@@ -12,6 +12,14 @@ use crate::kafka::TopicPartition;
 
 const PREFIX: &str = "kafka_pg_sink";
 
+/// End-to-end latency buckets, in seconds: fine around typical targets (100 ms to 1 s), so a
+/// quantile or a "share within N ms" read from them is close to exact; coarse up to 10 minutes
+/// for backlogs.
+const LATENCY_BUCKETS: [f64; 20] = [
+    0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
 /// Every metric the connector exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -146,7 +154,7 @@ impl Metrics {
                 "end_to_end_latency_seconds",
                 "Commit time minus record timestamp, per record, observed once per batch.",
             )
-            .buckets(prometheus::exponential_buckets(0.005, 2.0, 14)?),
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["topic"],
         )?;
         registry.register(Box::new(end_to_end_latency.clone()))?;

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::json::{scalar, Doc, Scalar};
+use super::keys::KeyMap;
 use crate::config::{Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, Tombstone};
 use crate::convert::{self, ColumnType, Input};
 use crate::kafka::Record;
@@ -187,7 +189,7 @@ impl Decoder {
             mapping: index,
             ..TableRows::default()
         };
-        let mut states: HashMap<String, KeyState> = HashMap::new();
+        let mut states: KeyMap<KeyState> = KeyMap::default();
         let mut line = Vec::new();
         let mut key = String::new();
         let mut reject = |record: usize, (stage, error): Failure| {
@@ -222,7 +224,7 @@ impl Decoder {
                                 Some(KeyState::Done) => {}
                                 _ => {
                                     rows.deletes.push(i, &line);
-                                    states.insert(key.clone(), KeyState::Done);
+                                    states.insert(&key, KeyState::Done);
                                 }
                             },
                         }
@@ -246,7 +248,7 @@ impl Decoder {
                     } else {
                         KeyState::SeekingDelete
                     };
-                    states.insert(key.clone(), next);
+                    states.insert(&key, next);
                 }
                 Some(KeyState::Collecting) => rows.upserts.push(i, &line),
                 Some(_) => {}
@@ -309,7 +311,7 @@ fn write_row<'a>(
     }
     if with_ord {
         line.push(b'\t');
-        line.extend_from_slice(p.record.offset.to_string().as_bytes());
+        let _ = write!(line, "{}", p.record.offset);
     }
     line.push(b'\n');
     Ok(())

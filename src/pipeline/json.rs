@@ -15,7 +15,8 @@ use crate::config::PathSegment;
 
 /// A parsed payload.
 pub struct Doc<'a> {
-    raw: &'a RawValue,
+    /// The whole payload (valid JSON).
+    text: &'a str,
     /// The top-level object's members, when the payload is an object.
     top: Option<Vec<(Cow<'a, str>, &'a RawValue)>>,
 }
@@ -33,25 +34,37 @@ pub enum Scalar<'a> {
 }
 
 impl<'a> Doc<'a> {
-    /// Validates `bytes` as one JSON value.
+    /// Validates `bytes` as one JSON value. An object is split into its members in the same
+    /// pass (each member value is validated as it is read).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
-        let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        let top = if raw.get().trim_start().starts_with('{') {
-            Some(members(raw).map_err(|e| e.to_string())?)
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+        let top = if text.trim_start().starts_with('{') {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let top = de
+                .deserialize_map(MembersVisitor)
+                .and_then(|top| de.end().map(|()| top))
+                .map_err(|e| e.to_string())?;
+            Some(top)
         } else {
+            serde_json::from_str::<&RawValue>(text).map_err(|e| e.to_string())?;
             None
         };
-        Ok(Self { raw, top })
+        Ok(Self { text, top })
+    }
+
+    /// The whole payload as a JSON value.
+    fn whole(&self) -> Option<&'a RawValue> {
+        serde_json::from_str(self.text).ok()
     }
 
     /// The value at `path` (the whole document for an empty path); `None` when absent.
     pub fn get(&self, path: &[PathSegment]) -> Option<&'a RawValue> {
         let Some((first, rest)) = path.split_first() else {
-            return Some(self.raw);
+            return self.whole();
         };
         let mut current = match first {
             PathSegment::Field(name) => self.top.as_ref()?.iter().rev().find(|(k, _)| k == name)?.1,
-            PathSegment::Index(i) => element(self.raw, *i)?,
+            PathSegment::Index(i) => element(self.whole()?, *i)?,
         };
         for segment in rest {
             current = match segment {

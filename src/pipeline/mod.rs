@@ -4,6 +4,7 @@
 mod batcher;
 mod decoder;
 mod json;
+mod keys;
 mod run;
 
 pub use batcher::{Batcher, Limits};

@@ -119,6 +119,13 @@ impl Histogram {
         Histogram { buckets }
     }
 
+    /// Share of observations at or below `bound`, exact when `bound` is a bucket bound.
+    pub fn share_within(&self, bound: f64) -> Option<f64> {
+        let total = self.count();
+        let &(_, below) = self.buckets.iter().find(|(le, _)| *le == bound)?;
+        (total > 0.0).then(|| below / total)
+    }
+
     /// The `q` quantile: linear interpolation inside the bucket holding rank `q * count`; the
     /// highest finite bound when it falls in `+Inf`. None without observations.
     pub fn quantile(&self, q: f64) -> Option<f64> {
@@ -176,6 +183,9 @@ x_count{topic="a"} 40
         // rank 49.5 in +Inf: the highest finite bound.
         assert_eq!(h.quantile(0.99), Some(0.2));
         assert_eq!(Histogram::default().quantile(0.5), None);
+        assert_eq!(h.share_within(0.2), Some(0.8));
+        assert_eq!(h.share_within(0.15), None, "not a bucket bound");
+        assert_eq!(Histogram::default().share_within(0.2), None);
         let later = Histogram {
             buckets: vec![(0.1, 10.0), (0.2, 50.0), (f64::INFINITY, 60.0)],
         };

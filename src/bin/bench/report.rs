@@ -69,6 +69,8 @@ pub struct LatencyPhase {
     pub e2e_observations: u64,
     pub e2e_p50_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,
+    /// Share of records committed within 500 ms of their timestamp (a bucket bound: exact).
+    pub e2e_within_500ms: Option<f64>,
     pub commit_p50_ms: Option<f64>,
     pub commit_p99_ms: Option<f64>,
     pub connector_cpu_s: f64,
@@ -103,6 +105,7 @@ impl ModeResult {
             e2e_observations: e2e.count() as u64,
             e2e_p50_ms: self.e2e_p50_ms,
             e2e_p99_ms: self.e2e_p99_ms,
+            e2e_within_500ms: e2e.share_within(0.5),
             commit_p50_ms: ms(&commits, 0.5),
             commit_p99_ms: ms(&commits, 0.99),
             connector_cpu_s: cpu.connector_s,
@@ -168,7 +171,8 @@ impl ModeResult {
         };
         format!(
             "{}: latency phase: {} records offered at {:.0} records/s (window waits {:.2} s); \
-             end-to-end p50/p99 {} / {} ms over {} records; commit p50/p99 {} / {} ms",
+             end-to-end p50/p99 {} / {} ms over {} records ({} within 500 ms); \
+             commit p50/p99 {} / {} ms",
             self.mode.name(),
             l.records,
             l.offered.records_per_s,
@@ -176,6 +180,8 @@ impl ModeResult {
             opt(l.e2e_p50_ms),
             opt(l.e2e_p99_ms),
             l.e2e_observations,
+            l.e2e_within_500ms
+                .map_or_else(|| "-".into(), |s| format!("{:.2} %", s * 100.0)),
             opt(l.commit_p50_ms),
             opt(l.commit_p99_ms)
         )
