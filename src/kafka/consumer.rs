@@ -10,8 +10,9 @@ use crate::error::Error;
 /// librdkafka properties the connector sets unless `kafka.properties` sets them.
 const DEFAULTS: &[(&str, &str)] = &[
     ("client.id", "kafka-pg-sink"),
-    // The prefetch queue is part of the memory bound (librdkafka's default is 64 MiB).
-    ("queued.max.messages.kbytes", "16384"),
+    // The prefetch queue is part of the memory bound (librdkafka's default is 64 MiB). With
+    // the pipeline's own buffer behind it, 8 MiB keeps the writers fed at full speed.
+    ("queued.max.messages.kbytes", "8192"),
     // When that queue is full librdkafka waits this long before fetching again (default 1 s,
     // which would leave the writers idle once the connector has caught up with the queue).
     ("fetch.queue.backoff.ms", "100"),

@@ -21,6 +21,12 @@ use super::{procs, report::ModeResult, say, verify};
 /// The connector's defaults for `batch.max_records` and `postgres.writers`.
 const CONNECTOR_MAX_RECORDS: usize = 10_000;
 const CONNECTOR_WRITERS: f64 = 2.0;
+/// The start of the latency phase that is not measured (at most half the phase): a new producer
+/// (connection, producer id) holds its first records for up to a second, which is the
+/// benchmark's start-up, not the connector's latency.
+pub fn latency_warm_up(latency_seconds: u64) -> Duration {
+    Duration::from_secs(2).min(Duration::from_secs(latency_seconds) / 2)
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +119,7 @@ pub struct Context<'a> {
     /// Starvation threshold, records per partition.
     pub min_ahead: i64,
     pub latency_rate: u64,
+    pub latency_warm_up: Duration,
     pub keep_databases: bool,
     /// Experiments only: librdkafka properties and environment overrides for the connector.
     pub kafka_properties: &'a [(String, String)],
@@ -174,11 +181,11 @@ async fn phases(ctx: &Context<'_>, run: &ModeRun<'_>) -> Result<(ModeResult, Con
         broker_pid: ctx.broker.pid(),
         postmaster: ctx.server.postmaster,
     };
-    let (mut result, body) = run.backlog(&mut watch, backlog, ctx.min_ahead).await?;
+    let mut result = run.backlog(&mut watch, backlog, ctx.min_ahead).await?;
     result.fetch_pauses = fetch_pauses(&run.log);
     say(&result.backlog_line());
     if run.work.records.len() > run.work.backlog {
-        run.latency(&mut watch, &mut result, &body, ctx.latency_rate)
+        run.latency(&mut watch, &mut result, ctx.latency_rate, ctx.latency_warm_up)
             .await?;
         say(&result.latency_line());
     }
@@ -295,7 +302,7 @@ impl<'a> ModeRun<'a> {
         watch: &mut Watch<'_>,
         backlog: Backlog,
         min_ahead: i64,
-    ) -> Result<(ModeResult, String)> {
+    ) -> Result<ModeResult> {
         let n = self.work.backlog as i64;
         let starvation = Starvation {
             totals: self
@@ -326,17 +333,17 @@ impl<'a> ModeRun<'a> {
             self.paced,
             self.writers,
         );
-        Ok((result, body))
+        Ok(result)
     }
 
     /// Offers the records after the backlog at `rate`; end-to-end latency from the difference
-    /// of the histograms before (`before`) and after.
+    /// of the histograms after the warm-up and at the end.
     async fn latency(
         &self,
         watch: &mut Watch<'_>,
         result: &mut ModeResult,
-        before: &str,
         rate: u64,
+        warm_up: Duration,
     ) -> Result<()> {
         let total = self.work.records.len() as i64;
         let (w, s, b, t) = (
@@ -349,10 +356,12 @@ impl<'a> ModeRun<'a> {
         let producer = produce::spawn(&self.shared, move || {
             produce::fixed_rate(&b, &t, &w, &s, window, rate)
         });
+        tokio::time::sleep(warm_up).await;
+        let before = prom::scrape(&self.http).await?;
         let stats = watch.follow(total, None).await?;
         let offered = join(producer)?;
         let after = settled(&self.http, total).await?;
-        result.add_latency(before, &after, offered, &stats);
+        result.add_latency(&before, &after, offered, &stats);
         Ok(())
     }
 }
