@@ -194,7 +194,10 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         token.clone(),
     );
     let consumer = build_consumer(&config, context).context("creating the Kafka consumer")?;
-    let flow = Arc::new(FlowControl::new(config.batch.max_buffered_records));
+    let flow = Arc::new(FlowControl::new(
+        config.batch.max_buffered_records,
+        config.batch.max_buffered_bytes,
+    ));
     let poller = spawn_poller(consumer, commands_rx, Arc::clone(&flow), token.clone())
         .context("starting the poll thread")?;
     tracing::info!(

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub offset_resets: IntCounterVec,
     pub assigned_partitions: IntGauge,
     pub buffered_records: IntGauge,
+    pub buffered_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -176,6 +177,11 @@ impl Metrics {
             "Records buffered in memory, not yet committed.",
         )?;
         registry.register(Box::new(buffered_records.clone()))?;
+        let buffered_bytes = IntGauge::new(
+            "buffered_bytes",
+            "Bytes of keys, values and headers buffered in memory, not yet committed.",
+        )?;
+        registry.register(Box::new(buffered_bytes.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Always 1; labels carry the version."),
             &["version"],
@@ -206,6 +212,7 @@ impl Metrics {
             offset_resets,
             assigned_partitions,
             buffered_records,
+            buffered_bytes,
         })
     }
 

@@ -122,7 +122,10 @@ fn check_report(report: &Value) {
         assert_eq!(latency["records"], 6000, "{name}: 3 s at 2000/s");
         // The first 1.5 s (half the phase) are a warm-up and not measured.
         let observed = latency["e2e_observations"].as_u64().unwrap_or(0);
-        assert!((1000..6000).contains(&observed), "{name}: {observed} observations");
+        assert!(
+            (1000..6000).contains(&observed),
+            "{name}: {observed} observations"
+        );
         assert!(m["exit_status"].as_str().unwrap().contains('0'), "{name}");
     }
 }

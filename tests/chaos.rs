@@ -63,22 +63,21 @@ fn number(out: &str, name: &str) -> u64 {
 
 #[test]
 fn every_fault_kind_mid_stream_loses_and_doubles_nothing() {
-    let (ok, out) = run_chaos(
-        &[
-            "--records",
-            "12000",
-            "--rate",
-            "250",
-            "--partitions",
-            "6",
-            "--replicas",
-            "2",
-            "--fault-interval-ms",
-            "2500",
-            "--settle-timeout-secs",
-            "90",
-        ],
-        Duration::from_secs(360),
+    let mut attempt = 0;
+    let (ok, out) = loop {
+        attempt += 1;
+        let (ok, out) = short_run();
+        // The mock broker itself can abort (a librdkafka assertion); such a run says nothing
+        // about the connector, so it is run again with a new seed, at most twice.
+        if attempt < 3 && out.contains("INCONCLUSIVE:") {
+            eprintln!("chaos run {attempt} inconclusive (the mock broker died); running again");
+            continue;
+        }
+        break (ok, out);
+    };
+    assert!(
+        !out.contains("INCONCLUSIVE:"),
+        "the mock broker died in every attempt"
     );
     assert_eq!(number(&out, "lost"), 0, "records lost");
     assert_eq!(number(&out, "duplicated"), 0, "records applied twice");
@@ -163,4 +162,25 @@ fn the_checker_fails_and_names_the_record_when_tables_are_damaged() {
     if let Some(dir) = out.lines().find_map(|l| l.strip_prefix("logs kept in ")) {
         let _ = std::fs::remove_dir_all(dir.trim());
     }
+}
+
+/// The short scenario CI runs: every fault kind on 6 partitions and 2 replicas.
+fn short_run() -> (bool, String) {
+    run_chaos(
+        &[
+            "--records",
+            "12000",
+            "--rate",
+            "250",
+            "--partitions",
+            "6",
+            "--replicas",
+            "2",
+            "--fault-interval-ms",
+            "2500",
+            "--settle-timeout-secs",
+            "90",
+        ],
+        Duration::from_secs(360),
+    )
 }

@@ -328,8 +328,47 @@ async fn broker_outages_mid_stream_lose_or_double_nothing() {
     db.drop_db().await;
 }
 
+/// What bounds the buffer while Postgres is down, and the records that test it.
+struct Bound {
+    batch: &'static str,
+    metric: &'static str,
+    limit: f64,
+    /// Taken from librdkafka before the limit is seen: up to two chunks of the poll thread.
+    slack: f64,
+    records: u64,
+    /// Extra bytes in every value.
+    pad: usize,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffers_stay_bounded_while_postgres_is_down_and_everything_applies_after() {
+    bounded_while_postgres_is_down(Bound {
+        batch: "max_records = 500\nmax_buffered_records = 3000",
+        metric: "kafka_pg_sink_buffered_records",
+        limit: 3000.0,
+        slack: 2.0 * 2048.0,
+        records: 30_000,
+        pad: 0,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_records_are_bounded_by_bytes_while_postgres_is_down() {
+    let mib = 1024.0 * 1024.0;
+    bounded_while_postgres_is_down(Bound {
+        batch: "max_records = 500\nmax_bytes = 1048576\nmax_buffered_bytes = 2097152",
+        metric: "kafka_pg_sink_buffered_bytes",
+        limit: 2.0 * mib,
+        slack: 2.0 * (mib + 8192.0),
+        // ~4 KB each: 12 MB in all, 3 MB per partition (the mock broker keeps 5 MiB).
+        records: 3_000,
+        pad: 4000,
+    })
+    .await;
+}
+
+async fn bounded_while_postgres_is_down(bound: Bound) {
     let server = PgServer::start();
     let db = TestDb::create_on(&server.url()).await;
     db.exec(PAYMENTS_DDL).await;
@@ -337,9 +376,9 @@ async fn buffers_stay_bounded_while_postgres_is_down_and_everything_applies_afte
     let topic = unique("payments");
     broker.create_topic(&topic, 4);
     let group = unique("group");
-    let limit = 3000;
     let rest = format!(
-        "[batch]\nmax_records = 500\nmax_wait_ms = 50\nmax_buffered_records = {limit}\n{}",
+        "[batch]\nmax_wait_ms = 50\n{}\n{}",
+        bound.batch,
         payments_mapping(&topic)
     );
     let sink = Sink::start(&broker, &db, &group, &rest);
@@ -350,35 +389,37 @@ async fn buffers_stay_bounded_while_postgres_is_down_and_everything_applies_afte
         .await
     );
     server.stop_immediate();
-    let n = 30_000u64;
+    let n = bound.records;
     let mut total = 0;
+    let padding = "x".repeat(bound.pad);
     let records: Vec<Produced> = (1..=n)
         .map(|id| {
             let (value, cents) = payment(id);
             total += cents;
+            let value = format!("{{\"pad\":\"{padding}\",{}", &value[1..]);
             ((id % 4) as i32, id.to_string(), Some(value))
         })
         .collect();
     stream(&broker.bootstrap, &topic, records, 100_000)
         .join()
         .unwrap();
-    // With the database down, fetching pauses near the limit instead of buffering the backlog.
+    // With the database down, taking records stops near the limit instead of buffering the
+    // backlog.
     let mut peak = 0.0f64;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        peak = peak.max(
-            sink.metric("kafka_pg_sink_buffered_records", "")
-                .unwrap_or(0.0),
-        );
+        peak = peak.max(sink.metric(bound.metric, "").unwrap_or(0.0));
     }
-    let slack = 2.0 * 2048.0; // records already polled when the pause takes effect
     assert!(
-        peak >= limit as f64 / 2.0,
-        "the connector did not fetch while Postgres was down (peak {peak})"
+        peak >= bound.limit / 2.0,
+        "the connector did not fetch while Postgres was down ({} peak {peak})",
+        bound.metric
     );
     assert!(
-        peak <= limit as f64 + slack,
-        "buffered {peak} records with a limit of {limit}"
+        peak <= bound.limit + bound.slack,
+        "{} peaked at {peak} with a limit of {}",
+        bound.metric,
+        bound.limit
     );
     server.start_again();
     let done = eventually(Duration::from_secs(90), || async {
@@ -395,7 +436,10 @@ async fn buffers_stay_bounded_while_postgres_is_down_and_everything_applies_afte
             .await,
         total
     );
-    eprintln!("peak buffered records with Postgres down: {peak} (limit {limit})");
+    eprintln!(
+        "peak {} with Postgres down: {peak} (limit {})",
+        bound.metric, bound.limit
+    );
     drop(sink);
     db.drop_db().await;
 }

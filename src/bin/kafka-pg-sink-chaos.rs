@@ -121,8 +121,9 @@ fn main() -> ExitCode {
         }
     });
     match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(Verdict::Pass) => ExitCode::SUCCESS,
+        Ok(Verdict::Fail) => ExitCode::FAILURE,
+        Ok(Verdict::Inconclusive) => ExitCode::from(3),
         Err(error) => {
             println!("error: {error:#}");
             ExitCode::FAILURE
@@ -151,7 +152,15 @@ impl Drop for LogDir {
     }
 }
 
-async fn run(args: Args) -> Result<bool> {
+/// How a run ended.
+enum Verdict {
+    Pass,
+    Fail,
+    /// The mock broker process died: nothing can be concluded about the connector (exit code 3).
+    Inconclusive,
+}
+
+async fn run(args: Args) -> Result<Verdict> {
     let started = Instant::now();
     chaos::elapsed();
     let seed = args.seed.unwrap_or_else(|| {
@@ -165,11 +174,11 @@ async fn run(args: Args) -> Result<bool> {
     let mut logs = LogDir { path, keep: true };
     say(&format!("logs in {}", logs.path.display()));
     let passed = scenario(&args, seed, &logs.path, started).await;
-    logs.keep = args.keep_logs || !matches!(passed, Ok(true));
+    logs.keep = args.keep_logs || !matches!(passed, Ok(Verdict::Pass));
     passed
 }
 
-async fn scenario(args: &Args, seed: u64, dir: &Path, started: Instant) -> Result<bool> {
+async fn scenario(args: &Args, seed: u64, dir: &Path, started: Instant) -> Result<Verdict> {
     let pg = Arc::new(PgServer::start(dir).context("starting PostgreSQL")?);
     pg.create_database("chaos").await?;
     let db_url = pg.url("chaos");
@@ -262,6 +271,10 @@ async fn scenario(args: &Args, seed: u64, dir: &Path, started: Instant) -> Resul
     let ends: Vec<i64> = marks.iter().map(|m| m.1).collect();
     let timeout = Duration::from_secs(args.settle_timeout_secs);
     catchup::settle(&pool, &mut env, &group, &topic, &ends, timeout).await?;
+    if let Some(death) = env.broker.died() {
+        println!("INCONCLUSIVE: the mock broker process died during the run ({death}); this is the test broker, not the connector: run again");
+        return Ok(Verdict::Inconclusive);
+    }
 
     if args.self_test_corrupt {
         let (lost, twice) = verify::corrupt(&pool, &truth).await?;
@@ -298,7 +311,11 @@ async fn scenario(args: &Args, seed: u64, dir: &Path, started: Instant) -> Resul
     for (i, violation) in violations.iter().enumerate() {
         println!("VIOLATION {}: {violation}", i + 1);
     }
-    Ok(violations.is_empty())
+    Ok(if violations.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    })
 }
 
 /// Faults start once the group has joined and committed something.

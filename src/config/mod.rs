@@ -157,14 +157,19 @@ pub struct BatchConfig {
     /// Flush a partition when its keys and values reach this many bytes. Default 8388608 (8 MiB).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
-    /// Flush a partition when its oldest buffered record has waited this long, in milliseconds:
-    /// the latency floor at low rates (under load, batches fill first). Default 100.
+    /// A partition is due when its oldest buffered record has waited this long, in milliseconds,
+    /// and is written as soon as a writer is free: the latency floor at low rates (under load,
+    /// batches grow while the writers are busy and fill first). Default 100.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
-    /// Stop fetching while this many records are buffered in total (all partitions), which bounds
-    /// memory. Default 50000.
+    /// Stop taking records from Kafka while this many records are buffered in total (all
+    /// partitions), which bounds memory. Default 50000.
     #[serde(default = "default_max_buffered_records")]
     pub max_buffered_records: usize,
+    /// The same limit in bytes of keys, values and headers, for large records. Default 33554432
+    /// (32 MiB).
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
 }
 
 /// `[http]`: metrics and health endpoints.
@@ -214,6 +219,9 @@ fn default_max_wait_ms() -> u64 {
 fn default_max_buffered_records() -> usize {
     50_000
 }
+fn default_max_buffered_bytes() -> usize {
+    32 * 1024 * 1024
+}
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -228,6 +236,7 @@ impl Default for BatchConfig {
             max_bytes: default_max_bytes(),
             max_wait_ms: default_max_wait_ms(),
             max_buffered_records: default_max_buffered_records(),
+            max_buffered_bytes: default_max_buffered_bytes(),
         }
     }
 }
@@ -407,6 +416,10 @@ impl RawConfig {
         check(
             self.batch.max_buffered_records >= self.batch.max_records,
             "batch.max_buffered_records: must be at least batch.max_records".into(),
+        );
+        check(
+            self.batch.max_buffered_bytes >= self.batch.max_bytes,
+            "batch.max_buffered_bytes: must be at least batch.max_bytes".into(),
         );
         let schema = Ident::parse(&self.postgres.schema)
             .map_err(|e| problems.push(format!("postgres.schema: {e}")))

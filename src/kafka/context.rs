@@ -30,7 +30,8 @@ use crate::sink::OffsetStore;
 /// What the poll thread tells the pipeline, in fetch order.
 #[derive(Debug)]
 pub enum Event {
-    Records(Vec<Record>),
+    /// Records in poll order, and their [`Record::size`] in total.
+    Records { records: Vec<Record>, bytes: usize },
     /// Newly assigned partitions with their stored next offset (`None`: never committed).
     Assigned(Vec<(TopicPartition, Option<i64>)>),
     /// These partitions are being taken away; the poll thread waits for `ack` before releasing.
@@ -46,10 +47,7 @@ pub enum Event {
     },
     /// The stored offset of `tp` was outside its log and the partition now reads from `offset`
     /// (`kafka.offset_out_of_range`); the next commit may move the stored offset backwards.
-    Reset {
-        tp: TopicPartition,
-        offset: i64,
-    },
+    Reset { tp: TopicPartition, offset: i64 },
     /// The consumer cannot go on (for example a stored offset the broker no longer has).
     Fatal(String),
     /// The poll thread stopped fetching (shutdown); nothing follows.
@@ -139,16 +137,26 @@ impl SinkContext {
         if chunk.is_empty() {
             return true;
         }
+        let mut bytes = 0;
         {
             let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-            for record in &chunk {
-                positions.insert(record.tp.clone(), record.offset + 1);
+            for (i, record) in chunk.iter().enumerate() {
+                bytes += record.size();
+                // One update per run of the same partition: its last record.
+                if chunk.get(i + 1).is_none_or(|next| next.tp != record.tp) {
+                    positions.insert(record.tp.clone(), record.offset + 1);
+                }
             }
         }
         if let Some(flow) = self.flow.get() {
-            flow.sent(chunk.len());
+            flow.sent(chunk.len(), bytes);
         }
-        self.events.blocking_send(Event::Records(chunk)).is_ok()
+        self.events
+            .blocking_send(Event::Records {
+                records: chunk,
+                bytes,
+            })
+            .is_ok()
     }
 
     /// Connects the flow control that counts records in the channel (set once, by the poller).

@@ -20,8 +20,10 @@ use super::context::{Command, Event, SinkContext};
 use super::flow::FlowControl;
 use super::record::{Record, TopicPartition};
 
-/// Records gathered from consecutive polls before they are sent as one chunk.
+/// Records gathered from consecutive polls before they are sent as one chunk, and the bytes
+/// that end a chunk early (large records): the flow control's overshoot is at most one chunk.
 const CHUNK: usize = 2048;
+const CHUNK_BYTES: usize = 1024 * 1024;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// Over the buffer limit, polling stops for up to this long before fetching is paused.
 const HOLD_MAX: Duration = Duration::from_secs(1);
@@ -130,6 +132,7 @@ impl Poller {
     /// Polls until a chunk is full or the queue is empty; false when the pipeline is gone.
     fn poll_chunk(&mut self) -> bool {
         let mut timeout = POLL_TIMEOUT;
+        let mut bytes = 0;
         loop {
             match self.consumer.poll(timeout) {
                 None => break,
@@ -142,7 +145,8 @@ impl Poller {
                             partition: message.partition(),
                         },
                     );
-                    if self.consumer.context().push(record) >= CHUNK {
+                    bytes += record.size();
+                    if self.consumer.context().push(record) >= CHUNK || bytes >= CHUNK_BYTES {
                         break;
                     }
                 }

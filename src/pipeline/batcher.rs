@@ -32,6 +32,7 @@ pub struct Batcher {
     limits: Limits,
     buffers: HashMap<TopicPartition, Buffer>,
     total: usize,
+    total_bytes: usize,
 }
 
 impl Batcher {
@@ -40,12 +41,18 @@ impl Batcher {
             limits,
             buffers: HashMap::new(),
             total: 0,
+            total_bytes: 0,
         }
     }
 
     /// Records buffered across all partitions.
     pub fn len(&self) -> usize {
         self.total
+    }
+
+    /// Bytes of the records buffered across all partitions ([`Record::size`]).
+    pub fn bytes(&self) -> usize {
+        self.total_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -59,7 +66,9 @@ impl Batcher {
         }
         let buffer = self.buffers.entry(tp).or_default();
         buffer.since.get_or_insert(now);
-        buffer.bytes += records.iter().map(Record::size).sum::<usize>();
+        let bytes = records.iter().map(Record::size).sum::<usize>();
+        buffer.bytes += bytes;
+        self.total_bytes += bytes;
         self.total += records.len();
         if buffer.records.is_empty() {
             buffer.records = records;
@@ -72,6 +81,7 @@ impl Batcher {
         let buffer = self.buffers.entry(record.tp.clone()).or_default();
         buffer.since.get_or_insert(now);
         buffer.bytes += record.size();
+        self.total_bytes += record.size();
         buffer.records.push(record);
         self.total += 1;
     }
@@ -115,8 +125,10 @@ impl Batcher {
         let mut ready = Vec::with_capacity(chosen.len());
         for tp in chosen {
             if let Some(buffer) = self.buffers.get_mut(&tp) {
+                let before = buffer.bytes;
                 let batch = split_front(buffer, limits);
                 self.total -= batch.len();
+                self.total_bytes -= before - buffer.bytes;
                 ready.push((tp, batch));
             }
         }
@@ -125,9 +137,12 @@ impl Batcher {
 
     /// Forgets a partition's buffer (revoked or fenced); returns how many records were dropped.
     pub fn drop_partition(&mut self, tp: &TopicPartition) -> usize {
-        let dropped = self.buffers.remove(tp).map_or(0, |b| b.records.len());
-        self.total -= dropped;
-        dropped
+        let Some(buffer) = self.buffers.remove(tp) else {
+            return 0;
+        };
+        self.total -= buffer.records.len();
+        self.total_bytes -= buffer.bytes;
+        buffer.records.len()
     }
 }
 

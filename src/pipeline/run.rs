@@ -146,8 +146,8 @@ impl Pipeline {
 
     fn on_event(&mut self, event: Option<Event>) -> Result<(), Error> {
         match event {
-            Some(Event::Records(records)) => {
-                self.flow.received(records.len());
+            Some(Event::Records { records, bytes }) => {
+                self.flow.received(records.len(), bytes);
                 self.on_records(records);
             }
             Some(Event::Assigned(assigned)) => {
@@ -369,7 +369,9 @@ impl Pipeline {
                     .is_none_or(|s| s.in_flight.is_some() || s.seeking || s.revoked || s.stopped)
             });
         self.metrics.buffered_records.set(self.batcher.len() as i64);
-        self.flow.set_buffered(self.batcher.len());
+        self.metrics.buffered_bytes.set(self.batcher.bytes() as i64);
+        self.flow
+            .set_buffered(self.batcher.len(), self.batcher.bytes());
         for (tp, records) in ready {
             let Some(state) = self.partitions.get_mut(&tp) else {
                 continue;

@@ -185,8 +185,13 @@ async fn phases(ctx: &Context<'_>, run: &ModeRun<'_>) -> Result<(ModeResult, Con
     result.fetch_pauses = fetch_pauses(&run.log);
     say(&result.backlog_line());
     if run.work.records.len() > run.work.backlog {
-        run.latency(&mut watch, &mut result, ctx.latency_rate, ctx.latency_warm_up)
-            .await?;
+        run.latency(
+            &mut watch,
+            &mut result,
+            ctx.latency_rate,
+            ctx.latency_warm_up,
+        )
+        .await?;
         say(&result.latency_line());
     }
     Ok((result, connector))

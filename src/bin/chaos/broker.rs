@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 struct Mock {
     child: Child,
+    log: std::path::PathBuf,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
@@ -40,6 +41,7 @@ impl Broker {
             bootstrap: String::new(),
             mock: Some(Mock {
                 child,
+                log: log.to_owned(),
                 stdin,
                 stdout,
             }),
@@ -65,6 +67,22 @@ impl Broker {
 
     pub fn is_mock(&self) -> bool {
         self.mock.is_some()
+    }
+
+    /// Why the mock broker process is gone, if it is: its exit and the last line it logged.
+    /// (librdkafka's mock cluster can abort on an assertion of its own, for example
+    /// `rd_kafka_mock_cgrp_classic_member_add: Assertion '!member->resp'` when members rejoin
+    /// right after a broker outage.)
+    pub fn died(&mut self) -> Option<String> {
+        let mock = self.mock.as_mut()?;
+        let status = mock.child.try_wait().ok()??;
+        let text = std::fs::read_to_string(&mock.log).unwrap_or_default();
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Some(format!("exited with {status}; its last log line: {last}"))
     }
 
     /// Sends one command to the mock broker and requires `ok`.

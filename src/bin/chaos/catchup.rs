@@ -32,6 +32,10 @@ pub async fn settle(
             return Ok(());
         }
         env.fleet.tend(&mut env.violations)?;
+        if env.broker.died().is_some() {
+            // Nothing can progress; the caller reports the run as inconclusive.
+            return Ok(());
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     env.violations.push(format!(

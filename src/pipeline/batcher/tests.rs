@@ -44,6 +44,13 @@ fn every_record_leaves_once_in_order_within_limits() {
         let mut dropped = 0usize;
         for step in 0..500u64 {
             let now = start + Duration::from_millis(step);
+            let held: usize = batcher
+                .buffers
+                .values()
+                .flat_map(|b| &b.records)
+                .map(Record::size)
+                .sum();
+            assert_eq!(batcher.bytes(), held, "seed {seed}: byte count drifted");
             match rng.below(10) {
                 0..=3 => {
                     let p = rng.below(4) as i32;
@@ -66,7 +73,9 @@ fn every_record_leaves_once_in_order_within_limits() {
                     let busy_mask = rng.next();
                     let drain = rng.below(4) == 0;
                     for (tp, batch) in
-                        batcher.take_ready(now, drain, 1 + rng.below(4) as usize, |tp| busy_mask >> tp.partition & 1 == 1)
+                        batcher.take_ready(now, drain, 1 + rng.below(4) as usize, |tp| {
+                            busy_mask >> tp.partition & 1 == 1
+                        })
                     {
                         assert!(
                             busy_mask >> tp.partition & 1 == 0,
@@ -104,7 +113,8 @@ fn every_record_leaves_once_in_order_within_limits() {
             }
         }
         for _ in 0..=pushed {
-            for (tp, batch) in batcher.take_ready(start + Duration::from_secs(60), true, usize::MAX, |_| false)
+            for (tp, batch) in
+                batcher.take_ready(start + Duration::from_secs(60), true, usize::MAX, |_| false)
             {
                 seen.entry(tp.partition)
                     .or_default()
@@ -112,6 +122,7 @@ fn every_record_leaves_once_in_order_within_limits() {
             }
         }
         assert!(batcher.is_empty(), "seed {seed}");
+        assert_eq!(batcher.bytes(), 0, "seed {seed}: byte count drifted");
         let delivered: usize = seen.values().map(Vec::len).sum();
         assert_eq!(
             delivered + dropped,
@@ -176,7 +187,10 @@ fn free_writers_take_full_buffers_first_then_the_longest_waiting() {
     let order = |ready: Vec<(TopicPartition, Vec<Record>)>| {
         ready.iter().map(|(tp, _)| tp.partition).collect::<Vec<_>>()
     };
-    assert_eq!(order(batcher.take_ready(now, false, 2, |_| false)), vec![1, 0]);
+    assert_eq!(
+        order(batcher.take_ready(now, false, 2, |_| false)),
+        vec![1, 0]
+    );
     assert_eq!(order(batcher.take_ready(now, false, 5, |_| false)), vec![2]);
     // Partition 3 is not due without a flush, and is taken with one.
     assert!(batcher.take_ready(now, false, 5, |_| false).is_empty());
