@@ -335,7 +335,7 @@ fn integer(ty: ColumnType, s: &str, found: &str) -> Result<String, String> {
 }
 
 /// `[+-]?digits[.digits]?([eE][+-]?digits)?`, where ".5" and "5." count.
-fn is_decimal(s: &str) -> bool {
+pub(crate) fn is_decimal(s: &str) -> bool {
     let b = s.as_bytes();
     let digits = |from: usize| {
         b.get(from..)

@@ -84,6 +84,12 @@ impl RowSet {
         &self.data[start..end]
     }
 
+    fn reserve(&mut self, rows: usize, bytes: usize) {
+        self.data.reserve(bytes);
+        self.ends.reserve(rows);
+        self.records.reserve(rows);
+    }
+
     fn push(&mut self, record: usize, line: &[u8]) {
         self.data.extend_from_slice(line);
         self.ends.push(self.data.len());
@@ -189,7 +195,13 @@ impl Decoder {
             mapping: index,
             ..TableRows::default()
         };
-        let mut states: KeyMap<KeyState> = KeyMap::default();
+        let mut states: KeyMap<KeyState> = KeyMap::with_capacity(parsed.len());
+        // COPY text is about as long as the payloads it comes from: size the buffers once.
+        let payload: usize = parsed
+            .iter()
+            .map(|p| p.record.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        rows.upserts.reserve(parsed.len(), payload);
         let mut line = Vec::new();
         let mut key = String::new();
         let mut reject = |record: usize, (stage, error): Failure| {
@@ -399,6 +411,10 @@ fn from_raw<'a>(
         (None, Scalar::Bool(b)) => Some(if b { "true" } else { "false" }),
         // A JSON number is a valid numeric literal, digit for digit.
         (Some(ColumnType::Numeric), Scalar::Number(n)) => Some(n),
+        // Exact decimals are often sent as strings ("12.30"); valid ones pass as they are.
+        (Some(ColumnType::Numeric), Scalar::Text(t)) if convert::is_decimal(&t) => {
+            return Ok(Some(t))
+        }
         (Some(ColumnType::Bigint), Scalar::Number(n)) if n.parse::<i64>().is_ok() => Some(n),
         (Some(ColumnType::Integer), Scalar::Number(n)) if n.parse::<i32>().is_ok() => Some(n),
         (Some(ColumnType::Jsonb), _) if !raw.get().contains("\\u0000") => Some(raw.get().trim()),

@@ -27,6 +27,15 @@ impl<V> Default for KeyMap<V> {
 }
 
 impl<V> KeyMap<V> {
+    /// Room for `keys` keys without growing.
+    pub fn with_capacity(keys: usize) -> Self {
+        Self {
+            heads: HashMap::with_capacity(keys),
+            entries: Vec::with_capacity(keys),
+            ..Self::default()
+        }
+    }
+
     fn find(&self, hash: u64, key: &str) -> Option<usize> {
         let mut next = self.heads.get(&hash).copied();
         while let Some(i) = next {
