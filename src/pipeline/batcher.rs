@@ -5,7 +5,7 @@
 //! exactly once (in a batch, or by an explicit drop); a batch never exceeds `max_records` and
 //! exceeds `max_bytes` only when one record alone is larger.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::kafka::{Record, TopicPartition};
@@ -22,8 +22,37 @@ pub struct Limits {
 struct Buffer {
     records: Vec<Record>,
     bytes: usize,
-    /// When the oldest buffered record arrived.
-    since: Option<Instant>,
+    /// Arrival times, oldest first, as (records that arrived then, time): the front is when the
+    /// oldest buffered record arrived, also after part of the buffer left in a batch.
+    arrivals: VecDeque<(usize, Instant)>,
+}
+
+impl Buffer {
+    fn since(&self) -> Option<Instant> {
+        self.arrivals.front().map(|&(_, at)| at)
+    }
+
+    fn arrived(&mut self, records: usize, now: Instant) {
+        match self.arrivals.back_mut() {
+            Some((n, at)) if *at == now => *n += records,
+            _ => self.arrivals.push_back((records, now)),
+        }
+    }
+
+    /// The first `records` records left.
+    fn left(&mut self, mut records: usize) {
+        while records > 0 {
+            let Some(front) = self.arrivals.front_mut() else {
+                return;
+            };
+            if front.0 > records {
+                front.0 -= records;
+                return;
+            }
+            records -= front.0;
+            self.arrivals.pop_front();
+        }
+    }
 }
 
 /// Buffers records per partition.
@@ -65,7 +94,7 @@ impl Batcher {
             return;
         }
         let buffer = self.buffers.entry(tp).or_default();
-        buffer.since.get_or_insert(now);
+        buffer.arrived(records.len(), now);
         let bytes = records.iter().map(Record::size).sum::<usize>();
         buffer.bytes += bytes;
         self.total_bytes += bytes;
@@ -79,18 +108,18 @@ impl Batcher {
 
     pub fn push(&mut self, record: Record, now: Instant) {
         let buffer = self.buffers.entry(record.tp.clone()).or_default();
-        buffer.since.get_or_insert(now);
+        buffer.arrived(1, now);
         buffer.bytes += record.size();
         self.total_bytes += record.size();
         buffer.records.push(record);
         self.total += 1;
     }
 
-    /// Up to `slots` batches (one per free writer) for partitions that are due, most urgent
-    /// first: full buffers, then the longest waiting. Due means full (`max_records` or
-    /// `max_bytes`), or its oldest record waited `max_wait`, or any records at all when `flush`
-    /// is set (draining, or memory pressure). `busy` partitions (a batch in flight, seeking...)
-    /// are skipped.
+    /// Up to `slots` batches (one per free writer) for partitions that are due, the one whose
+    /// oldest record has waited longest first (so a light partition is not starved by heavy ones
+    /// that are always full). Due means full (`max_records` or `max_bytes`), or its oldest record
+    /// waited `max_wait`, or any records at all when `flush` is set (draining, or memory
+    /// pressure). `busy` partitions (a batch in flight, seeking...) are skipped.
     ///
     /// Cutting batches only when a writer can take them is what keeps batches large under load:
     /// a buffer keeps growing while every writer is busy instead of waiting, cut small, in a queue.
@@ -105,22 +134,22 @@ impl Batcher {
             return Vec::new();
         }
         let limits = self.limits;
-        let mut due: Vec<(bool, Instant, &TopicPartition)> = Vec::new();
+        let mut due: Vec<(Instant, &TopicPartition)> = Vec::new();
         for (tp, buffer) in &self.buffers {
-            let Some(since) = buffer.since.filter(|_| !buffer.records.is_empty()) else {
+            let Some(since) = buffer.since().filter(|_| !buffer.records.is_empty()) else {
                 continue;
             };
             let full =
                 buffer.records.len() >= limits.max_records || buffer.bytes >= limits.max_bytes;
             if (full || flush || now.duration_since(since) >= limits.max_wait) && !busy(tp) {
-                due.push((!full, since, tp));
+                due.push((since, tp));
             }
         }
-        due.sort_unstable_by_key(|&(not_full, since, _)| (not_full, since));
+        due.sort_unstable_by_key(|&(since, _)| since);
         let chosen: Vec<TopicPartition> = due
             .into_iter()
             .take(slots)
-            .map(|(_, _, tp)| tp.clone())
+            .map(|(_, tp)| tp.clone())
             .collect();
         let mut ready = Vec::with_capacity(chosen.len());
         for tp in chosen {
@@ -160,10 +189,8 @@ fn split_front(buffer: &mut Buffer, limits: Limits) -> Vec<Record> {
     let rest = buffer.records.split_off(count);
     let batch = std::mem::replace(&mut buffer.records, rest);
     buffer.bytes -= bytes;
-    // What stays behind keeps its original arrival time, so it is not held back further.
-    if buffer.records.is_empty() {
-        buffer.since = None;
-    }
+    // What stays behind keeps its own arrival time: not held back, and not older than it is.
+    buffer.left(count);
     batch
 }
 

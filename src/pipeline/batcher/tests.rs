@@ -167,7 +167,7 @@ fn waits_until_a_limit_is_reached() {
 }
 
 #[test]
-fn free_writers_take_full_buffers_first_then_the_longest_waiting() {
+fn free_writers_take_the_longest_waiting_due_buffers_first() {
     let limits = Limits {
         max_records: 4,
         max_bytes: 1000,
@@ -189,11 +189,49 @@ fn free_writers_take_full_buffers_first_then_the_longest_waiting() {
     };
     assert_eq!(
         order(batcher.take_ready(now, false, 2, |_| false)),
-        vec![1, 0]
+        vec![0, 1]
     );
     assert_eq!(order(batcher.take_ready(now, false, 5, |_| false)), vec![2]);
     // Partition 3 is not due without a flush, and is taken with one.
     assert!(batcher.take_ready(now, false, 5, |_| false).is_empty());
     assert_eq!(order(batcher.take_ready(now, true, 5, |_| false)), vec![3]);
     assert!(batcher.is_empty());
+}
+
+#[test]
+fn a_light_partition_is_not_starved_by_partitions_that_are_always_full() {
+    let limits = Limits {
+        max_records: 10,
+        max_bytes: 1 << 20,
+        max_wait: Duration::from_millis(100),
+    };
+    let mut batcher = Batcher::new(limits);
+    let t0 = Instant::now();
+    let mut next = [0i64; 4];
+    let mut light_taken_at = None;
+    for round in 0..50u64 {
+        let now = t0 + Duration::from_millis(10 * round);
+        // Partitions 0..3 receive 10 records every round: always full, forever.
+        for p in 0..3 {
+            let run = (0..10)
+                .map(|i| record(p, next[p as usize] + i, 1))
+                .collect();
+            batcher.push_run(TopicPartition::new("t", p), run, now);
+            next[p as usize] += 10;
+        }
+        if round == 1 {
+            batcher.push(record(3, 0, 1), now);
+        }
+        // One free writer per round.
+        for (tp, _) in batcher.take_ready(now, false, 1, |_| false) {
+            if tp.partition == 3 && light_taken_at.is_none() {
+                light_taken_at = Some(round);
+            }
+        }
+    }
+    let round = light_taken_at.expect("the light partition was never written");
+    assert!(
+        round <= 1 + 10 + 4,
+        "written in round {round}: held long after its max_wait"
+    );
 }
