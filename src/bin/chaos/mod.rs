@@ -11,6 +11,7 @@ pub mod catchup;
 pub mod faults;
 pub mod fleet;
 pub mod monitor;
+#[path = "../shared/pg_server.rs"]
 pub mod pg;
 pub mod replicas;
 pub mod report;

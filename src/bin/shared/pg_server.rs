@@ -1,5 +1,6 @@
-//! A throwaway PostgreSQL cluster owned by the runner, so it can crash it (`pg_ctl stop -m
-//! immediate`) and start it again. The same approach as `tests/common/pg_server.rs`.
+//! A throwaway PostgreSQL cluster owned by its user (the chaos runner, a test), so it can crash
+//! it (`pg_ctl stop -m immediate`) and start it again. Shared by `kafka-pg-sink-chaos` and the
+//! integration tests (`#[path]`), so it depends on nothing of either.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,8 +8,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use sqlx::{Connection, PgConnection};
 
-/// A private cluster on a free loopback port; stopped on drop. Its data stays for a post-mortem
-/// (the runner removes the whole run directory when every check passed).
+/// A private cluster on a free loopback port; stopped on drop. Its directory stays for a
+/// post-mortem unless [`PgServer::remove_on_drop`] was called.
 pub struct PgServer {
     pub port: u16,
     data: PathBuf,
@@ -16,6 +17,8 @@ pub struct PgServer {
     pg_ctl: PathBuf,
     /// initdb and postgres refuse to run as root: run them as this user instead.
     run_as: Option<String>,
+    /// Removed on drop, if set.
+    remove: Option<PathBuf>,
 }
 
 fn find_bin(name: &str) -> Option<PathBuf> {
@@ -53,11 +56,14 @@ impl PgServer {
             .map(|o| o.stdout.starts_with(b"0\n"))
             .unwrap_or(false);
         let server = Self {
-            port: crate::chaos::replicas::free_port()?,
+            port: std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
             data: dir.join("pgdata"),
             log: dir.join("postgres.log"),
             pg_ctl,
             run_as: is_root.then(|| "postgres".to_owned()),
+            remove: None,
         };
         std::fs::create_dir_all(&server.data)?;
         if let Some(user) = &server.run_as {
@@ -81,6 +87,14 @@ impl PgServer {
         )?;
         server.start_again()?;
         Ok(server)
+    }
+
+    /// Removes `dir` (the one given to [`PgServer::start`]) when the server is dropped. (The
+    /// integration tests use this; the chaos runner keeps its run directory on failure.)
+    #[allow(dead_code)]
+    pub fn remove_on_drop(mut self, dir: &Path) -> Self {
+        self.remove = Some(dir.to_owned());
+        self
     }
 
     fn data_str(&self) -> Result<String> {
@@ -161,6 +175,9 @@ impl Drop for PgServer {
                 .command(&self.pg_ctl)
                 .args(["-D", &data, "-m", "immediate", "-w", "stop"])
                 .output();
+        }
+        if let Some(dir) = &self.remove {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
