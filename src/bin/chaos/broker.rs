@@ -69,6 +69,18 @@ impl Broker {
         self.mock.is_some()
     }
 
+    /// [`Broker::died`], waiting up to `wait` for a dying process to be gone.
+    pub async fn died_within(&mut self, wait: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let death = self.died();
+            if death.is_some() || !self.is_mock() || std::time::Instant::now() >= deadline {
+                return death;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Why the mock broker process is gone, if it is: its exit and the last line it logged.
     /// (librdkafka's mock cluster can abort on an assertion of its own, for example
     /// `rd_kafka_mock_cgrp_classic_member_add: Assertion '!member->resp'` when members rejoin
