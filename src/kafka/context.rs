@@ -76,7 +76,7 @@ pub struct SinkContext {
     store: OffsetStore,
     runtime: Handle,
     events: mpsc::Sender<Event>,
-    pending: Mutex<Vec<Record>>,
+    pending: Mutex<Chunk>,
     /// Next offset to fetch per assigned partition, as far as this process knows (start offset,
     /// then past the last record handed over), to tell which partition is out of range.
     positions: Mutex<HashMap<TopicPartition, i64>>,
@@ -92,6 +92,13 @@ pub struct SinkContext {
     /// Bumped on every assignment, so the poll thread re-applies a pause to new partitions.
     generation: AtomicU64,
     flow: std::sync::OnceLock<Arc<FlowControl>>,
+}
+
+/// Records polled but not yet sent, and their [`Record::size`] in total.
+#[derive(Default)]
+struct Chunk {
+    records: Vec<Record>,
+    bytes: usize,
 }
 
 impl SinkContext {
@@ -110,7 +117,7 @@ impl SinkContext {
             store,
             runtime,
             events,
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Chunk::default()),
             positions: Mutex::new(HashMap::new()),
             assigned: Mutex::new(HashSet::new()),
             reset,
@@ -124,24 +131,27 @@ impl SinkContext {
         }
     }
 
-    /// Adds a fetched record to the chunk that [`Self::flush`] sends.
-    pub fn push(&self, record: Record) -> usize {
+    /// Adds a fetched record to the chunk that [`Self::flush`] sends; returns the chunk's
+    /// records and bytes so far.
+    pub fn push(&self, record: Record) -> (usize, usize) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.push(record);
-        pending.len()
+        pending.bytes += record.size();
+        pending.records.push(record);
+        (pending.records.len(), pending.bytes)
     }
 
     /// Sends the pending chunk; false when the pipeline is gone.
     pub fn flush(&self) -> bool {
-        let chunk = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let Chunk {
+            records: chunk,
+            bytes,
+        } = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if chunk.is_empty() {
             return true;
         }
-        let mut bytes = 0;
         {
             let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
             for (i, record) in chunk.iter().enumerate() {
-                bytes += record.size();
                 // One update per run of the same partition: its last record.
                 if chunk.get(i + 1).is_none_or(|next| next.tp != record.tp) {
                     positions.insert(record.tp.clone(), record.offset + 1);

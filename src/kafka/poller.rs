@@ -132,7 +132,6 @@ impl Poller {
     /// Polls until a chunk is full or the queue is empty; false when the pipeline is gone.
     fn poll_chunk(&mut self) -> bool {
         let mut timeout = POLL_TIMEOUT;
-        let mut bytes = 0;
         loop {
             match self.consumer.poll(timeout) {
                 None => break,
@@ -145,8 +144,8 @@ impl Poller {
                             partition: message.partition(),
                         },
                     );
-                    bytes += record.size();
-                    if self.consumer.context().push(record) >= CHUNK || bytes >= CHUNK_BYTES {
+                    let (records, bytes) = self.consumer.context().push(record);
+                    if records >= CHUNK || bytes >= CHUNK_BYTES {
                         break;
                     }
                 }

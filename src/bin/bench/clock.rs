@@ -1,46 +1,14 @@
-//! UTC dates without a date crate: RFC 3339 for record timestamps, a compact stamp for file
-//! names.
+//! UTC times for the benchmark, on the connector's own RFC 3339 formatter
+//! ([`kafka_pg_sink::convert::format_timestamp_millis`]): record timestamps, and stamps for the
+//! report and file names.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Date and time of day of epoch milliseconds.
-fn parts(ms: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
-    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, mo, d) = civil(days);
-    let secs = rest / 1000;
-    (
-        y,
-        mo,
-        d,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        rest % 1000,
-    )
-}
+use kafka_pg_sink::convert::format_timestamp_millis;
 
 /// `2026-01-01T00:00:00.123Z`, appended to `out`.
 pub fn push_rfc3339_ms(out: &mut String, ms: i64) {
-    use std::fmt::Write;
-    let (y, mo, d, h, mi, s, milli) = parts(ms);
-    let _ = write!(
-        out,
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z"
-    );
+    out.push_str(&format_timestamp_millis(ms));
 }
 
 pub fn now_ms() -> i64 {
@@ -49,16 +17,15 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// `20261126T171500Z` for now, for result file names.
-pub fn file_stamp() -> String {
-    let (y, mo, d, h, mi, s, _) = parts(now_ms());
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
-
 /// `2026-11-26T17:15:00Z` for now.
 pub fn now_rfc3339() -> String {
-    let (y, mo, d, h, mi, s, _) = parts(now_ms());
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    let full = format_timestamp_millis(now_ms());
+    format!("{}Z", &full[..19])
+}
+
+/// `20261126T171500Z` for now, for result file names.
+pub fn file_stamp() -> String {
+    now_rfc3339().replace(['-', ':'], "")
 }
 
 #[cfg(test)]
@@ -77,5 +44,11 @@ mod tests {
         s.clear();
         push_rfc3339_ms(&mut s, 0);
         assert_eq!(s, "1970-01-01T00:00:00.000Z");
+        let stamp = file_stamp();
+        assert_eq!(stamp.len(), 16, "{stamp}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T',
+            "{stamp}"
+        );
     }
 }
