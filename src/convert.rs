@@ -8,7 +8,8 @@
 mod time;
 
 pub use time::{
-    format_timestamp_millis, parse_duration_millis, parse_timestamp_millis, window_start_millis,
+    format_timestamp_millis, parse_duration_millis, parse_timestamp_millis, push_timestamp_millis,
+    window_start_millis,
 };
 
 use serde_json::Value;

@@ -364,6 +364,22 @@ fn epoch_millis_format_round_trips() {
     }
     let _ = format_timestamp_millis(i64::MIN);
     let _ = format_timestamp_millis(i64::MAX);
+    // Years outside 1-9999 keep every digit and their sign.
+    assert_eq!(
+        format_timestamp_millis(MIN_TIMESTAMP_MS - 1),
+        "0000-12-31T23:59:59.999Z"
+    );
+    assert_eq!(
+        format_timestamp_millis(MAX_TIMESTAMP_MS + 1),
+        "10000-01-01T00:00:00.000Z"
+    );
+    assert_eq!(
+        format_timestamp_millis(MIN_TIMESTAMP_MS - 367 * 86_400_000),
+        "-0001-12-31T00:00:00.000Z"
+    );
+    let mut out = String::from("ts=");
+    push_timestamp_millis(&mut out, 1_767_225_600_123);
+    assert_eq!(out, "ts=2026-01-01T00:00:00.123Z");
 }
 
 #[test]

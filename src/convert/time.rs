@@ -143,16 +143,41 @@ fn parse_offset(b: &[u8]) -> Option<i64> {
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, proleptic Gregorian).
 /// Negative values work; years before 1 are written with a leading `-`.
 pub fn format_timestamp_millis(ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    push_timestamp_millis(&mut out, ms);
+    out
+}
+
+/// [`format_timestamp_millis`] appended to `out`, without an allocation of its own (the
+/// benchmark's producer writes one per record).
+pub fn push_timestamp_millis(out: &mut String, ms: i64) {
     let (y, m, d) = civil_from_days(ms.div_euclid(DAY_MS));
     let in_day = ms.rem_euclid(DAY_MS);
-    let (h, mi) = (in_day / 3_600_000, in_day / 60_000 % 60);
-    let (s, milli) = (in_day / 1000 % 60, in_day % 1000);
-    let year = if y < 0 {
-        format!("-{:04}", -y)
-    } else {
-        format!("{y:04}")
+    if y < 0 {
+        out.push('-');
+    }
+    let year = y.unsigned_abs();
+    if year >= 10_000 {
+        // Out of PostgreSQL's range anyway; written in full rather than cut.
+        out.push_str(&(year / 10_000).to_string());
+    }
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
     };
-    format!("{year}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+    let in_day = in_day as u64;
+    put(0, 4, year % 10_000);
+    put(5, 2, m as u64);
+    put(8, 2, d as u64);
+    put(11, 2, in_day / 3_600_000);
+    put(14, 2, in_day / 60_000 % 60);
+    put(17, 2, in_day / 1000 % 60);
+    put(20, 3, in_day % 1000);
+    // Only ASCII digits and separators were written.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// Parses a window size like "500ms", "30s", "15m", "1h", "1d" (a positive integer and a unit,

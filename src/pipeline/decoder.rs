@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -323,7 +322,7 @@ fn write_row<'a>(
     }
     if with_ord {
         line.push(b'\t');
-        let _ = write!(line, "{}", p.record.offset);
+        line.extend_from_slice(itoa::Buffer::new().format(p.record.offset).as_bytes());
     }
     line.push(b'\n');
     Ok(())

@@ -4,11 +4,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kafka_pg_sink::convert::format_timestamp_millis;
+use kafka_pg_sink::convert::{format_timestamp_millis, push_timestamp_millis};
 
 /// `2026-01-01T00:00:00.123Z`, appended to `out`.
 pub fn push_rfc3339_ms(out: &mut String, ms: i64) {
-    out.push_str(&format_timestamp_millis(ms));
+    push_timestamp_millis(out, ms);
 }
 
 pub fn now_ms() -> i64 {

@@ -160,7 +160,7 @@ impl Sender {
             self.started = Instant::now();
         }
         self.key.clear();
-        self.key.push_str(&rec.id.to_string());
+        self.key.push_str(itoa::Buffer::new().format(rec.id));
         self.value.clear();
         value_json(rec, &mut self.value);
         let mut record = BaseRecord::to(&self.topic)
