@@ -56,7 +56,7 @@ pub fn spawn_poller(
         consumer,
         commands,
         flow,
-        topics: HashMap::new(),
+        topics: Topics::default(),
         paused_at: None,
         held_since: None,
         stopped: HashSet::new(),
@@ -72,7 +72,7 @@ struct Poller {
     commands: Receiver<Command>,
     flow: Arc<FlowControl>,
     /// Interned topic names, so records share one allocation per topic.
-    topics: HashMap<String, Arc<str>>,
+    topics: Topics,
     /// The assignment generation fetching was paused at (too much buffered), if paused.
     paused_at: Option<u64>,
     /// Since when polling has been held because too much is buffered, if held.
@@ -136,7 +136,7 @@ impl Poller {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(message)) => {
-                    let topic = intern(&mut self.topics, message.topic());
+                    let topic = self.topics.intern(message.topic());
                     let record = Record::from_message(
                         &message,
                         TopicPartition {
@@ -275,13 +275,30 @@ impl Poller {
 }
 
 /// Returns the shared copy of a topic name.
-fn intern(topics: &mut HashMap<String, Arc<str>>, topic: &str) -> Arc<str> {
-    if let Some(shared) = topics.get(topic) {
-        return Arc::clone(shared);
+/// Topic names shared by the records of a topic; consecutive messages nearly always come from
+/// the same topic, so the last one is compared before the map is hashed.
+#[derive(Default)]
+struct Topics {
+    last: Option<Arc<str>>,
+    all: HashMap<String, Arc<str>>,
+}
+
+impl Topics {
+    fn intern(&mut self, topic: &str) -> Arc<str> {
+        if let Some(last) = self.last.as_ref().filter(|last| &***last == topic) {
+            return Arc::clone(last);
+        }
+        let shared = match self.all.get(topic) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared: Arc<str> = Arc::from(topic);
+                self.all.insert(topic.to_owned(), Arc::clone(&shared));
+                shared
+            }
+        };
+        self.last = Some(Arc::clone(&shared));
+        shared
     }
-    let shared: Arc<str> = Arc::from(topic);
-    topics.insert(topic.to_owned(), Arc::clone(&shared));
-    shared
 }
 
 /// The errors a consumer cannot recover from, with what the operator should do.

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::json::{scalar, Doc, Scalar};
@@ -231,13 +230,13 @@ impl Decoder {
                     Tombstone::Delete => {
                         match write_row(m, p, m.key_columns(), &mut line, &mut key, false) {
                             Err(failure) => reject(i, failure),
-                            Ok(()) => match states.get(&key) {
-                                Some(KeyState::Done) => {}
-                                _ => {
+                            Ok(()) => {
+                                let state = states.slot(&key);
+                                if !matches!(state, Some(KeyState::Done)) {
                                     rows.deletes.push(i, &line);
-                                    states.insert(&key, KeyState::Done);
+                                    *state = Some(KeyState::Done);
                                 }
-                            },
+                            }
                         }
                     }
                 }
@@ -251,15 +250,15 @@ impl Decoder {
                 rows.upserts.push(i, &line);
                 continue;
             }
-            match states.get(&key) {
+            let state = states.slot(&key);
+            match state {
                 None => {
                     rows.upserts.push(i, &line);
-                    let next = if m.only_if_newer.is_some() {
+                    *state = Some(if m.only_if_newer.is_some() {
                         KeyState::Collecting
                     } else {
                         KeyState::SeekingDelete
-                    };
-                    states.insert(&key, next);
+                    });
                 }
                 Some(KeyState::Collecting) => rows.upserts.push(i, &line),
                 Some(_) => {}
@@ -399,7 +398,7 @@ fn extract<'a>(
 
 /// A JSON value from the payload, converted; the common cases need no copy.
 fn from_raw<'a>(
-    raw: &'a RawValue,
+    raw: &'a str,
     ty: Option<ColumnType>,
     name: &str,
 ) -> Result<Option<Cow<'a, str>>, Failure> {
@@ -416,7 +415,7 @@ fn from_raw<'a>(
         }
         (Some(ColumnType::Bigint), Scalar::Number(n)) if n.parse::<i64>().is_ok() => Some(n),
         (Some(ColumnType::Integer), Scalar::Number(n)) if n.parse::<i32>().is_ok() => Some(n),
-        (Some(ColumnType::Jsonb), _) if !raw.get().contains("\\u0000") => Some(raw.get().trim()),
+        (Some(ColumnType::Jsonb), _) if !raw.contains("\\u0000") => Some(raw.trim()),
         (Some(ColumnType::Timestamptz), Scalar::Text(t))
             if convert::parse_timestamp_millis(&t).is_ok() =>
         {
@@ -427,8 +426,7 @@ fn from_raw<'a>(
     if let Some(text) = borrowed {
         return Ok(Some(Cow::Borrowed(text)));
     }
-    let value: Value =
-        serde_json::from_str(raw.get()).map_err(|e| (Stage::Decode, e.to_string()))?;
+    let value: Value = serde_json::from_str(raw).map_err(|e| (Stage::Decode, e.to_string()))?;
     let ty = ty.unwrap_or(ColumnType::Text);
     convert::convert(ty, Input::Json(&value))
         .map(|s| Some(Cow::Owned(s)))
@@ -501,13 +499,30 @@ fn untyped_json(value: &Value) -> String {
     }
 }
 
+/// Whether `bytes` holds a backslash or a control character up to `\r` (a superset of what
+/// COPY text must escape), tested eight bytes at a time.
+fn may_need_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        // Exact "some byte is below n" and "some byte is zero" tests (no false answers for the
+        // word as a whole, whatever the neighbouring bytes).
+        let below_cr = x.wrapping_sub(ONES * 14) & !x & HIGHS;
+        let y = x ^ (ONES * u64::from(b'\\'));
+        let backslash = y.wrapping_sub(ONES) & !y & HIGHS;
+        if below_cr | backslash != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b <= b'\r' || b == b'\\')
+}
+
 /// Appends `text` escaped for COPY's text format.
 fn copy_escape(out: &mut Vec<u8>, text: &str) -> Result<(), String> {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .any(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 0))
-    {
+    if !may_need_escape(bytes) {
         out.extend_from_slice(bytes);
         return Ok(());
     }

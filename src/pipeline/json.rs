@@ -1,16 +1,18 @@
 //! Reading fields out of a JSON payload without building a document tree.
 //!
-//! The whole payload is validated once; the top-level object is split into (name, raw value)
-//! pairs that borrow from the record; nested objects and arrays are only split along the paths a
-//! mapping reads. Numbers are never parsed: their text is passed on exactly as written.
+//! The whole payload is validated once ([`super::scan`]); the top-level object is split into
+//! (name, value text) pairs that borrow from the record in the same pass; nested objects and
+//! arrays are only split along the paths a mapping reads. Numbers are never parsed: their text
+//! is passed on exactly as written.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::{split, Member};
 use crate::config::PathSegment;
 
 /// A parsed payload.
@@ -18,7 +20,7 @@ pub struct Doc<'a> {
     /// The whole payload (valid JSON).
     text: &'a str,
     /// The top-level object's members, when the payload is an object.
-    top: Option<Vec<(Cow<'a, str>, &'a RawValue)>>,
+    top: Option<Vec<Member<'a>>>,
 }
 
 /// A JSON value, read as far as a column needs it.
@@ -38,27 +40,19 @@ impl<'a> Doc<'a> {
     /// pass (each member value is validated as it is read).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-        let top = if text.trim_start().starts_with('{') {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let top = de
-                .deserialize_map(MembersVisitor)
-                .and_then(|top| de.end().map(|()| top))
-                .map_err(|e| e.to_string())?;
-            Some(top)
-        } else {
-            serde_json::from_str::<&RawValue>(text).map_err(|e| e.to_string())?;
-            None
-        };
+        let mut members = Vec::with_capacity(8);
+        let top = split(text, &mut members)?.then_some(members);
         Ok(Self { text, top })
     }
 
-    /// The whole payload as a JSON value.
-    fn whole(&self) -> Option<&'a RawValue> {
-        serde_json::from_str(self.text).ok()
+    /// The whole payload (valid JSON), without surrounding whitespace.
+    fn whole(&self) -> Option<&'a str> {
+        Some(self.text.trim_matches([' ', '\n', '\r', '\t']))
     }
 
-    /// The value at `path` (the whole document for an empty path); `None` when absent.
-    pub fn get(&self, path: &[PathSegment]) -> Option<&'a RawValue> {
+    /// The text of the value at `path` (the whole document for an empty path); `None` when
+    /// absent. The text is valid JSON.
+    pub fn get(&self, path: &[PathSegment]) -> Option<&'a str> {
         let Some((first, rest)) = path.split_first() else {
             return self.whole();
         };
@@ -76,10 +70,16 @@ impl<'a> Doc<'a> {
     }
 }
 
-/// Classifies a raw value by its first character (it is already valid JSON).
-pub fn scalar(raw: &RawValue) -> Scalar<'_> {
-    let text = raw.get().trim_start();
+/// Classifies a value's text by its first character (it is already valid JSON).
+pub fn scalar(raw: &str) -> Scalar<'_> {
+    let text = raw.trim_start();
     match text.as_bytes().first() {
+        // Valid JSON: a string without a backslash is its own content, quotes aside.
+        Some(b'"')
+            if !text.as_bytes().contains(&b'\\') && text.len() >= 2 && text.ends_with('"') =>
+        {
+            Scalar::Text(Cow::Borrowed(&text[1..text.len() - 1]))
+        }
         Some(b'"') => match serde_json::from_str::<Str<'_>>(text) {
             Ok(Str(s)) => Scalar::Text(s),
             Err(_) => Scalar::Composite(text),
@@ -92,29 +92,28 @@ pub fn scalar(raw: &RawValue) -> Scalar<'_> {
     }
 }
 
-fn member<'a>(raw: &'a RawValue, name: &str) -> Option<&'a RawValue> {
-    if !raw.get().trim_start().starts_with('{') {
+fn member<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    if !raw.trim_start().starts_with('{') {
         return None;
     }
-    members(raw)
-        .ok()?
+    let mut members = Vec::new();
+    split(raw, &mut members).ok()?;
+    members
         .into_iter()
         .rev()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v)
 }
 
-fn element(raw: &RawValue, index: usize) -> Option<&RawValue> {
-    if !raw.get().trim_start().starts_with('[') {
+fn element(raw: &str, index: usize) -> Option<&str> {
+    if !raw.trim_start().starts_with('[') {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    de.deserialize_seq(ElementVisitor(index)).ok().flatten()
-}
-
-fn members(raw: &RawValue) -> Result<Vec<(Cow<'_, str>, &RawValue)>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    de.deserialize_map(MembersVisitor)
+    let mut de = serde_json::Deserializer::from_str(raw);
+    de.deserialize_seq(ElementVisitor(index))
+        .ok()
+        .flatten()
+        .map(RawValue::get)
 }
 
 /// A string that borrows from the input when it has no escapes.
@@ -139,22 +138,6 @@ impl<'de> Deserialize<'de> for Str<'de> {
             }
         }
         deserializer.deserialize_str(V)
-    }
-}
-
-struct MembersVisitor;
-
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some((Str(k), v)) = map.next_entry::<Str<'de>, &'de RawValue>()? {
-            out.push((k, v));
-        }
-        Ok(out)
     }
 }
 
@@ -183,8 +166,8 @@ mod tests {
     use super::*;
     use PathSegment::{Field, Index};
 
-    fn text(raw: Option<&RawValue>) -> Option<String> {
-        raw.map(|r| r.get().to_owned())
+    fn text(raw: Option<&str>) -> Option<String> {
+        raw.map(str::to_owned)
     }
 
     #[test]

@@ -1,25 +1,48 @@
 //! The keys seen while reducing one batch, with a value each, without an allocation per key:
-//! key texts share one buffer and the table maps their hashes to chained entries.
+//! key texts share one buffer and the table maps their hashes to chained entries. A key's text is
+//! hashed once per lookup (with a per-map random key, so crafted keys cannot force collisions);
+//! the table of hashes does not hash them again.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::ops::Range;
 
 /// A map from key text to `V` for the life of one batch.
 pub struct KeyMap<V> {
     hasher: RandomState,
     /// Hash → the newest entry with that hash.
-    heads: HashMap<u64, usize>,
+    heads: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
     /// (key text in `text`, value, the next older entry with the same hash).
-    entries: Vec<(Range<usize>, V, Option<usize>)>,
+    entries: Vec<(Range<usize>, Option<V>, Option<usize>)>,
     text: String,
+}
+
+/// The table's keys are already hashes: they are used as they are.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `HashMap<u64, _>`; anything else is folded in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         Self {
             hasher: RandomState::new(),
-            heads: HashMap::new(),
+            heads: HashMap::default(),
             entries: Vec::new(),
             text: String::new(),
         }
@@ -30,7 +53,7 @@ impl<V> KeyMap<V> {
     /// Room for `keys` keys without growing.
     pub fn with_capacity(keys: usize) -> Self {
         Self {
-            heads: HashMap::with_capacity(keys),
+            heads: HashMap::with_capacity_and_hasher(keys, BuildHasherDefault::default()),
             entries: Vec::with_capacity(keys),
             ..Self::default()
         }
@@ -48,22 +71,21 @@ impl<V> KeyMap<V> {
         None
     }
 
-    pub fn get(&self, key: &str) -> Option<&V> {
+    /// The value of `key`: `None` for a key not seen before (which is added, so the caller can
+    /// set it through the returned reference).
+    pub fn slot(&mut self, key: &str) -> &mut Option<V> {
         let hash = self.hasher.hash_one(key);
-        self.find(hash, key).map(|i| &self.entries[i].1)
-    }
-
-    /// Sets the value of `key`, adding the key if it is new.
-    pub fn insert(&mut self, key: &str, value: V) {
-        let hash = self.hasher.hash_one(key);
-        if let Some(i) = self.find(hash, key) {
-            self.entries[i].1 = value;
-            return;
-        }
-        let start = self.text.len();
-        self.text.push_str(key);
-        let older = self.heads.insert(hash, self.entries.len());
-        self.entries.push((start..self.text.len(), value, older));
+        let i = match self.find(hash, key) {
+            Some(i) => i,
+            None => {
+                let start = self.text.len();
+                self.text.push_str(key);
+                let older = self.heads.insert(hash, self.entries.len());
+                self.entries.push((start..self.text.len(), None, older));
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[i].1
     }
 }
 
@@ -77,8 +99,9 @@ mod tests {
         let mut reference = HashMap::new();
         for i in 0..5000u32 {
             let key = format!("k{}", i % 1700);
-            assert_eq!(map.get(&key), reference.get(&key));
-            map.insert(&key, i);
+            let slot = map.slot(&key);
+            assert_eq!(slot.as_ref(), reference.get(&key));
+            *slot = Some(i);
             reference.insert(key, i);
         }
         // Force every key onto one chain: lookups must still tell the texts apart.
@@ -89,14 +112,15 @@ mod tests {
             let older = chained.heads.insert(7, chained.entries.len());
             chained
                 .entries
-                .push((start..chained.text.len(), i as u32, older));
+                .push((start..chained.text.len(), Some(i as u32), older));
         }
         for (i, key) in ["a", "b", "", "ab"].iter().enumerate() {
             assert_eq!(chained.find(7, key), Some(i));
         }
         assert_eq!(chained.find(7, "ba"), None);
         for (key, value) in &reference {
-            assert_eq!(map.get(key), Some(value));
+            assert_eq!(map.slot(key).as_ref(), Some(value));
         }
+        assert_eq!(map.slot("never seen"), &None);
     }
 }

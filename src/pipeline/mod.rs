@@ -6,6 +6,7 @@ mod decoder;
 mod json;
 mod keys;
 mod run;
+mod scan;
 
 pub use batcher::{Batcher, Limits};
 pub use decoder::{Decoded, Decoder, Rejected, RowSet, Stage, TableRows};

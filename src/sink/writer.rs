@@ -144,6 +144,11 @@ impl Writer {
         queue: Arc<Mutex<mpsc::Receiver<Batch>>>,
         results: mpsc::UnboundedSender<WriteBatch>,
     ) {
+        // Connect before the first batch arrives (a TLS handshake with certificate loading
+        // costs tens of milliseconds); if it fails, the first batch's attempt retries it.
+        if let Ok(conn) = self.connect().await {
+            self.conn = Some(conn);
+        }
         loop {
             let batch = queue.lock().await.recv().await;
             let Some(batch) = batch else { break };

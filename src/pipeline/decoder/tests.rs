@@ -388,3 +388,28 @@ fn decoding_arbitrary_bytes_never_panics() {
         }
     }
 }
+
+#[test]
+fn escape_test_finds_every_special_byte_at_every_position() {
+    let naive = |b: &[u8]| b.iter().any(|&c| c <= b'\r' || c == b'\\');
+    for len in 0..20 {
+        for at in 0..len {
+            for special in 0..=255u8 {
+                let mut text = vec![b'a'; len];
+                text[at] = special;
+                assert_eq!(may_need_escape(&text), naive(&text), "{text:?}");
+            }
+        }
+    }
+    // Neighbouring high bytes (UTF-8) must not hide or fake a special byte.
+    for text in ["é\\é", "ééééééé\n", "ééééééééé", "\u{7f}\u{80}\u{ff}ñ"] {
+        assert_eq!(
+            may_need_escape(text.as_bytes()),
+            naive(text.as_bytes()),
+            "{text:?}"
+        );
+    }
+    let mut out = Vec::new();
+    copy_escape(&mut out, "a\tb\\c\nd\re\u{1}").unwrap();
+    assert_eq!(out, b"a\\tb\\\\c\\nd\\re\x01");
+}

@@ -1,0 +1,289 @@
+//! A strict JSON validator (RFC 8259) that also splits a top-level object into its members, in
+//! one pass and without building values: the decoder's hot path, where a general deserializer
+//! spent most of its time in per-token dispatch.
+//!
+//! Guarantee: [`split`] accepts exactly the texts that are one valid JSON value (surrounded by
+//! optional whitespace), nested at most [`MAX_DEPTH`] deep; member values are returned as the
+//! exact text of each value. Input is `&str`, so UTF-8 validity is already established.
+
+use std::borrow::Cow;
+
+/// Nesting limit (serde_json's default recursion limit is 128 as well).
+pub const MAX_DEPTH: usize = 128;
+
+/// A top-level member: its name (unescaped; borrowed when it had no escapes) and value text.
+pub type Member<'a> = (Cow<'a, str>, &'a str);
+
+/// Validates `text` as one JSON value. For an object, its members are appended to `members`
+/// (in document order, duplicates kept) and `Ok(true)` is returned; for anything else `Ok(false)`.
+pub fn split<'a>(text: &'a str, members: &mut Vec<Member<'a>>) -> Result<bool, String> {
+    let mut s = Scanner {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    s.ws();
+    let object = s.peek() == Some(b'{');
+    if object {
+        s.i += 1;
+        s.ws();
+        if !s.eat(b'}') {
+            loop {
+                let start = s.i;
+                if !s.eat(b'"') {
+                    return Err(s.error("expected a member name in double quotes"));
+                }
+                let escaped = s.string()?;
+                let raw = &text[start..s.i];
+                let name = if escaped {
+                    let unescaped: String = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+                    Cow::Owned(unescaped)
+                } else {
+                    Cow::Borrowed(&raw[1..raw.len() - 1])
+                };
+                s.ws();
+                if !s.eat(b':') {
+                    return Err(s.error("expected `:`"));
+                }
+                s.ws();
+                let start = s.i;
+                s.value(1)?;
+                members.push((name, &text[start..s.i]));
+                s.ws();
+                if s.eat(b',') {
+                    s.ws();
+                    continue;
+                }
+                if s.eat(b'}') {
+                    break;
+                }
+                return Err(s.error("expected `,` or `}`"));
+            }
+        }
+    } else {
+        s.value(0)?;
+    }
+    s.ws();
+    if s.i != s.b.len() {
+        return Err(s.error("trailing characters"));
+    }
+    Ok(object)
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let hit = self.peek() == Some(byte);
+        self.i += usize::from(hit);
+        hit
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn error(&self, what: &str) -> String {
+        let line = 1 + self.text.as_bytes()[..self.i.min(self.b.len())]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count();
+        match self.peek() {
+            None => format!(
+                "{what} at the end of the input (line {line}, byte {})",
+                self.i
+            ),
+            Some(c) => format!(
+                "{what} at line {line}, byte {} (found {:?})",
+                self.i,
+                char::from(c)
+            ),
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), String> {
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => {
+                self.i += 1;
+                self.string().map(|_| ())
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.error("expected a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), String> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        self.i += 1;
+        self.ws();
+        if self.eat(b'}') {
+            return Ok(());
+        }
+        loop {
+            if !self.eat(b'"') {
+                return Err(self.error("expected a member name in double quotes"));
+            }
+            self.string()?;
+            self.ws();
+            if !self.eat(b':') {
+                return Err(self.error("expected `:`"));
+            }
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            if self.eat(b',') {
+                self.ws();
+                continue;
+            }
+            if self.eat(b'}') {
+                return Ok(());
+            }
+            return Err(self.error("expected `,` or `}`"));
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        self.i += 1;
+        self.ws();
+        if self.eat(b']') {
+            return Ok(());
+        }
+        loop {
+            self.value(depth)?;
+            self.ws();
+            if self.eat(b',') {
+                self.ws();
+                continue;
+            }
+            if self.eat(b']') {
+                return Ok(());
+            }
+            return Err(self.error("expected `,` or `]`"));
+        }
+    }
+
+    /// The rest of a string after its opening quote; true when it had escapes.
+    fn string(&mut self) -> Result<bool, String> {
+        let mut escaped = false;
+        loop {
+            self.i += plain_run(&self.b[self.i..]);
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i + 1..self.i + 5);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return Err(self.error("invalid \\u escape"));
+                            }
+                            self.i += 5;
+                        }
+                        _ => return Err(self.error("invalid escape")),
+                    }
+                }
+                Some(_) => return Err(self.error("control character in a string")),
+                None => return Err(self.error("unterminated string")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<(), String> {
+        self.eat(b'-');
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.error("invalid number")),
+        }
+        if self.eat(b'.') {
+            if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                return Err(self.error("invalid number"));
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                return Err(self.error("invalid number"));
+            }
+            self.digits();
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+}
+
+/// Length of the leading run of bytes that a string may hold as they are (no quote, backslash
+/// or control character), tested eight bytes at a time.
+fn plain_run(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(word) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        // Each test flags its lowest matching byte exactly (a borrow only runs upwards, so
+        // wrong flags can appear only above a true one): the lowest flag of all is the stop.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        let q = x ^ (ONES * u64::from(b'"'));
+        let quote = q.wrapping_sub(ONES) & !q & HIGHS;
+        let s = x ^ (ONES * u64::from(b'\\'));
+        let backslash = s.wrapping_sub(ONES) & !s & HIGHS;
+        let stops = control | quote | backslash;
+        if stops != 0 {
+            return i + (stops.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b
+        .get(i)
+        .is_some_and(|&c| c >= 0x20 && c != b'"' && c != b'\\')
+    {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests;
