@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use super::connector::{self, Connector, Settings};
 use super::infra::{Broker, Database, Server};
 use super::monitor::{self, PhaseStats, Starvation, Watch};
-use super::produce::{self, Produced, Shared};
+use super::produce::{self, Produced, Rendered, Shared};
 use super::prom::{self, Histogram};
 use super::workload::Workload;
 use super::{procs, report::ModeResult, say, verify};
@@ -209,6 +209,7 @@ struct ModeRun<'a> {
     db: &'a Database,
     name: String,
     work: Arc<Workload>,
+    rendered: Arc<Rendered>,
     shared: Arc<Shared>,
     bootstrap: String,
     http: String,
@@ -252,6 +253,7 @@ impl<'a> ModeRun<'a> {
             config.display(),
             indent(&connector::config_text(&settings, true))
         ));
+        let rendered = Arc::new(Rendered::backlog(&work));
         ctx.server.checkpoint().await;
         let paced = ctx.broker.is_mock();
         Ok(Self {
@@ -260,6 +262,7 @@ impl<'a> ModeRun<'a> {
             name: name.to_owned(),
             shared: Shared::new(work.partitions),
             work,
+            rendered,
             bootstrap: ctx.broker.bootstrap.clone(),
             http,
             config,
@@ -277,14 +280,15 @@ impl<'a> ModeRun<'a> {
 
     /// Starts the connector and the backlog producer, in the order the broker needs.
     fn start(&self, ctx: &Context<'_>) -> Result<(Connector, Backlog)> {
-        let (w, s, b, t) = (
+        let (w, r, s, b, t) = (
             self.work.clone(),
+            self.rendered.clone(),
             self.shared.clone(),
             self.bootstrap.clone(),
             self.name.clone(),
         );
         let window = self.window;
-        let produce = move || produce::backlog(&b, &t, &w, &s, window);
+        let produce = move || produce::backlog(&b, &t, &w, &r, &s, window);
         if self.paced {
             let connector = Connector::start(ctx.sink, &self.config, &self.log, ctx.connector_env)?;
             return Ok((

@@ -156,17 +156,27 @@ impl Sender {
     }
 
     fn send(&mut self, rec: &Rec) -> Result<()> {
+        let (mut key, mut value) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.value),
+        );
+        key.clear();
+        key.push_str(itoa::Buffer::new().format(rec.id));
+        value.clear();
+        value_json(rec, &mut value);
+        let sent = self.send_text(i32::from(rec.partition), &key, &value);
+        (self.key, self.value) = (key, value);
+        sent
+    }
+
+    fn send_text(&mut self, partition: i32, key: &str, value: &str) -> Result<()> {
         if self.records == 0 {
             self.started = Instant::now();
         }
-        self.key.clear();
-        self.key.push_str(itoa::Buffer::new().format(rec.id));
-        self.value.clear();
-        value_json(rec, &mut self.value);
         let mut record = BaseRecord::to(&self.topic)
-            .partition(i32::from(rec.partition))
-            .key(self.key.as_str())
-            .payload(self.value.as_str());
+            .partition(partition)
+            .key(key)
+            .payload(value);
         loop {
             match self.producer.send(record) {
                 Ok(()) => break,
@@ -177,7 +187,7 @@ impl Sender {
                 Err((error, _)) => bail!("producing to {}: {error}", self.topic),
             }
         }
-        self.shared.sent[rec.partition as usize].fetch_add(1, Ordering::SeqCst);
+        self.shared.sent[partition as usize].fetch_add(1, Ordering::SeqCst);
         self.records += 1;
         self.last = Instant::now();
         Ok(())
@@ -236,11 +246,43 @@ impl Sender {
     }
 }
 
+/// The backlog's keys and values as the producer sends them, rendered before the connector
+/// starts: the paced producer has to run beside the connector (the mock broker's retention), and
+/// formatting ~200 bytes per record there would take CPU from the cores being measured. The
+/// producer's librdkafka work still runs beside it. Takes about the backlog's size in memory.
+pub struct Rendered {
+    text: String,
+    /// Per record (by index into `Workload::records`): end of its key, end of its value.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Rendered {
+    pub fn backlog(work: &Workload) -> Self {
+        let mut text = String::with_capacity(work.backlog * 220);
+        let mut ends = Vec::with_capacity(work.backlog);
+        for rec in &work.records[..work.backlog] {
+            text.push_str(itoa::Buffer::new().format(rec.id));
+            let key_end = text.len();
+            value_json(rec, &mut text);
+            ends.push((key_end, text.len()));
+        }
+        Self { text, ends }
+    }
+
+    /// Key and value of record `i`.
+    fn get(&self, i: usize) -> (&str, &str) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        let (key_end, end) = self.ends[i];
+        (&self.text[start..key_end], &self.text[key_end..end])
+    }
+}
+
 /// Produces the backlog, each partition at most `window` records ahead of its committed offset.
 pub fn backlog(
     bootstrap: &str,
     topic: &str,
     work: &Workload,
+    rendered: &Rendered,
     shared: &Arc<Shared>,
     window: i64,
 ) -> Result<Produced> {
@@ -257,7 +299,8 @@ pub fn backlog(
                 .clamp(0, CHUNK)
                 .min(rest.len() as i64) as usize;
             for &i in &rest[..n] {
-                sender.send(&work.records[i as usize])?;
+                let (key, value) = rendered.get(i as usize);
+                sender.send_text(p as i32, key, value)?;
             }
             next[p] += n;
             sent_any |= n > 0;
@@ -314,4 +357,21 @@ where
         }
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_backlog_holds_each_record_as_the_producer_would_send_it() {
+        let work = Workload::generate(500, 20, 3, 0.3, 4);
+        let rendered = Rendered::backlog(&work);
+        assert_eq!(rendered.ends.len(), 500);
+        for (i, rec) in work.records[..500].iter().enumerate() {
+            let mut value = String::new();
+            value_json(rec, &mut value);
+            assert_eq!(rendered.get(i), (rec.id.to_string().as_str(), value.as_str()));
+        }
+    }
 }
