@@ -54,13 +54,15 @@ types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" 
     let decoder = Decoder::new(Arc::from(config.mappings));
     let tp = TopicPartition::new("bench", 0);
     let records: Vec<Record> = (0..BATCH as u64)
-        .map(|seq| Record {
-            tp: tp.clone(),
-            offset: seq as i64,
-            timestamp_ms: Some(1_767_225_600_000 + seq as i64),
-            key: Some(seq.to_string().into_bytes()),
-            value: Some(payload(seq)),
-            headers: Vec::new(),
+        .map(|seq| {
+            Record::new(
+                tp.clone(),
+                seq as i64,
+                Some(1_767_225_600_000 + seq as i64),
+                Some(seq.to_string().as_bytes()),
+                Some(&payload(seq)),
+                Vec::new(),
+            )
         })
         .collect();
     let bytes: usize = records.iter().map(Record::size).sum();

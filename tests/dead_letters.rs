@@ -92,14 +92,14 @@ async fn write(config: &Config, expected: Option<i64>, records: Vec<Record>) {
 }
 
 fn item(offset: i64, value: &str) -> Record {
-    Record {
-        tp: TopicPartition::new("items", 0),
+    Record::new(
+        TopicPartition::new("items", 0),
         offset,
-        timestamp_ms: None,
-        key: None,
-        value: Some(value.as_bytes().to_vec()),
-        headers: Vec::new(),
-    }
+        None,
+        None,
+        Some(value.as_bytes()),
+        Vec::new(),
+    )
 }
 
 /// Two good records around a convert failure (offset 1) and a CHECK violation (offset 2).
@@ -429,18 +429,18 @@ async fn replay_rebuilds_key_headers_and_timestamp() {
          columns = { k = 'key', source = 'header.source', trace = 'headers', ts = 'kafka.timestamp' }\n",
     );
     migrate(&db.pool, &config.schema).await.unwrap();
-    let record = Record {
-        tp: TopicPartition::new("events", 3),
-        offset: 41,
-        timestamp_ms: Some(1_700_000_000_123),
-        key: Some(b"user-7".to_vec()),
-        value: Some(b"{}".to_vec()),
-        headers: vec![
+    let record = Record::new(
+        TopicPartition::new("events", 3),
+        41,
+        Some(1_700_000_000_123),
+        Some(b"user-7"),
+        Some(b"{}"),
+        vec![
             ("source".into(), Some(b"old".to_vec())),
             ("empty".into(), None),
             ("source".into(), Some(b"billing".to_vec())),
         ],
-    };
+    );
     write(&config, None, vec![record]).await;
     let rows = pending(&db, &config).await;
     assert_eq!(rows.len(), 1);

@@ -51,13 +51,16 @@ fn writer(config: &Config, metrics: &Metrics) -> Writer {
 fn batch(expected: Option<i64>, records: &[(i64, u64, Option<&str>)]) -> Batch {
     let records = records
         .iter()
-        .map(|&(offset, id, amount)| Record {
-            tp: TopicPartition::new("t", 0),
-            offset,
-            timestamp_ms: None,
-            key: Some(id.to_string().into_bytes()),
-            value: amount.map(|a| format!(r#"{{"amount":{a}}}"#).into_bytes()),
-            headers: Vec::new(),
+        .map(|&(offset, id, amount)| {
+            let value = amount.map(|a| format!(r#"{{"amount":{a}}}"#));
+            Record::new(
+                TopicPartition::new("t", 0),
+                offset,
+                None,
+                Some(id.to_string().as_bytes()),
+                value.as_deref().map(str::as_bytes),
+                Vec::new(),
+            )
         })
         .collect();
     Batch {

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::json::{scalar, Doc, Scalar};
+use super::json::{scalar, Doc, Scalar, Scanned};
 use super::keys::KeyMap;
+use super::scan::Member;
 use crate::config::{Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, Tombstone};
 use crate::convert::{self, ColumnType, Input};
 use crate::kafka::Record;
@@ -169,9 +170,20 @@ impl Decoder {
                 .iter()
                 .any(|c| matches!(&c.source, ColumnSource::Key(p) if !p.is_empty()))
         });
+        // Every record's top-level members go into one buffer for the batch.
+        let mut members = Vec::with_capacity(records.len() * 8);
+        let scanned: Vec<_> = records
+            .iter()
+            .map(|r| scan(r, value_json, key_json, &mut members))
+            .collect();
         let parsed: Vec<Parsed<'_>> = records
             .iter()
-            .map(|r| parse(r, value_json, key_json))
+            .zip(scanned)
+            .map(|(record, (value, key))| Parsed {
+                record,
+                json: value.map(|v| v.map(|s| s.doc(&members))),
+                key_json: key.map(|k| k.map(|s| s.doc(&members))),
+            })
             .collect();
         for &i in indexes {
             decoded
@@ -197,7 +209,7 @@ impl Decoder {
         // COPY text is about as long as the payloads it comes from: size the buffers once.
         let payload: usize = parsed
             .iter()
-            .map(|p| p.record.value.as_ref().map_or(0, Vec::len))
+            .map(|p| p.record.value().map_or(0, <[u8]>::len))
             .sum();
         rows.upserts.reserve(parsed.len(), payload);
         let mut line = Vec::new();
@@ -217,7 +229,7 @@ impl Decoder {
             }
             line.clear();
             key.clear();
-            if p.record.value.is_none() {
+            if p.record.value().is_none() {
                 match m.tombstone {
                     Tombstone::Ignore => rows.ignored += 1,
                     Tombstone::BadRecord => reject(
@@ -268,24 +280,31 @@ impl Decoder {
     }
 }
 
-fn parse(record: &Record, value_json: bool, key_json: bool) -> Parsed<'_> {
-    let json = match (&record.value, value_json) {
+/// A record's value and key, validated as JSON where a mapping reads them as JSON.
+type Scans<'r> = (
+    Option<Result<Scanned<'r>, String>>,
+    Option<Result<Scanned<'r>, String>>,
+);
+
+fn scan<'r>(
+    record: &'r Record,
+    value_json: bool,
+    key_json: bool,
+    members: &mut Vec<Member<'r>>,
+) -> Scans<'r> {
+    let value = match (record.value(), value_json) {
         (Some(bytes), true) => {
-            Some(Doc::parse(bytes).map_err(|e| format!("value is not valid JSON: {e}")))
+            Some(Scanned::new(bytes, members).map_err(|e| format!("value is not valid JSON: {e}")))
         }
         _ => None,
     };
-    let key_json = match (&record.key, key_json) {
+    let key = match (record.key(), key_json) {
         (Some(bytes), true) => {
-            Some(Doc::parse(bytes).map_err(|e| format!("key is not valid JSON: {e}")))
+            Some(Scanned::new(bytes, members).map_err(|e| format!("key is not valid JSON: {e}")))
         }
         _ => None,
     };
-    Parsed {
-        record,
-        json,
-        key_json,
-    }
+    (value, key)
 }
 
 /// Writes one COPY line for `columns` (plus the offset as `kps_ord` when `with_ord`), and the
@@ -370,14 +389,13 @@ fn extract<'a>(
     match source {
         ColumnSource::Value(path) => match m.format {
             Format::Json => p.json.as_ref().map_or(Ok(None), |doc| from_doc(doc, path)),
-            Format::Text => r.value.as_deref().map_or(Ok(None), |b| from_bytes(b, None)),
+            Format::Text => r.value().map_or(Ok(None), |b| from_bytes(b, None)),
             Format::Bytes => r
-                .value
-                .as_deref()
+                .value()
                 .map_or(Ok(None), |b| from_bytes(b, Some(ColumnType::Bytea))),
         },
         ColumnSource::Key(path) if path.is_empty() => {
-            r.key.as_deref().map_or(Ok(None), |b| from_bytes(b, None))
+            r.key().map_or(Ok(None), |b| from_bytes(b, None))
         }
         ColumnSource::Key(path) => p
             .key_json

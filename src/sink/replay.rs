@@ -303,17 +303,17 @@ impl Stored {
     fn record(&self) -> Result<Record, String> {
         let headers: Vec<(String, Option<String>)> = serde_json::from_str(&self.headers)
             .map_err(|e| format!("stored headers are not a list of [name, value] pairs: {e}"))?;
-        Ok(Record {
-            tp: TopicPartition::new(self.topic.as_str(), self.partition),
-            offset: self.offset,
-            timestamp_ms: self.timestamp_ms,
-            key: self.record_key.clone(),
-            value: self.record_value.clone(),
-            headers: headers
+        Ok(Record::new(
+            TopicPartition::new(self.topic.as_str(), self.partition),
+            self.offset,
+            self.timestamp_ms,
+            self.record_key.as_deref(),
+            self.record_value.as_deref(),
+            headers
                 .into_iter()
                 .map(|(name, value)| (name, value.map(String::into_bytes)))
                 .collect(),
-        })
+        ))
     }
 }
 

@@ -371,7 +371,10 @@ mod tests {
         for (i, rec) in work.records[..500].iter().enumerate() {
             let mut value = String::new();
             value_json(rec, &mut value);
-            assert_eq!(rendered.get(i), (rec.id.to_string().as_str(), value.as_str()));
+            assert_eq!(
+                rendered.get(i),
+                (rec.id.to_string().as_str(), value.as_str())
+            );
         }
     }
 }

@@ -17,14 +17,14 @@ impl Rng {
 }
 
 fn record(partition: i32, offset: i64, size: usize) -> Record {
-    Record {
-        tp: TopicPartition::new("t", partition),
+    Record::new(
+        TopicPartition::new("t", partition),
         offset,
-        timestamp_ms: None,
-        key: None,
-        value: Some(vec![b'x'; size]),
-        headers: Vec::new(),
-    }
+        None,
+        None,
+        Some(&vec![b'x'; size]),
+        Vec::new(),
+    )
 }
 
 #[test]

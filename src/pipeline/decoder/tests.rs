@@ -8,17 +8,17 @@ fn decoder(mapping: &str) -> Decoder {
 }
 
 fn record(offset: i64, key: Option<&str>, value: Option<&str>) -> Record {
-    Record {
-        tp: TopicPartition::new("t", 0),
+    Record::new(
+        TopicPartition::new("t", 0),
         offset,
-        timestamp_ms: Some(1_700_000_000_123),
-        key: key.map(|k| k.as_bytes().to_vec()),
-        value: value.map(|v| v.as_bytes().to_vec()),
-        headers: vec![
+        Some(1_700_000_000_123),
+        key.map(str::as_bytes),
+        value.map(str::as_bytes),
+        vec![
             ("trace".into(), Some(b"abc".to_vec())),
             ("empty".into(), None),
         ],
-    }
+    )
 }
 
 fn lines(set: &RowSet) -> Vec<String> {
@@ -371,14 +371,15 @@ fn decoding_arbitrary_bytes_never_panics() {
                 }
             }
             let key = (rng.below(3) > 0).then(|| bytes.iter().rev().copied().collect::<Vec<u8>>());
-            let r = Record {
-                tp: TopicPartition::new("t", 0),
-                offset: rng.below(1000) as i64,
-                timestamp_ms: Some(rng.below(u64::MAX) as i64),
-                key,
-                value: (rng.below(5) > 0).then_some(bytes.clone()),
-                headers: vec![("h".into(), Some(bytes))],
-            };
+            let value = (rng.below(5) > 0).then_some(bytes.clone());
+            let r = Record::new(
+                TopicPartition::new("t", 0),
+                rng.below(1000) as i64,
+                Some(rng.below(u64::MAX) as i64),
+                key.as_deref(),
+                value.as_deref(),
+                vec![("h".into(), Some(bytes))],
+            );
             let out = decode(&d, &[r]);
             let accounted = out.rejected.len()
                 + out.tables[0].upserts.len()
