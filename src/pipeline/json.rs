@@ -39,7 +39,7 @@ impl<'a> Scanned<'a> {
         let object = split(text, members).inspect_err(|_| members.truncate(start))?;
         Ok(Self {
             text,
-            top: object.then(|| start..members.len()),
+            top: object.then_some(start..members.len()),
         })
     }
 
