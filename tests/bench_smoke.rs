@@ -90,6 +90,11 @@ fn check_report(report: &Value) {
     for load in loads {
         positive(&load["rows_per_s"], "ceiling load rows/s");
     }
+    positive(
+        &report["ceiling"]["after"]["rows_per_s"],
+        "two-connection ceiling measured after the modes",
+    );
+    assert_eq!(report["ceiling"]["after"]["connections"], 2);
 
     let modes = report["modes"].as_array().expect("modes");
     let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
@@ -105,6 +110,7 @@ fn check_report(report: &Value) {
         for field in [
             "records_per_s",
             "ratio_to_ceiling",
+            "ratio_to_ceiling_after",
             "commit_p50_ms",
             "commit_p99_ms",
             "e2e_p50_ms",

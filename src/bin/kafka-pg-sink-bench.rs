@@ -282,13 +282,13 @@ async fn run(args: Args) -> Result<bool> {
     let mut problems = Vec::new();
     let run_id = run_id();
     say("ceiling: raw COPY + upsert of the backlog, no Kafka, no connector");
-    let ceiling = ceiling::run(&server, &work, &run_id)
+    let mut ceiling = ceiling::run(&server, &work, &run_id)
         .await
         .map_err(|error| problems.push(format!("ceiling: {error:#}")))
         .ok();
     let dir = std::env::temp_dir().join(&run_id);
     std::fs::create_dir_all(&dir)?;
-    let modes = run_modes(
+    let mut modes = run_modes(
         &args,
         &plan,
         &server,
@@ -300,6 +300,17 @@ async fn run(args: Args) -> Result<bool> {
     .await?;
     for r in &modes {
         problems.extend(r.problems.iter().map(|p| format!("{}: {p}", r.mode.name())));
+    }
+    if let Some(c) = ceiling.as_mut().filter(|_| !modes.is_empty()) {
+        match ceiling::again(&server, &work, &run_id).await {
+            Ok(after) => c.after = after,
+            Err(error) => problems.push(format!("ceiling again: {error:#}")),
+        }
+        if let Some(after) = c.after.as_ref().filter(|l| l.rows_per_s > 0.0) {
+            for m in &mut modes {
+                m.ratio_to_ceiling_after = Some(m.records_per_s / after.rows_per_s);
+            }
+        }
     }
     let report = Report {
         started_at,

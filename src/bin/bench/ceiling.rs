@@ -54,8 +54,11 @@ pub struct Load {
 pub struct Ceiling {
     pub batch_rows: usize,
     pub loads: Vec<Load>,
-    /// The better of the loads.
+    /// The better of the loads: what every mode's `ratio_to_ceiling` divides by.
     pub rows_per_s: f64,
+    /// The two-connection load again, after the modes: the machine's speed drifts within
+    /// minutes, and the two figures show by how much during this run.
+    pub after: Option<Load>,
 }
 
 pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ceiling> {
@@ -87,7 +90,24 @@ pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ce
         batch_rows: BATCH_ROWS,
         loads,
         rows_per_s: best,
+        after: None,
     })
+}
+
+/// The two-connection load once more (after the modes); `None` with a single partition.
+pub async fn again(server: &Server, work: &Workload, db_prefix: &str) -> Result<Option<Load>> {
+    if work.partitions < 2 {
+        return Ok(None);
+    }
+    let batches = Arc::new(build(work));
+    let truth = work.truth(work.backlog);
+    let name = format!("{db_prefix}_ceiling2_after");
+    let load = load(server, &name, &batches, 2, &truth).await?;
+    say(&format!(
+        "ceiling again, 2 connections: {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1})",
+        load.rows, load.seconds, load.rows_per_s, load.postgres_cpu_s
+    ));
+    Ok(Some(load))
 }
 
 fn work_cpus() -> f64 {

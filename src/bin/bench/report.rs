@@ -23,6 +23,8 @@ pub struct ModeResult {
     /// Against the ceiling (the raw COPY + upsert path; for insert and accumulate only a
     /// reference point, as their SQL differs).
     pub ratio_to_ceiling: Option<f64>,
+    /// Against the two-connection ceiling measured again after the modes.
+    pub ratio_to_ceiling_after: Option<f64>,
     pub commit_p50_ms: Option<f64>,
     pub commit_p99_ms: Option<f64>,
     pub e2e_p50_ms: Option<f64>,
@@ -226,8 +228,9 @@ impl Report {
             "CPU s"
         );
         if let Some(c) = &self.ceiling {
-            for l in &c.loads {
-                let name = format!("ceiling {}conn", l.connections);
+            let after = c.after.iter().map(|l| ("ceiling after", l));
+            for (name, l) in c.loads.iter().map(|l| ("ceiling", l)).chain(after) {
+                let name = format!("{name} {}conn", l.connections);
                 println!(
                     "{name:<14} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
                     l.rows, l.rows_per_s, "-", "-", "-", "-", "-"
@@ -245,6 +248,23 @@ impl Report {
                 format!("{} / {}", opt(m.e2e_p50_ms), opt(m.e2e_p99_ms)),
                 m.peak_rss_mb,
                 m.cpu_s
+            );
+        }
+        let after: Vec<String> = self
+            .modes
+            .iter()
+            .filter_map(|m| {
+                Some(format!(
+                    "{} {:.2}",
+                    m.mode.name(),
+                    m.ratio_to_ceiling_after?
+                ))
+            })
+            .collect();
+        if !after.is_empty() {
+            println!(
+                "vs the two-connection ceiling measured again after the modes: {}",
+                after.join(", ")
             );
         }
         let mc = &self.machine;
