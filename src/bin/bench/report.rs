@@ -215,9 +215,9 @@ pub struct Report {
 
 impl Report {
     pub fn print(&self) {
-        println!("\n{:=^118}", " kafka-pg-sink benchmark ");
+        println!("\n{:=^124}", " kafka-pg-sink benchmark ");
         println!(
-            "{:<14} {:>9} {:>11} {:>8} {:>19} {:>19} {:>9} {:>7}",
+            "{:<20} {:>9} {:>11} {:>8} {:>19} {:>19} {:>9} {:>7}",
             "mode",
             "records",
             "records/s",
@@ -232,14 +232,14 @@ impl Report {
             for (name, l) in c.loads.iter().map(|l| ("ceiling", l)).chain(after) {
                 let name = format!("{name} {}conn", l.connections);
                 println!(
-                    "{name:<14} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
+                    "{name:<20} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
                     l.rows, l.rows_per_s, "-", "-", "-", "-", "-"
                 );
             }
         }
         for m in &self.modes {
             println!(
-                "{:<14} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9.0} {:>7.1}",
+                "{:<20} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9.0} {:>7.1}",
                 m.mode.name(),
                 m.records,
                 m.records_per_s,
