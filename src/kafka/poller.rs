@@ -274,7 +274,6 @@ impl Poller {
     }
 }
 
-/// Returns the shared copy of a topic name.
 /// Topic names shared by the records of a topic; consecutive messages nearly always come from
 /// the same topic, so the last one is compared before the map is hashed.
 #[derive(Default)]
