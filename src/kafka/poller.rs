@@ -207,8 +207,10 @@ impl Poller {
     /// the writers make room. Pausing instead would throw that queue away, and librdkafka takes
     /// up to a second to fetch again after a resume: under a steady backlog that idles the
     /// writers. Pausing is for buffers that stay full (a database outage), where the consumer
-    /// must go on polling to serve the group; a hold delays rebalance callbacks by at most
-    /// [`HOLD_MAX`].
+    /// must go on polling to serve the group. A single hold lasts at most [`HOLD_MAX`], but with
+    /// a database that is slow rather than stopped, holds keep alternating with polls, and a
+    /// rebalance event queued behind librdkafka's prefetched records waits until those have
+    /// been taken at the writers' pace (exactly-once is unaffected; rebalances are slower).
     fn hold(&mut self) -> bool {
         if self.paused_at.is_some() || !self.flow.over() {
             self.held_since = None;

@@ -109,8 +109,9 @@ impl Batcher {
     pub fn push(&mut self, record: Record, now: Instant) {
         let buffer = self.buffers.entry(record.tp.clone()).or_default();
         buffer.arrived(1, now);
-        buffer.bytes += record.size();
-        self.total_bytes += record.size();
+        let bytes = record.size();
+        buffer.bytes += bytes;
+        self.total_bytes += bytes;
         buffer.records.push(record);
         self.total += 1;
     }

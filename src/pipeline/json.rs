@@ -69,19 +69,19 @@ pub enum Scalar<'a> {
 
 impl<'a> Doc<'a> {
     /// The whole payload (valid JSON), without surrounding whitespace.
-    fn whole(&self) -> Option<&'a str> {
-        Some(self.text.trim_matches([' ', '\n', '\r', '\t']))
+    fn whole(&self) -> &'a str {
+        self.text.trim_matches([' ', '\n', '\r', '\t'])
     }
 
     /// The text of the value at `path` (the whole document for an empty path); `None` when
     /// absent. The text is valid JSON.
     pub fn get(&self, path: &[PathSegment]) -> Option<&'a str> {
         let Some((first, rest)) = path.split_first() else {
-            return self.whole();
+            return Some(self.whole());
         };
         let mut current = match first {
             PathSegment::Field(name) => self.top?.iter().rev().find(|(k, _)| k == name)?.1,
-            PathSegment::Index(i) => element(self.whole()?, *i)?,
+            PathSegment::Index(i) => element(self.whole(), *i)?,
         };
         for segment in rest {
             current = match segment {

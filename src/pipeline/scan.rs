@@ -25,41 +25,7 @@ pub fn split<'a>(text: &'a str, members: &mut Vec<Member<'a>>) -> Result<bool, S
     s.ws();
     let object = s.peek() == Some(b'{');
     if object {
-        s.i += 1;
-        s.ws();
-        if !s.eat(b'}') {
-            loop {
-                let start = s.i;
-                if !s.eat(b'"') {
-                    return Err(s.error("expected a member name in double quotes"));
-                }
-                let escaped = s.string()?;
-                let raw = &text[start..s.i];
-                let name = if escaped {
-                    let unescaped: String = serde_json::from_str(raw).map_err(|e| e.to_string())?;
-                    Cow::Owned(unescaped)
-                } else {
-                    Cow::Borrowed(&raw[1..raw.len() - 1])
-                };
-                s.ws();
-                if !s.eat(b':') {
-                    return Err(s.error("expected `:`"));
-                }
-                s.ws();
-                let start = s.i;
-                s.value(1)?;
-                members.push((name, &text[start..s.i]));
-                s.ws();
-                if s.eat(b',') {
-                    s.ws();
-                    continue;
-                }
-                if s.eat(b'}') {
-                    break;
-                }
-                return Err(s.error("expected `,` or `}`"));
-            }
-        }
+        s.object(1, Some(members))?;
     } else {
         s.value(0)?;
     }
@@ -76,7 +42,7 @@ struct Scanner<'a> {
     i: usize,
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -113,7 +79,7 @@ impl Scanner<'_> {
 
     fn value(&mut self, depth: usize) -> Result<(), String> {
         match self.peek() {
-            Some(b'{') => self.object(depth + 1),
+            Some(b'{') => self.object(depth + 1, None),
             Some(b'[') => self.array(depth + 1),
             Some(b'"') => {
                 self.i += 1;
@@ -136,7 +102,12 @@ impl Scanner<'_> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<(), String> {
+    /// An object at nesting `depth`; with `members`, its members are appended there.
+    fn object(
+        &mut self,
+        depth: usize,
+        mut members: Option<&mut Vec<Member<'a>>>,
+    ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(self.error("nested too deeply"));
         }
@@ -146,16 +117,22 @@ impl Scanner<'_> {
             return Ok(());
         }
         loop {
+            let name_start = self.i;
             if !self.eat(b'"') {
                 return Err(self.error("expected a member name in double quotes"));
             }
-            self.string()?;
+            let escaped = self.string()?;
+            let name = &self.text[name_start..self.i];
             self.ws();
             if !self.eat(b':') {
                 return Err(self.error("expected `:`"));
             }
             self.ws();
+            let value_start = self.i;
             self.value(depth)?;
+            if let Some(members) = members.as_deref_mut() {
+                members.push((unquote(name, escaped)?, &self.text[value_start..self.i]));
+            }
             self.ws();
             if self.eat(b',') {
                 self.ws();
@@ -252,6 +229,17 @@ impl Scanner<'_> {
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
         }
+    }
+}
+
+/// A scanned string literal's content: borrowed when it had no escapes.
+fn unquote(quoted: &str, escaped: bool) -> Result<Cow<'_, str>, String> {
+    if escaped {
+        serde_json::from_str::<String>(quoted)
+            .map(Cow::Owned)
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
     }
 }
 
