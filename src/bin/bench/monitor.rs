@@ -218,7 +218,8 @@ impl Watch<'_> {
         let mut starved = false;
         for (p, was_low) in low.iter_mut().enumerate() {
             let left = self.shared.sent(p) < s.totals[p];
-            let ahead = self.shared.acked[p].load(Ordering::SeqCst) - self.shared.committed(p);
+            // Sent, not acknowledged: at most one linger interval apart.
+            let ahead = self.shared.sent(p) - self.shared.committed(p);
             let is_low = left && ahead < s.min_ahead;
             if is_low && *was_low {
                 starved = true;
