@@ -5,10 +5,16 @@
 //! exactly once (in a batch, or by an explicit drop); a batch never exceeds `max_records` and
 //! exceeds `max_bytes` only when one record alone is larger.
 
+use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::kafka::{Record, TopicPartition};
+
+/// A due partition whose oldest record has waited this many `max_wait`s is written before fuller
+/// ones: the bound on how long a light partition can wait behind heavy ones while every writer is
+/// busy (1 s at the default `max_wait` of 100 ms).
+pub const STARVE_AFTER_WAITS: u32 = 10;
 
 /// When a partition's buffer is flushed.
 #[derive(Clone, Copy, Debug)]
@@ -116,11 +122,16 @@ impl Batcher {
         self.total += 1;
     }
 
-    /// Up to `slots` batches (one per free writer) for partitions that are due, the one whose
-    /// oldest record has waited longest first (so a light partition is not starved by heavy ones
-    /// that are always full). Due means full (`max_records` or `max_bytes`), or its oldest record
-    /// waited `max_wait`, or any records at all when `flush` is set (draining, or memory
-    /// pressure). `busy` partitions (a batch in flight, seeking...) are skipped.
+    /// Up to `slots` batches (one per free writer) for partitions that are due. Due means full
+    /// (`max_records` or `max_bytes`), or its oldest record waited `max_wait`, or any records at
+    /// all when `flush` is set (draining, or memory pressure). `busy` partitions (a batch in
+    /// flight, seeking...) are skipped.
+    ///
+    /// Order: a partition whose oldest record has waited [`STARVE_AFTER_WAITS`] × `max_wait` goes
+    /// first, oldest first, so a light partition is never starved by heavy ones that are always
+    /// full; then the fullest buffer, so that under a backlog writers take full batches (fewer,
+    /// larger transactions, and the partition furthest behind catches up instead of finishing
+    /// alone at the end); equal sizes go oldest first.
     ///
     /// Cutting batches only when a writer can take them is what keeps batches large under load:
     /// a buffer keeps growing while every writer is busy instead of waiting, cut small, in a queue.
@@ -135,22 +146,30 @@ impl Batcher {
             return Vec::new();
         }
         let limits = self.limits;
-        let mut due: Vec<(Instant, &TopicPartition)> = Vec::new();
+        let starving = limits.max_wait.saturating_mul(STARVE_AFTER_WAITS);
+        // (not starving, fewer records first reversed, oldest record): sorts into the order above.
+        let mut due: Vec<(bool, Reverse<usize>, Instant, &TopicPartition)> = Vec::new();
         for (tp, buffer) in &self.buffers {
             let Some(since) = buffer.since().filter(|_| !buffer.records.is_empty()) else {
                 continue;
             };
+            let waited = now.duration_since(since);
             let full =
                 buffer.records.len() >= limits.max_records || buffer.bytes >= limits.max_bytes;
-            if (full || flush || now.duration_since(since) >= limits.max_wait) && !busy(tp) {
-                due.push((since, tp));
+            if (full || flush || waited >= limits.max_wait) && !busy(tp) {
+                let key = if waited >= starving {
+                    (false, Reverse(0), since, tp)
+                } else {
+                    (true, Reverse(buffer.records.len()), since, tp)
+                };
+                due.push(key);
             }
         }
-        due.sort_unstable_by_key(|&(since, _)| since);
+        due.sort_unstable();
         let chosen: Vec<TopicPartition> = due
             .into_iter()
             .take(slots)
-            .map(|(_, tp)| tp.clone())
+            .map(|(_, _, _, tp)| tp.clone())
             .collect();
         let mut ready = Vec::with_capacity(chosen.len());
         for tp in chosen {
