@@ -20,6 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::fetch_queue::FetchQueue;
 use super::flow::FlowControl;
 use super::record::{Record, TopicPartition};
 use crate::config::{OffsetReset, OutOfRange};
@@ -92,6 +93,9 @@ pub struct SinkContext {
     /// Bumped on every assignment, so the poll thread re-applies a pause to new partitions.
     generation: AtomicU64,
     flow: std::sync::OnceLock<Arc<FlowControl>>,
+    /// Where assigned partitions send their records (set by the poll thread, and taken back
+    /// before the consumer is dropped); `None`: records come on the consumer queue.
+    fetch_queue: Mutex<Option<Arc<FetchQueue>>>,
 }
 
 /// Records polled but not yet sent, and their [`Record::size`] in total.
@@ -128,6 +132,7 @@ impl SinkContext {
             closing: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             flow: std::sync::OnceLock::new(),
+            fetch_queue: Mutex::new(None),
         }
     }
 
@@ -172,6 +177,25 @@ impl SinkContext {
     /// Connects the flow control that counts records in the channel (set once, by the poller).
     pub fn set_flow(&self, flow: Arc<FlowControl>) {
         let _ = self.flow.set(flow);
+    }
+
+    /// Sets (or, with `None`, takes back) the queue that assigned partitions are routed to.
+    pub fn set_fetch_queue(&self, queue: Option<Arc<FetchQueue>>) {
+        *self.fetch_queue.lock().unwrap_or_else(|p| p.into_inner()) = queue;
+    }
+
+    /// Routes partitions to the fetch queue: newly assigned ones before they start fetching,
+    /// and the whole assignment again from time to time (see [`FetchQueue`]).
+    pub fn route(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let queue = self.fetch_queue.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = queue.as_ref() else {
+            return;
+        };
+        for e in tpl.elements() {
+            if !queue.route(consumer, e.topic(), e.partition()) {
+                tracing::debug!(topic = e.topic(), partition = e.partition(), "Partition not routed to the fetch queue; its records come on the consumer queue.");
+            }
+        }
     }
 
     /// Records where a partition will read next (after a seek).
@@ -282,6 +306,7 @@ impl SinkContext {
         if !self.send(Event::Assigned(assigned)) {
             return;
         }
+        self.route(consumer, tpl);
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
             _ => consumer.assign(tpl),

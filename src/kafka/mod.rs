@@ -3,6 +3,7 @@
 
 mod consumer;
 mod context;
+mod fetch_queue;
 mod flow;
 mod out_of_range;
 mod poller;

@@ -113,6 +113,7 @@ fn restart_at(
         RebalanceProtocol::Cooperative
     ) {
         consumer.incremental_unassign(&one)?;
+        consumer.context().route(consumer, &one);
         return consumer.incremental_assign(&one);
     }
     let known: std::collections::HashMap<TopicPartition, i64> =
@@ -129,5 +130,6 @@ fn restart_at(
         };
         all.add_partition_offset(e.topic(), e.partition(), start)?;
     }
+    consumer.context().route(consumer, &all);
     consumer.assign(&all)
 }

@@ -17,11 +17,14 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Command, Event, SinkContext};
+use super::fetch_queue::{FetchQueue, REROUTE_EVERY};
 use super::flow::FlowControl;
 use super::record::{Record, TopicPartition};
 
 /// Records gathered from consecutive polls before they are sent as one chunk, and the bytes
-/// that end a chunk early (large records): the flow control's overshoot is at most one chunk.
+/// that end a chunk early (large records): the flow control's overshoot is about one chunk (batch
+/// reads are sized by the recent record size, so a read can pass `CHUNK_BYTES` only when record
+/// sizes jump).
 const CHUNK: usize = 2048;
 const CHUNK_BYTES: usize = 1024 * 1024;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -52,8 +55,19 @@ pub fn spawn_poller(
     token: CancellationToken,
 ) -> std::io::Result<PollerHandle> {
     consumer.context().set_flow(Arc::clone(&flow));
+    let fetch = FetchQueue::new(&consumer).map(Arc::new);
+    if fetch.is_none() {
+        tracing::warn!(
+            "No separate fetch queue; records are polled one by one from the consumer queue."
+        );
+    }
+    consumer.context().set_fetch_queue(fetch.clone());
     let poller = Poller {
         consumer,
+        fetch,
+        idle: true,
+        record_size: 8192,
+        routed_at: Instant::now(),
         commands,
         flow,
         topics: Topics::default(),
@@ -69,6 +83,14 @@ pub fn spawn_poller(
 
 struct Poller {
     consumer: BaseConsumer<SinkContext>,
+    /// Records of routed partitions, taken in batches; dropped before the consumer.
+    fetch: Option<Arc<FetchQueue>>,
+    /// The last batch read found nothing: the next one waits for records.
+    idle: bool,
+    /// Bytes per record in the last batch read (a guess until then), to size the next read.
+    record_size: usize,
+    /// When the assignment was last routed to the fetch queue.
+    routed_at: Instant,
     commands: Receiver<Command>,
     flow: Arc<FlowControl>,
     /// Interned topic names, so records share one allocation per topic.
@@ -108,6 +130,9 @@ impl Poller {
             }
         }
         context.set_closing();
+        // Queue handles go before the consumer that owns them.
+        context.set_fetch_queue(None);
+        self.fetch = None;
         self.consumer.unsubscribe();
         tracing::info!("Left the consumer group.");
     }
@@ -129,12 +154,76 @@ impl Poller {
         }
     }
 
-    /// Polls until a chunk is full or the queue is empty; false when the pipeline is gone.
+    /// Serves the consumer queue, then takes records from the fetch queue in batch reads until
+    /// a chunk is full or nothing is left, and sends them as one chunk; false when the pipeline
+    /// is gone.
     fn poll_chunk(&mut self) -> bool {
-        let mut timeout = POLL_TIMEOUT;
+        let Some(fetch) = self.fetch.clone() else {
+            return self.poll_consumer_queue(POLL_TIMEOUT) && self.consumer.context().flush();
+        };
+        if !self.poll_consumer_queue(Duration::ZERO) {
+            return false;
+        }
+        self.reroute_if_due();
+        let mut wait = if self.idle {
+            POLL_TIMEOUT
+        } else {
+            Duration::ZERO
+        };
+        let (mut go_on, mut chunk) = (true, (0, 0));
+        loop {
+            // As many records as should still fit under CHUNK_BYTES at the recent record size,
+            // so that large records do not overshoot the memory bound by a whole batch read.
+            let before = chunk;
+            let room = CHUNK_BYTES.saturating_sub(chunk.1) / self.record_size.max(1);
+            let max = room.clamp(1, CHUNK.saturating_sub(chunk.0).max(1));
+            let taken = fetch.take(wait, max, |message| match message {
+                // After a fatal error the rest of the read is dropped: the consumer stops.
+                _ if !go_on => {}
+                Ok(message) => {
+                    let tp = TopicPartition {
+                        topic: self.topics.intern_bytes(message.topic()),
+                        partition: message.partition(),
+                    };
+                    chunk = self
+                        .consumer
+                        .context()
+                        .push(Record::from_fetched(message, tp));
+                }
+                Err(error) => go_on = self.on_error(&error),
+            });
+            if chunk.0 > before.0 {
+                self.record_size = (chunk.1 - before.1) / (chunk.0 - before.0);
+            }
+            self.idle = taken == 0 && chunk.0 == 0;
+            if taken == 0 || !go_on || chunk.0 >= CHUNK || chunk.1 >= CHUNK_BYTES {
+                break;
+            }
+            wait = Duration::ZERO;
+        }
+        go_on && self.consumer.context().flush()
+    }
+
+    /// Routes the whole assignment to the fetch queue again every [`REROUTE_EVERY`]: a
+    /// partition whose route librdkafka cleared when it restarted it delivers again.
+    fn reroute_if_due(&mut self) {
+        if self.routed_at.elapsed() < REROUTE_EVERY {
+            return;
+        }
+        self.routed_at = Instant::now();
+        if let Ok(assignment) = self.consumer.assignment() {
+            self.consumer.context().route(&self.consumer, &assignment);
+        }
+    }
+
+    /// Polls the consumer queue (events, and records of partitions not routed to the fetch
+    /// queue) until it is empty or a chunk is full, waiting up to `wait` for the first event;
+    /// false when the consumer must stop.
+    fn poll_consumer_queue(&mut self, wait: Duration) -> bool {
+        let mut timeout = wait;
         loop {
             match self.consumer.poll(timeout) {
-                None => break,
+                None => return true,
                 Some(Ok(message)) => {
                     let topic = self.topics.intern(message.topic());
                     let record = Record::from_message(
@@ -146,26 +235,30 @@ impl Poller {
                     );
                     let (records, bytes) = self.consumer.context().push(record);
                     if records >= CHUNK || bytes >= CHUNK_BYTES {
-                        break;
+                        return true;
                     }
                 }
                 Some(Err(error)) => {
-                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
-                        if !super::out_of_range::handle(&self.consumer) {
-                            return false;
-                        }
-                        continue;
-                    }
-                    if let Some(fatal) = fatal_reason(&error) {
-                        self.consumer.context().send(Event::Fatal(fatal));
+                    if !self.on_error(&error) {
                         return false;
                     }
-                    tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself.");
                 }
             }
             timeout = Duration::ZERO;
         }
-        self.consumer.context().flush()
+    }
+
+    /// Handles a consumer error; false when the consumer must stop.
+    fn on_error(&mut self, error: &KafkaError) -> bool {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
+            return super::out_of_range::handle(&self.consumer);
+        }
+        if let Some(fatal) = fatal_reason(error) {
+            self.consumer.context().send(Event::Fatal(fatal));
+            return false;
+        }
+        tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself.");
+        true
     }
 
     fn seek(&mut self, tp: TopicPartition, offset: Option<i64>, epoch: u64) -> bool {
@@ -285,6 +378,14 @@ struct Topics {
 }
 
 impl Topics {
+    /// As [`Self::intern`], from the name's bytes: the UTF-8 check runs only for a new name.
+    fn intern_bytes(&mut self, topic: &[u8]) -> Arc<str> {
+        match &self.last {
+            Some(last) if last.as_bytes() == topic => Arc::clone(last),
+            _ => self.intern(&String::from_utf8_lossy(topic)),
+        }
+    }
+
     fn intern(&mut self, topic: &str) -> Arc<str> {
         if let Some(last) = self.last.as_ref().filter(|last| &***last == topic) {
             return Arc::clone(last);

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
+use super::fetch_queue::Fetched;
+
 /// A topic and partition; the topic name is shared, not copied per record.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -93,6 +95,18 @@ impl Record {
             message.key(),
             message.payload(),
             headers,
+        )
+    }
+
+    /// Copies a message taken from the fetch queue; `tp` is the caller's shared topic name.
+    pub fn from_fetched(message: &Fetched, tp: TopicPartition) -> Self {
+        Self::new(
+            tp,
+            message.offset(),
+            message.timestamp_ms(),
+            message.key(),
+            message.payload(),
+            message.headers(),
         )
     }
 

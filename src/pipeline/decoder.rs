@@ -433,7 +433,8 @@ fn from_raw<'a>(
         }
         (Some(ColumnType::Bigint), Scalar::Number(n)) if n.parse::<i64>().is_ok() => Some(n),
         (Some(ColumnType::Integer), Scalar::Number(n)) if n.parse::<i32>().is_ok() => Some(n),
-        (Some(ColumnType::Jsonb), _) if !raw.contains("\\u0000") => Some(raw.trim()),
+        // Most JSON has no backslash at all: one byte scan instead of a substring search.
+        (Some(ColumnType::Jsonb), _) if !has_nul_escape(raw) => Some(raw.trim()),
         (Some(ColumnType::Timestamptz), Scalar::Text(t))
             if convert::parse_timestamp_millis(&t).is_ok() =>
         {
@@ -449,6 +450,11 @@ fn from_raw<'a>(
     convert::convert(ty, Input::Json(&value))
         .map(|s| Some(Cow::Owned(s)))
         .map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
+}
+
+/// Whether JSON text holds `\u0000`, which jsonb cannot store.
+fn has_nul_escape(raw: &str) -> bool {
+    raw.as_bytes().contains(&b'\\') && raw.contains("\\u0000")
 }
 
 fn window_start(m: &Mapping, p: &Parsed<'_>) -> Result<String, Failure> {
