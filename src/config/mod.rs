@@ -158,7 +158,7 @@ pub struct BatchConfig {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// A partition is due when its oldest buffered record has waited this long, in milliseconds,
-    /// and is written as soon as a writer is free: the latency floor at low rates (under load,
+    /// and is written as soon as a writer has room: the latency floor at low rates (under load,
     /// batches grow while the writers are busy and fill first). Default 100.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,

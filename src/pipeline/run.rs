@@ -21,6 +21,9 @@ use crate::kafka::{Command, Event, FlowControl, Record, TopicPartition};
 use crate::metrics::Metrics;
 use crate::sink::{Batch, Outcome, WriteBatch};
 
+/// Batches out per writer: the one in the database and the next, decoded meanwhile.
+const BATCHES_PER_WRITER: usize = 2;
+
 /// What the pipeline knows about one assigned partition.
 #[derive(Debug)]
 struct PartitionState {
@@ -57,7 +60,9 @@ pub struct Pipeline {
     pending_revokes: Vec<(HashSet<TopicPartition>, oneshot::Sender<()>)>,
     next_epoch: u64,
     flow: Arc<FlowControl>,
-    /// Writer tasks, and how many of them hold a batch: batches are cut only for free writers.
+    /// Writer tasks, and the batches sent to them and not yet reported back: batches are cut
+    /// only while fewer than two per writer are out (the one it writes, the one it decodes
+    /// meanwhile).
     writers: usize,
     busy_writers: usize,
     commit_to_kafka: bool,
@@ -354,13 +359,13 @@ impl Pipeline {
         }
     }
 
-    /// Cuts batches for the free writers and sends them.
+    /// Cuts batches for free writer slots and sends them.
     async fn dispatch(&mut self, drain: bool) -> Result<(), Error> {
         let partitions = &self.partitions;
         // Under memory pressure (half the buffer limit) a free writer takes whatever is buffered:
         // waiting for full batches could stall when the limit is below partitions x max_records.
         let flush_all = drain || self.flow.pressure();
-        let slots = self.writers.saturating_sub(self.busy_writers);
+        let slots = (BATCHES_PER_WRITER * self.writers).saturating_sub(self.busy_writers);
         let ready = self
             .batcher
             .take_ready(std::time::Instant::now(), flush_all, slots, |tp| {

@@ -149,10 +149,31 @@ impl Writer {
         if let Ok(conn) = self.connect().await {
             self.conn = Some(conn);
         }
+        let mut next: Option<(Batch, Decoded)> = None;
         loop {
-            let batch = queue.lock().await.recv().await;
-            let Some(batch) = batch else { break };
-            let outcome = self.write(&batch).await;
+            let (batch, decoded) = match next.take() {
+                Some(ready) => ready,
+                None => {
+                    let batch = queue.lock().await.recv().await;
+                    let Some(batch) = batch else { break };
+                    let decoded = self.decoder.decode(&batch.records, &HashSet::new());
+                    (batch, decoded)
+                }
+            };
+            // While this batch is in the database, the next one is taken and decoded, so the
+            // connection does not sit idle while the connector decodes.
+            let outcome = {
+                let prefetch = prefetch(Arc::clone(&queue), Arc::clone(&self.decoder));
+                tokio::pin!(prefetch);
+                let write = self.write_decoded(&batch, decoded);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        outcome = &mut write => break outcome,
+                        ready = &mut prefetch, if next.is_none() => next = Some(ready),
+                    }
+                }
+            };
             let result = WriteBatch {
                 tp: batch.tp,
                 epoch: batch.epoch,
@@ -167,15 +188,19 @@ impl Writer {
 
     /// Writes one batch, retrying transient errors until it commits, is fenced or is cancelled.
     pub async fn write(&mut self, batch: &Batch) -> Outcome {
+        let decoded = self.decoder.decode(&batch.records, &HashSet::new());
+        self.write_decoded(batch, decoded).await
+    }
+
+    /// [`Self::write`] for a batch already decoded.
+    async fn write_decoded(&mut self, batch: &Batch, decoded: Decoded) -> Outcome {
         let Some(last) = batch.records.last() else {
             return Outcome::Aborted;
         };
         let next_offset = last.offset + 1;
-        let excluded = HashSet::new();
-        let decoded = self.decoder.decode(&batch.records, &excluded);
         let mut work = Work {
             decoded,
-            excluded,
+            excluded: HashSet::new(),
             rejected_by_db: Vec::new(),
         };
         let mut delay = Duration::from_millis(50);
@@ -439,4 +464,23 @@ fn jitter(delay: Duration) -> Duration {
     let random = RandomState::new().hash_one(Instant::now());
     let half = delay / 2;
     half + Duration::from_nanos(random % (half.as_nanos().max(1) as u64))
+}
+
+/// How often a busy writer looks for its next batch.
+const PREFETCH_POLL: Duration = Duration::from_millis(2);
+
+/// The next queued batch, decoded. It only looks (without holding the queue's lock while
+/// waiting), so a writer that is idle, and waits on the queue, gets a new batch first.
+async fn prefetch(
+    queue: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    decoder: Arc<Decoder>,
+) -> (Batch, Decoded) {
+    loop {
+        let batch = queue.try_lock().ok().and_then(|mut q| q.try_recv().ok());
+        if let Some(batch) = batch {
+            let decoded = decoder.decode(&batch.records, &HashSet::new());
+            return (batch, decoded);
+        }
+        tokio::time::sleep(PREFETCH_POLL).await;
+    }
 }
