@@ -150,6 +150,9 @@ impl Watch<'_> {
             peak_rss_bytes: 0,
         };
         let mut moved = Instant::now();
+        // The last poll that saw nothing of the phase committed: the start instead, when the
+        // first commit seen already completes the phase (tiny runs), which leaves no window.
+        let mut before = (Instant::now(), self.cpu());
         while total < target {
             tokio::time::sleep(POLL).await;
             self.check_alive()?;
@@ -159,8 +162,15 @@ impl Watch<'_> {
                 Err(error) => last_error = Some(error),
             }
             if stats.first.is_none() && total > start_total {
-                stats.first = Some((Instant::now(), total));
-                stats.first_cpu = Some(self.cpu());
+                if total >= target {
+                    stats.first = Some((before.0, start_total));
+                    stats.first_cpu = Some(before.1);
+                } else {
+                    stats.first = Some((Instant::now(), total));
+                    stats.first_cpu = Some(self.cpu());
+                }
+            } else if stats.first.is_none() {
+                before = (Instant::now(), self.cpu());
             }
             // Starvation only counts once the connector is consuming (the group is joined).
             if stats.first.is_some() {
