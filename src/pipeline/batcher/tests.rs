@@ -211,23 +211,21 @@ fn a_starving_buffer_goes_before_fuller_ones() {
         max_bytes: 1000,
         max_wait: Duration::from_millis(10),
     };
-    let mut batcher = Batcher::new(limits);
     let t0 = Instant::now();
-    let starving = limits.max_wait * STARVE_AFTER_WAITS;
-    batcher.push(record(0, 0, 1), t0);
-    let now = t0 + starving;
-    for o in 0..4 {
-        batcher.push(record(1, o, 1), now);
-    }
+    let now = t0 + limits.max_wait * STARVE_AFTER_WAITS;
+    // Partition 0: one record since t0; partition 1: full since `now`.
+    let filled = || {
+        let mut batcher = Batcher::new(limits);
+        batcher.push(record(0, 0, 1), t0);
+        for o in 0..4 {
+            batcher.push(record(1, o, 1), now);
+        }
+        batcher
+    };
+    let first = |at| filled().take_ready(at, false, 1, |_| false)[0].0.partition;
     // Just under the bound the full buffer goes first; at the bound the starving one does.
-    let first = |b: &mut Batcher, at| b.take_ready(at, false, 1, |_| false)[0].0.partition;
-    let mut early = Batcher::new(limits);
-    early.push(record(0, 0, 1), t0);
-    for o in 0..4 {
-        early.push(record(1, o, 1), now);
-    }
-    assert_eq!(first(&mut early, now - Duration::from_millis(1)), 1);
-    assert_eq!(first(&mut batcher, now), 0);
+    assert_eq!(first(now - Duration::from_millis(1)), 1);
+    assert_eq!(first(now), 0);
 }
 
 #[test]
