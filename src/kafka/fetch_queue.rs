@@ -11,10 +11,10 @@
 //! asynchronously, which can clear the route after it was set: records then wait in the
 //! partition's own queue until the poll thread routes the whole assignment again, which it does
 //! every [`REROUTE_EVERY`] (forwarding moves the waiting records over, in order). A partition
-//! that cannot be routed at all delivers on the consumer queue, which is still read. Records of a revoked or re-sought
-//! partition still waiting here are outdated (librdkafka bumps the partition's version before
-//! `unassign` or `seek` returns) and are dropped by librdkafka when taken, as on the consumer
-//! queue.
+//! that cannot be routed at all delivers on the consumer queue, which is still read. Records of
+//! a revoked or re-sought partition still waiting here are outdated (librdkafka bumps the
+//! partition's version before `unassign` or `seek` returns) and are dropped by librdkafka when
+//! taken, as on the consumer queue.
 
 use std::ffi::{c_void, CStr, CString};
 use std::os::raw::c_char;
