@@ -122,7 +122,7 @@ impl Batcher {
         self.total += 1;
     }
 
-    /// Up to `slots` batches (one per free writer) for partitions that are due. Due means full
+    /// Up to `slots` batches (one per free writer slot) for partitions that are due. Due means full
     /// (`max_records` or `max_bytes`), or its oldest record waited `max_wait`, or any records at
     /// all when `flush` is set (draining, or memory pressure). `busy` partitions (a batch in
     /// flight, seeking...) are skipped.
