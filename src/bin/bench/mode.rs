@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::connector::{self, Connector, Settings};
 use super::infra::{Broker, Database, Server};
-use super::monitor::{self, PhaseStats, Starvation, Watch};
+use super::monitor::{self, Partitions, PhaseStats, Watch};
 use super::produce::{self, Produced, Rendered, Shared};
 use super::prom::{self, Histogram};
 use super::workload::Workload;
@@ -313,21 +313,21 @@ impl<'a> ModeRun<'a> {
         min_ahead: i64,
     ) -> Result<ModeResult> {
         let n = self.work.backlog as i64;
-        let starvation = Starvation {
+        let partitions = Partitions {
             totals: self
                 .work
                 .backlog_by_partition
                 .iter()
                 .map(|l| l.len() as i64)
                 .collect(),
-            min_ahead,
+            min_ahead: self.paced.then_some(min_ahead),
         };
         say(&format!(
             "{}: backlog of {n} records{}",
             self.mode.name(),
             if self.paced { " (paced)" } else { "" }
         ));
-        let stats = watch.follow(n, self.paced.then_some(&starvation)).await?;
+        let stats = watch.follow(n, Some(&partitions)).await?;
         let produced = match backlog {
             Backlog::Running(handle) => join(handle)?,
             Backlog::Done(produced) => produced,
@@ -404,6 +404,19 @@ fn summarize(
         records: work.backlog as u64,
         records_per_s: (n - first_count as f64) / secs.max(1e-9),
         measured_s: secs,
+        partition_done_s: {
+            let mut done: Vec<f64> = stats
+                .partition_done
+                .iter()
+                .map(|d| {
+                    d.map_or(secs, |d| {
+                        d.saturating_duration_since(first_at).as_secs_f64()
+                    })
+                })
+                .collect();
+            done.sort_by(f64::total_cmp);
+            done
+        },
         commit_p50_ms: commits.quantile(0.5).map(|s| s * 1000.0),
         commit_p99_ms: commits.quantile(0.99).map(|s| s * 1000.0),
         batches: batches as u64,

@@ -95,13 +95,16 @@ impl CpuSnapshot {
     }
 }
 
+/// The backlog phase per partition: when each one is done, and starvation.
+///
 /// Starvation: a partition that still had records to produce but fewer than `min_ahead`
 /// acknowledged records beyond its committed offset, at two polls in a row (one poll is the
 /// normal moment between a commit and the producer's refill).
-pub struct Starvation {
-    /// Per partition, the value of `sent` once everything of the phase is produced.
+pub struct Partitions {
+    /// Per partition, the value of `sent` (and the committed offset) once the phase is done.
     pub totals: Vec<i64>,
-    pub min_ahead: i64,
+    /// Starvation threshold; `None` when the producer is not paced.
+    pub min_ahead: Option<i64>,
 }
 
 /// What one phase looked like from outside.
@@ -116,6 +119,8 @@ pub struct PhaseStats {
     pub polls: u64,
     pub starved_polls: u64,
     pub starved_partitions: BTreeSet<usize>,
+    /// Per partition, when its last record of the phase was committed (backlog phase only).
+    pub partition_done: Vec<Option<Instant>>,
     pub peak_rss_bytes: u64,
 }
 
@@ -134,7 +139,7 @@ impl Watch<'_> {
     pub async fn follow(
         &mut self,
         target: i64,
-        starvation: Option<&Starvation>,
+        partitions: Option<&Partitions>,
     ) -> Result<PhaseStats> {
         let start_total = self.refresh().await.unwrap_or(0);
         let (mut total, mut last_error) = (start_total, None);
@@ -147,6 +152,7 @@ impl Watch<'_> {
             polls: 0,
             starved_polls: 0,
             starved_partitions: BTreeSet::new(),
+            partition_done: vec![None; partitions.map_or(0, |p| p.totals.len())],
             peak_rss_bytes: 0,
         };
         let mut moved = Instant::now();
@@ -175,8 +181,11 @@ impl Watch<'_> {
             // Starvation only counts once the connector is consuming (the group is joined).
             if stats.first.is_some() {
                 stats.polls += 1;
-                if let Some(s) = starvation {
-                    self.check_starved(s, &mut low, &mut stats);
+                if let Some(s) = partitions {
+                    self.note_done(s, &mut stats);
+                    if let Some(min_ahead) = s.min_ahead {
+                        self.check_starved(&s.totals, min_ahead, &mut low, &mut stats);
+                    }
                 }
             }
             let rss = procs::peak_rss_bytes(self.connector.pid()).unwrap_or(0);
@@ -224,13 +233,27 @@ impl Watch<'_> {
         Ok(())
     }
 
-    fn check_starved(&self, s: &Starvation, low: &mut [bool], stats: &mut PhaseStats) {
+    fn note_done(&self, s: &Partitions, stats: &mut PhaseStats) {
+        for (p, done) in stats.partition_done.iter_mut().enumerate() {
+            if done.is_none() && self.shared.committed(p) >= s.totals[p] {
+                *done = Some(Instant::now());
+            }
+        }
+    }
+
+    fn check_starved(
+        &self,
+        totals: &[i64],
+        min_ahead: i64,
+        low: &mut [bool],
+        stats: &mut PhaseStats,
+    ) {
         let mut starved = false;
         for (p, was_low) in low.iter_mut().enumerate() {
-            let left = self.shared.sent(p) < s.totals[p];
+            let left = self.shared.sent(p) < totals[p];
             // Sent, not acknowledged: at most one linger interval apart.
             let ahead = self.shared.sent(p) - self.shared.committed(p);
-            let is_low = left && ahead < s.min_ahead;
+            let is_low = left && ahead < min_ahead;
             if is_low && *was_low {
                 starved = true;
                 stats.starved_partitions.insert(p);

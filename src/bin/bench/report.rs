@@ -20,6 +20,9 @@ pub struct ModeResult {
     pub records_per_s: f64,
     /// Seconds from the first committed batch to the last.
     pub measured_s: f64,
+    /// Per partition, sorted: seconds from the first commit until its last record was committed.
+    /// A wide spread means partitions were drained unevenly and the end ran on fewer writers.
+    pub partition_done_s: Vec<f64>,
     /// Against the ceiling (the raw COPY + upsert path; for insert and accumulate only a
     /// reference point, as their SQL differs).
     pub ratio_to_ceiling: Option<f64>,
@@ -129,6 +132,18 @@ impl ModeResult {
         }
     }
 
+    /// How evenly the partitions were drained, in words.
+    fn spread(&self) -> String {
+        let d = &self.partition_done_s;
+        match (d.first(), d.len().checked_sub(2).map(|i| d[i]), d.last()) {
+            (Some(first), Some(second_last), Some(last)) => format!(
+                "partitions done from {first:.2} to {last:.2} s, the last one alone for {:.2} s",
+                last - second_last
+            ),
+            _ => "partition completion not tracked".to_owned(),
+        }
+    }
+
     pub fn backlog_line(&self) -> String {
         let c = &self.cpu;
         let retries: f64 = self.retries.iter().map(|(_, n)| n).sum();
@@ -142,7 +157,7 @@ impl ModeResult {
              {} batches of {:.0} records on average ({} at 10,000 each would do), writers busy {:.0}% \
              of the time, fetching paused {} times by flow control; commit p50/p99 {} / {} ms{retries}; CPU s: connector {:.1}, postgres {:.1}, broker {:.1}, \
              bench {:.1}, other processes {:.1}, machine busy {:.1} of {:.1}; producer {:.0} records/s \
-             overall, {:.0} records/s when not held back by pacing; {}",
+             overall, {:.0} records/s when not held back by pacing; {}; {}",
             self.mode.name(),
             self.records,
             self.records_per_s,
@@ -163,6 +178,7 @@ impl ModeResult {
             c.machine_capacity_s,
             self.producer.records_per_s,
             self.producer.own_records_per_s,
+            self.spread(),
             self.starvation()
         )
     }
