@@ -4,8 +4,9 @@
 mod common;
 
 use std::str::FromStr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use kafka_pg_sink::config::Config;
@@ -14,6 +15,7 @@ use kafka_pg_sink::metrics::Metrics;
 use kafka_pg_sink::pipeline::Decoder;
 use kafka_pg_sink::sink::{migrate, Batch, MappingSql, Outcome, Writer};
 use sqlx::postgres::PgConnectOptions;
+use tokio::sync::{mpsc, Mutex};
 
 const GROUP: &str = "writer-tests";
 
@@ -49,12 +51,16 @@ fn writer(config: &Config, metrics: &Metrics) -> Writer {
 }
 
 fn batch(expected: Option<i64>, records: &[(i64, u64, Option<&str>)]) -> Batch {
+    batch_of(0, expected, records)
+}
+
+fn batch_of(partition: i32, expected: Option<i64>, records: &[(i64, u64, Option<&str>)]) -> Batch {
     let records = records
         .iter()
         .map(|&(offset, id, amount)| {
             let value = amount.map(|a| format!(r#"{{"amount":{a}}}"#));
             Record::new(
-                TopicPartition::new("t", 0),
+                TopicPartition::new("t", partition),
                 offset,
                 None,
                 Some(id.to_string().as_bytes()),
@@ -64,7 +70,7 @@ fn batch(expected: Option<i64>, records: &[(i64, u64, Option<&str>)]) -> Batch {
         })
         .collect();
     Batch {
-        tp: TopicPartition::new("t", 0),
+        tp: TopicPartition::new("t", partition),
         expected,
         rewind: false,
         records,
@@ -207,5 +213,65 @@ async fn concurrent_writers_of_one_partition_commit_exactly_one_batch() {
         committed * 2
     );
     assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 20)]);
+    db.drop_db().await;
+}
+
+/// Waits until the writer has taken every queued batch (the channel is back to its capacity).
+async fn until_taken(tx: &mpsc::Sender<Batch>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tx.capacity() < tx.max_capacity() {
+        assert!(Instant::now() < deadline, "the writer never took the batch");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A revoke that arrives while the writer holds the partition's batch decoded, waiting behind the
+/// batch it is writing, must abort that batch: nothing of it may reach the table or the offsets.
+#[tokio::test]
+async fn a_prefetched_batch_of_a_revoked_partition_is_aborted_unwritten() {
+    let (db, config) = setup().await;
+    let metrics = Metrics::new().unwrap();
+    let (tx, rx) = mpsc::channel(4);
+    let (results_tx, mut results) = mpsc::unbounded_channel();
+    // The first batch waits for this lock inside its transaction, so the writer is busy with it
+    // while it takes the second batch ahead.
+    let mut lock = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE balances IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let run = tokio::spawn(writer(&config, &metrics).run(Arc::new(Mutex::new(rx)), results_tx));
+    tx.send(batch_of(0, None, &[(0, 1, Some("10")), (1, 2, Some("20"))]))
+        .await
+        .unwrap();
+    until_taken(&tx).await;
+    let revoked = batch_of(1, None, &[(0, 3, Some("30")), (1, 4, Some("40"))]);
+    let cancel = revoked.cancel.clone();
+    tx.send(revoked).await.unwrap();
+    until_taken(&tx).await;
+    // Taken while the first batch is still blocked: it can only be the writer's prefetch.
+    cancel.store(true, Ordering::SeqCst);
+    lock.rollback().await.unwrap();
+
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let r = tokio::time::timeout(Duration::from_secs(30), results.recv())
+            .await
+            .expect("a result within 30 s")
+            .expect("the writer is running");
+        outcomes.push((r.tp.partition, r.outcome));
+    }
+    assert!(
+        matches!(outcomes[0], (0, Outcome::Committed { next_offset: 2 })),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[1], (1, Outcome::Aborted)), "{outcomes:?}");
+    assert_eq!(
+        table(&db).await,
+        vec![(1, "10".to_string()), (2, "20".to_string())]
+    );
+    assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 2)]);
+    drop(tx);
+    run.await.unwrap();
     db.drop_db().await;
 }
