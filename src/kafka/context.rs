@@ -145,6 +145,27 @@ impl SinkContext {
         (pending.records.len(), pending.bytes)
     }
 
+    /// Records and bytes of the chunk so far.
+    pub fn pending(&self) -> (usize, usize) {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        (pending.records.len(), pending.bytes)
+    }
+
+    /// [`Self::push`] for records already gathered by the caller (`bytes` is their
+    /// [`Record::size`] total), under one lock; leaves `records` empty.
+    pub fn push_all(&self, records: &mut Vec<Record>, bytes: usize) {
+        if records.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.bytes += bytes;
+        if pending.records.is_empty() {
+            std::mem::swap(&mut pending.records, records);
+        } else {
+            pending.records.append(records);
+        }
+    }
+
     /// Sends the pending chunk; false when the pipeline is gone.
     pub fn flush(&self) -> bool {
         let Chunk {

@@ -170,7 +170,11 @@ impl Poller {
         } else {
             Duration::ZERO
         };
-        let (mut go_on, mut chunk) = (true, (0, 0));
+        // Records are gathered here and handed to the context in one step (one lock per
+        // chunk, not per record); before an error is handled, so events keep their order.
+        let (mut records, mut gathered) = (Vec::with_capacity(CHUNK), 0);
+        // Counted from what the consumer queue may already have added to the chunk.
+        let (mut go_on, mut chunk) = (true, self.consumer.context().pending());
         loop {
             // As many records as should still fit under CHUNK_BYTES at the recent record size,
             // so that large records do not overshoot the memory bound by a whole batch read.
@@ -185,12 +189,16 @@ impl Poller {
                         topic: self.topics.intern_bytes(message.topic()),
                         partition: message.partition(),
                     };
-                    chunk = self
-                        .consumer
-                        .context()
-                        .push(Record::from_fetched(message, tp));
+                    let record = Record::from_fetched(message, tp);
+                    gathered += record.size();
+                    chunk = (chunk.0 + 1, chunk.1 + record.size());
+                    records.push(record);
                 }
-                Err(error) => go_on = self.on_error(&error),
+                Err(error) => {
+                    let context = self.consumer.context();
+                    context.push_all(&mut records, std::mem::take(&mut gathered));
+                    go_on = self.on_error(&error);
+                }
             });
             if chunk.0 > before.0 {
                 self.record_size = (chunk.1 - before.1) / (chunk.0 - before.0);
@@ -201,7 +209,9 @@ impl Poller {
             }
             wait = Duration::ZERO;
         }
-        go_on && self.consumer.context().flush()
+        let context = self.consumer.context();
+        context.push_all(&mut records, gathered);
+        go_on && context.flush()
     }
 
     /// Routes the whole assignment to the fetch queue again every [`REROUTE_EVERY`]: a

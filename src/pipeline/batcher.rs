@@ -24,9 +24,13 @@ pub struct Limits {
     pub max_wait: Duration,
 }
 
+/// One partition's buffered records, as the runs they arrived in: a run is moved in whole and
+/// records are copied once, into their batch (a single `Vec` was copied again at every batch
+/// cut, for all the records behind it).
 #[derive(Debug, Default)]
 struct Buffer {
-    records: Vec<Record>,
+    runs: VecDeque<Vec<Record>>,
+    len: usize,
     bytes: usize,
     /// Arrival times, oldest first, as (records that arrived then, time): the front is when the
     /// oldest buffered record arrived, also after part of the buffer left in a batch.
@@ -103,23 +107,14 @@ impl Batcher {
         buffer.arrived(records.len(), now);
         let bytes = records.iter().map(Record::size).sum::<usize>();
         buffer.bytes += bytes;
+        buffer.len += records.len();
         self.total_bytes += bytes;
         self.total += records.len();
-        if buffer.records.is_empty() {
-            buffer.records = records;
-        } else {
-            buffer.records.extend(records);
-        }
+        buffer.runs.push_back(records);
     }
 
     pub fn push(&mut self, record: Record, now: Instant) {
-        let buffer = self.buffers.entry(record.tp.clone()).or_default();
-        buffer.arrived(1, now);
-        let bytes = record.size();
-        buffer.bytes += bytes;
-        self.total_bytes += bytes;
-        buffer.records.push(record);
-        self.total += 1;
+        self.push_run(record.tp.clone(), vec![record], now);
     }
 
     /// Up to `slots` batches (one per free writer slot) for partitions that are due. Due means full
@@ -150,17 +145,16 @@ impl Batcher {
         // (not starving, fewer records first reversed, oldest record): sorts into the order above.
         let mut due: Vec<(bool, Reverse<usize>, Instant, &TopicPartition)> = Vec::new();
         for (tp, buffer) in &self.buffers {
-            let Some(since) = buffer.since().filter(|_| !buffer.records.is_empty()) else {
+            let Some(since) = buffer.since().filter(|_| buffer.len > 0) else {
                 continue;
             };
             let waited = now.duration_since(since);
-            let full =
-                buffer.records.len() >= limits.max_records || buffer.bytes >= limits.max_bytes;
+            let full = buffer.len >= limits.max_records || buffer.bytes >= limits.max_bytes;
             if (full || flush || waited >= limits.max_wait) && !busy(tp) {
                 let key = if waited >= starving {
                     (false, Reverse(0), since, tp)
                 } else {
-                    (true, Reverse(buffer.records.len()), since, tp)
+                    (true, Reverse(buffer.len), since, tp)
                 };
                 due.push(key);
             }
@@ -189,9 +183,9 @@ impl Batcher {
         let Some(buffer) = self.buffers.remove(tp) else {
             return 0;
         };
-        self.total -= buffer.records.len();
+        self.total -= buffer.len;
         self.total_bytes -= buffer.bytes;
-        buffer.records.len()
+        buffer.len
     }
 }
 
@@ -199,19 +193,58 @@ impl Batcher {
 fn split_front(buffer: &mut Buffer, limits: Limits) -> Vec<Record> {
     let mut count = 0;
     let mut bytes = 0;
-    for record in &buffer.records {
+    for record in buffer.runs.iter().flatten() {
         if count == limits.max_records || (count > 0 && bytes + record.size() > limits.max_bytes) {
             break;
         }
         count += 1;
         bytes += record.size();
     }
-    let rest = buffer.records.split_off(count);
-    let batch = std::mem::replace(&mut buffer.records, rest);
+    let mut batch: Vec<Record> = Vec::new();
+    let mut need = count;
+    while need > 0 {
+        let Some(front) = buffer.runs.front_mut() else {
+            break;
+        };
+        if front.len() > need {
+            batch.extend(front.drain(..need));
+            break;
+        }
+        let run = buffer.runs.pop_front().unwrap_or_default();
+        need -= run.len();
+        if batch.is_empty() {
+            batch = run;
+            batch.reserve(need);
+        } else {
+            batch.extend(run);
+        }
+    }
+    buffer.len -= count;
     buffer.bytes -= bytes;
     // What stays behind keeps its own arrival time: not held back, and not older than it is.
     buffer.left(count);
     batch
+}
+
+/// Splits a chunk into its runs of one partition, in order. Each record moves at most once (the
+/// runs are cut off the end), and the first run keeps the chunk's allocation unless that would
+/// hold much more memory than it uses.
+pub fn runs(mut records: Vec<Record>) -> Vec<Vec<Record>> {
+    let mut runs = Vec::new();
+    while let Some(last) = records.last() {
+        let tp = &last.tp;
+        match records.iter().rposition(|r| r.tp != *tp) {
+            Some(before) => runs.push(records.split_off(before + 1)),
+            None => {
+                if records.len() < records.capacity() / 4 {
+                    records.shrink_to_fit();
+                }
+                runs.push(std::mem::take(&mut records));
+            }
+        }
+    }
+    runs.reverse();
+    runs
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::batcher::Batcher;
+use super::batcher::{self, Batcher};
 use crate::error::{classify, Error, ErrorClass};
 use crate::health::Health;
 use crate::kafka::{Command, Event, FlowControl, Record, TopicPartition};
@@ -205,13 +205,10 @@ impl Pipeline {
     /// of one partition, so the per-record cost is a comparison, not a lookup.
     fn on_records(&mut self, records: Vec<Record>) {
         let now = std::time::Instant::now();
-        let mut records = records.into_iter().peekable();
-        while let Some(first) = records.next() {
-            let tp = first.tp.clone();
-            let mut run = vec![first];
-            while let Some(next) = records.next_if(|r| r.tp == tp) {
-                run.push(next);
-            }
+        for mut run in batcher::runs(records) {
+            let Some(tp) = run.first().map(|r| r.tp.clone()) else {
+                continue;
+            };
             self.metrics
                 .records_consumed
                 .with_label_values(&[&*tp.topic])

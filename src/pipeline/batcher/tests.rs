@@ -47,10 +47,14 @@ fn every_record_leaves_once_in_order_within_limits() {
             let held: usize = batcher
                 .buffers
                 .values()
-                .flat_map(|b| &b.records)
+                .flat_map(|b| b.runs.iter().flatten())
                 .map(Record::size)
                 .sum();
             assert_eq!(batcher.bytes(), held, "seed {seed}: byte count drifted");
+            for b in batcher.buffers.values() {
+                let len: usize = b.runs.iter().map(Vec::len).sum();
+                assert_eq!(b.len, len, "seed {seed}: record count drifted");
+            }
             match rng.below(10) {
                 0..=3 => {
                     let p = rng.below(4) as i32;
@@ -266,4 +270,28 @@ fn a_light_partition_is_not_starved_by_partitions_that_are_always_full() {
         (bound - 2..=bound).contains(&round),
         "written in round {round}, expected by round {bound}"
     );
+}
+
+#[test]
+fn a_chunk_splits_into_its_runs_in_order() {
+    let parts = [0, 0, 1, 1, 1, 0, 2];
+    let chunk: Vec<Record> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| record(p, i as i64, 10))
+        .collect();
+    let split: Vec<Vec<(i32, i64)>> = runs(chunk)
+        .iter()
+        .map(|run| run.iter().map(|r| (r.tp.partition, r.offset)).collect())
+        .collect();
+    assert_eq!(
+        split,
+        vec![
+            vec![(0, 0), (0, 1)],
+            vec![(1, 2), (1, 3), (1, 4)],
+            vec![(0, 5)],
+            vec![(2, 6)],
+        ]
+    );
+    assert!(runs(Vec::new()).is_empty());
 }
