@@ -90,18 +90,37 @@ fn check_report(report: &Value) {
     for load in loads {
         positive(&load["rows_per_s"], "ceiling load rows/s");
     }
-    positive(
-        &report["ceiling"]["after"]["rows_per_s"],
-        "two-connection ceiling measured after the modes",
-    );
-    assert_eq!(report["ceiling"]["after"]["connections"], 2);
+    // The two-connection ceiling again after each mode, so each mode is bracketed.
+    let again = ceiling["again"]
+        .as_array()
+        .expect("ceilings between the modes");
+    let after: Vec<&str> = again
+        .iter()
+        .map(|l| l["after_mode"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(after, ["upsert", "insert", "accumulate"]);
+    for load in again {
+        positive(&load["rows_per_s"], "ceiling measured again");
+        assert_eq!(load["connections"], 2);
+    }
 
     let modes = report["modes"].as_array().expect("modes");
     let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
     assert_eq!(names, ["upsert", "insert", "accumulate"]);
-    for m in modes {
+    for (i, m) in modes.iter().enumerate() {
         let name = m["mode"].as_str().unwrap();
         assert_eq!(m["records"], 20000, "{name}");
+        // Bracketed by the two-connection ceilings measured just before and just after it.
+        let before = if i == 0 { &loads[1] } else { &again[i - 1] };
+        let bracket = (positive(&before["rows_per_s"], "before")
+            + positive(&again[i]["rows_per_s"], "after"))
+            / 2.0;
+        let expected = positive(&m["records_per_s"], name) / bracket;
+        let got = positive(&m["ratio_to_ceiling_bracket"], name);
+        assert!(
+            (got - expected).abs() <= 1e-9 * expected,
+            "{name}: bracket ratio {got}, expected {expected}"
+        );
         assert!(
             m["problems"].as_array().unwrap().is_empty(),
             "{name}: {}",
@@ -110,7 +129,9 @@ fn check_report(report: &Value) {
         for field in [
             "records_per_s",
             "ratio_to_ceiling",
+            "ratio_to_ceiling_before",
             "ratio_to_ceiling_after",
+            "ratio_to_ceiling_bracket",
             "commit_p50_ms",
             "commit_p99_ms",
             "e2e_p50_ms",

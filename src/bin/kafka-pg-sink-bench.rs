@@ -288,29 +288,18 @@ async fn run(args: Args) -> Result<bool> {
         .ok();
     let dir = std::env::temp_dir().join(&run_id);
     std::fs::create_dir_all(&dir)?;
-    let mut modes = run_modes(
+    let modes = run_modes(
         &args,
         &plan,
         &server,
         &work,
         &run_id,
         &dir,
-        ceiling.as_ref(),
+        ceiling.as_mut(),
     )
     .await?;
     for r in &modes {
         problems.extend(r.problems.iter().map(|p| format!("{}: {p}", r.mode.name())));
-    }
-    if let Some(c) = ceiling.as_mut().filter(|_| !modes.is_empty()) {
-        match ceiling::again(&server, &work, &run_id).await {
-            Ok(after) => c.after = after,
-            Err(error) => problems.push(format!("ceiling again: {error:#}")),
-        }
-        if let Some(after) = c.after.as_ref().filter(|l| l.rows_per_s > 0.0) {
-            for m in &mut modes {
-                m.ratio_to_ceiling_after = Some(m.records_per_s / after.rows_per_s);
-            }
-        }
     }
     let report = Report {
         started_at,
@@ -355,7 +344,7 @@ async fn run_modes(
     work: &Arc<Workload>,
     run_id: &str,
     dir: &std::path::Path,
-    ceiling: Option<&Ceiling>,
+    mut ceiling: Option<&mut Ceiling>,
 ) -> Result<Vec<ModeResult>> {
     let mut broker = match &args.kafka_brokers {
         Some(bootstrap) => Broker::external(bootstrap.clone()),
@@ -407,12 +396,41 @@ async fn run_modes(
                 }
             }
         };
-        result.ratio_to_ceiling = ceiling
-            .filter(|c| c.rows_per_s > 0.0)
-            .map(|c| result.records_per_s / c.rows_per_s);
+        if let Some(c) = ceiling.as_deref_mut() {
+            bracket(&mut result, c, server, work, run_id).await;
+        }
         results.push(result);
     }
     Ok(results)
+}
+
+/// The mode's rate against the run's ceiling, and against the two-connection ceilings measured
+/// just before and just after it (measured here); a failed measurement becomes a problem.
+async fn bracket(
+    result: &mut ModeResult,
+    ceiling: &mut Ceiling,
+    server: &Server,
+    work: &Workload,
+    run_id: &str,
+) {
+    let rate = result.records_per_s;
+    result.ratio_to_ceiling = (ceiling.rows_per_s > 0.0).then(|| rate / ceiling.rows_per_s);
+    let before = ceiling.latest_two_connections();
+    match ceiling::again(server, work, run_id, result.mode.name()).await {
+        Ok(Some(load)) => ceiling.again.push(load),
+        Ok(None) => {}
+        Err(error) => result.problems.push(format!("ceiling again: {error:#}")),
+    }
+    let after = ceiling
+        .again
+        .last()
+        .map(|l| l.rows_per_s)
+        .filter(|r| *r > 0.0);
+    result.ratio_to_ceiling_before = before.map(|b| rate / b);
+    result.ratio_to_ceiling_after = after.map(|a| rate / a);
+    if let (Some(b), Some(a)) = (before, after) {
+        result.ratio_to_ceiling_bracket = Some(rate / ((a + b) / 2.0));
+    }
 }
 
 fn print_settings(

@@ -48,6 +48,9 @@ pub struct Load {
     pub postgres_cpu_s: f64,
     /// Busy CPU of the whole machine (Postgres plus anything else running).
     pub machine_busy_s: f64,
+    /// For a load measured again between the modes: the mode it followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_mode: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -56,9 +59,20 @@ pub struct Ceiling {
     pub loads: Vec<Load>,
     /// The better of the loads: what every mode's `ratio_to_ceiling` divides by.
     pub rows_per_s: f64,
-    /// The two-connection load again, after the modes: the machine's speed drifts within
-    /// minutes, and the two figures show by how much during this run.
-    pub after: Option<Load>,
+    /// The two-connection load again after each mode: the machine's speed drifts within
+    /// minutes, so each mode is bracketed by a ceiling measured just before and just after it.
+    pub again: Vec<Load>,
+}
+
+impl Ceiling {
+    /// The latest two-connection load: the ceiling just before the next mode.
+    pub fn latest_two_connections(&self) -> Option<f64> {
+        self.again
+            .last()
+            .or_else(|| self.loads.iter().rfind(|l| l.connections == 2))
+            .map(|l| l.rows_per_s)
+            .filter(|r| *r > 0.0)
+    }
 }
 
 pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ceiling> {
@@ -90,21 +104,27 @@ pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ce
         batch_rows: BATCH_ROWS,
         loads,
         rows_per_s: best,
-        after: None,
+        again: Vec::new(),
     })
 }
 
-/// The two-connection load once more (after the modes); `None` with a single partition.
-pub async fn again(server: &Server, work: &Workload, db_prefix: &str) -> Result<Option<Load>> {
+/// The two-connection load once more, after `mode`; `None` with a single partition.
+pub async fn again(
+    server: &Server,
+    work: &Workload,
+    db_prefix: &str,
+    mode: &str,
+) -> Result<Option<Load>> {
     if work.partitions < 2 {
         return Ok(None);
     }
     let batches = Arc::new(build(work));
     let truth = work.truth(work.backlog);
-    let name = format!("{db_prefix}_ceiling2_after");
-    let load = load(server, &name, &batches, 2, &truth).await?;
+    let name = format!("{db_prefix}_ceiling2_after_{mode}");
+    let mut load = load(server, &name, &batches, 2, &truth).await?;
+    load.after_mode = Some(mode.to_owned());
     say(&format!(
-        "ceiling again, 2 connections: {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1})",
+        "ceiling again after {mode}, 2 connections: {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1})",
         load.rows, load.seconds, load.rows_per_s, load.postgres_cpu_s
     ));
     Ok(Some(load))
@@ -209,6 +229,7 @@ async fn load_into(
         rows_per_s: truth.records as f64 / seconds,
         postgres_cpu_s,
         machine_busy_s,
+        after_mode: None,
     })
 }
 

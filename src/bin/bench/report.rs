@@ -26,8 +26,11 @@ pub struct ModeResult {
     /// Against the ceiling (the raw COPY + upsert path; for insert and accumulate only a
     /// reference point, as their SQL differs).
     pub ratio_to_ceiling: Option<f64>,
-    /// Against the two-connection ceiling measured again after the modes.
+    /// Against the two-connection ceiling measured just before this mode (the run's first for
+    /// the first mode), just after it, and the mean of those two.
+    pub ratio_to_ceiling_before: Option<f64>,
     pub ratio_to_ceiling_after: Option<f64>,
+    pub ratio_to_ceiling_bracket: Option<f64>,
     pub commit_p50_ms: Option<f64>,
     pub commit_p99_ms: Option<f64>,
     pub e2e_p50_ms: Option<f64>,
@@ -244,9 +247,11 @@ impl Report {
             "CPU s"
         );
         if let Some(c) = &self.ceiling {
-            let after = c.after.iter().map(|l| ("ceiling after", l));
-            for (name, l) in c.loads.iter().map(|l| ("ceiling", l)).chain(after) {
-                let name = format!("{name} {}conn", l.connections);
+            for l in c.loads.iter().chain(&c.again) {
+                let name = match &l.after_mode {
+                    Some(mode) => format!("ceiling after {mode}"),
+                    None => format!("ceiling {}conn", l.connections),
+                };
                 println!(
                     "{name:<20} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
                     l.rows, l.rows_per_s, "-", "-", "-", "-", "-"
@@ -266,21 +271,23 @@ impl Report {
                 m.cpu_s
             );
         }
-        let after: Vec<String> = self
+        let bracketed: Vec<String> = self
             .modes
             .iter()
             .filter_map(|m| {
                 Some(format!(
-                    "{} {:.2}",
+                    "{} {:.2} / {:.2} / {:.2}",
                     m.mode.name(),
-                    m.ratio_to_ceiling_after?
+                    m.ratio_to_ceiling_before?,
+                    m.ratio_to_ceiling_after?,
+                    m.ratio_to_ceiling_bracket?
                 ))
             })
             .collect();
-        if !after.is_empty() {
+        if !bracketed.is_empty() {
             println!(
-                "vs the two-connection ceiling measured again after the modes: {}",
-                after.join(", ")
+                "vs the two-connection ceiling just before / just after each mode / their mean: {}",
+                bracketed.join(", ")
             );
         }
         let mc = &self.machine;
