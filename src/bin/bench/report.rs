@@ -234,9 +234,9 @@ pub struct Report {
 
 impl Report {
     pub fn print(&self) {
-        println!("\n{:=^124}", " kafka-pg-sink benchmark ");
+        println!("\n{:=^130}", " kafka-pg-sink benchmark ");
         println!(
-            "{:<20} {:>9} {:>11} {:>8} {:>19} {:>19} {:>9} {:>7}",
+            "{:<26} {:>9} {:>11} {:>8} {:>19} {:>19} {:>9} {:>7}",
             "mode",
             "records",
             "records/s",
@@ -253,14 +253,14 @@ impl Report {
                     None => format!("ceiling {}conn", l.connections),
                 };
                 println!(
-                    "{name:<20} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
+                    "{name:<26} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
                     l.rows, l.rows_per_s, "-", "-", "-", "-", "-"
                 );
             }
         }
         for m in &self.modes {
             println!(
-                "{:<20} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9.0} {:>7.1}",
+                "{:<26} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9.0} {:>7.1}",
                 m.mode.name(),
                 m.records,
                 m.records_per_s,
