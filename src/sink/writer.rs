@@ -6,15 +6,17 @@
 //! mapping cannot apply go to the dead-letter table in that same transaction (or are skipped, or
 //! stop the partition, per the mapping's `on_error`).
 
+mod batch;
+mod queue;
+mod retry;
+
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-use tokio::sync::{mpsc, Mutex};
 
 use super::apply::{apply_batch, diagnose, Written};
 use super::dead_letters::{self, DeadLetterSql};
@@ -22,52 +24,10 @@ use super::offsets::{compare_and_set, load_one, OffsetSql};
 use super::sql::MappingSql;
 use crate::config::{Mode, OnError};
 use crate::error::{classify, Error, ErrorClass};
-use crate::kafka::{Record, TopicPartition};
 use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Decoder, Rejected};
-
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-/// One partition's records, in offset order, to be written in one transaction.
-#[derive(Debug)]
-pub struct Batch {
-    pub tp: TopicPartition,
-    /// Stored offset this batch continues from; `None` when the partition has none yet.
-    pub expected: Option<i64>,
-    /// The partition was reset by `offset_out_of_range`: the new offset may be below `expected`.
-    pub rewind: bool,
-    pub records: Vec<Record>,
-    /// The partition's state generation when the batch was cut; stale results are ignored.
-    pub epoch: u64,
-    /// Set when the partition is revoked: stop retrying and report [`Outcome::Aborted`].
-    pub cancel: Arc<AtomicBool>,
-}
-
-/// What happened to a batch.
-#[derive(Debug)]
-pub enum Outcome {
-    Committed {
-        next_offset: i64,
-    },
-    /// Nothing was written: the stored offset is not the one the batch started from.
-    Fenced {
-        stored: Option<i64>,
-    },
-    /// Given up because the partition was revoked; nothing was written by this attempt.
-    Aborted,
-    /// Nothing was written. A [`Error::BadRecord`] stops only this partition (`on_error = "fail"`);
-    /// anything else stops the process.
-    Failed(Error),
-}
-
-/// A batch's outcome, sent back to the pipeline.
-#[derive(Debug)]
-pub struct WriteBatch {
-    pub tp: TopicPartition,
-    pub epoch: u64,
-    pub records: usize,
-    pub outcome: Outcome,
-}
+pub use batch::{Batch, Outcome, WriteBatch};
+use retry::{jitter, retry_cause, MAX_BACKOFF};
 
 /// Writes batches taken from a shared queue.
 pub struct Writer {
@@ -135,54 +95,6 @@ impl Writer {
             metrics,
             conn: None,
             degraded: false,
-        }
-    }
-
-    /// Takes batches until the queue closes or the pipeline stops listening.
-    pub async fn run(
-        mut self,
-        queue: Arc<Mutex<mpsc::Receiver<Batch>>>,
-        results: mpsc::UnboundedSender<WriteBatch>,
-    ) {
-        // Connect before the first batch arrives (a TLS handshake with certificate loading
-        // costs tens of milliseconds); if it fails, the first batch's attempt retries it.
-        if let Ok(conn) = self.connect().await {
-            self.conn = Some(conn);
-        }
-        let mut next: Option<(Batch, Decoded)> = None;
-        loop {
-            let (batch, decoded) = match next.take() {
-                Some(ready) => ready,
-                None => {
-                    let batch = queue.lock().await.recv().await;
-                    let Some(batch) = batch else { break };
-                    let decoded = self.decoder.decode(&batch.records, &HashSet::new());
-                    (batch, decoded)
-                }
-            };
-            // While this batch is in the database, the next one is taken and decoded, so the
-            // connection does not sit idle while the connector decodes.
-            let outcome = {
-                let prefetch = prefetch(Arc::clone(&queue), Arc::clone(&self.decoder));
-                tokio::pin!(prefetch);
-                let write = self.write_decoded(&batch, decoded);
-                tokio::pin!(write);
-                loop {
-                    tokio::select! {
-                        outcome = &mut write => break outcome,
-                        ready = &mut prefetch, if next.is_none() => next = Some(ready),
-                    }
-                }
-            };
-            let result = WriteBatch {
-                tp: batch.tp,
-                epoch: batch.epoch,
-                records: batch.records.len(),
-                outcome,
-            };
-            if results.send(result).is_err() {
-                break;
-            }
         }
     }
 
@@ -443,44 +355,5 @@ impl Writer {
             }
         }
         Ok(conn)
-    }
-}
-
-fn retry_cause(error: &Error) -> &'static str {
-    match error {
-        Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
-            Some("40001") => "serialization_failure",
-            Some("40P01") => "deadlock",
-            Some(code) if code.starts_with("57P") => "server_shutdown",
-            _ => "database",
-        },
-        Error::Database(_) => "connection",
-        _ => "other",
-    }
-}
-
-/// Full jitter between half and the whole delay.
-fn jitter(delay: Duration) -> Duration {
-    let random = RandomState::new().hash_one(Instant::now());
-    let half = delay / 2;
-    half + Duration::from_nanos(random % (half.as_nanos().max(1) as u64))
-}
-
-/// How often a busy writer looks for its next batch.
-const PREFETCH_POLL: Duration = Duration::from_millis(2);
-
-/// The next queued batch, decoded. It only looks (without holding the queue's lock while
-/// waiting), so a writer that is idle, and waits on the queue, gets a new batch first.
-async fn prefetch(
-    queue: Arc<Mutex<mpsc::Receiver<Batch>>>,
-    decoder: Arc<Decoder>,
-) -> (Batch, Decoded) {
-    loop {
-        let batch = queue.try_lock().ok().and_then(|mut q| q.try_recv().ok());
-        if let Some(batch) = batch {
-            let decoded = decoder.decode(&batch.records, &HashSet::new());
-            return (batch, decoded);
-        }
-        tokio::time::sleep(PREFETCH_POLL).await;
     }
 }
