@@ -206,7 +206,7 @@ impl SinkContext {
     }
 
     /// Routes partitions to the fetch queue: newly assigned ones before they start fetching,
-    /// and the whole assignment again from time to time (see [`FetchQueue`]).
+    /// and the whole assignment again from time to time (see `FetchQueue`).
     pub fn route(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let queue = self.fetch_queue.lock().unwrap_or_else(|p| p.into_inner());
         let Some(queue) = queue.as_ref() else {

@@ -122,7 +122,7 @@ impl Batcher {
     /// all when `flush` is set (draining, or memory pressure). `busy` partitions (a batch in
     /// flight, seeking...) are skipped.
     ///
-    /// Order: a partition whose oldest record has waited [`STARVE_AFTER_WAITS`] × `max_wait` goes
+    /// Order: a partition whose oldest record has waited `STARVE_AFTER_WAITS` × `max_wait` goes
     /// first, oldest first, so a light partition is never starved by heavy ones that are always
     /// full; then the fullest buffer, so that under a backlog writers take full batches (fewer,
     /// larger transactions, and the partition furthest behind catches up instead of finishing
