@@ -2,23 +2,19 @@
 //! cluster in its own process, or a real cluster from `KAFKA_BROKERS`) and a PostgreSQL server
 //! (`DATABASE_URL`) on which every phase gets a fresh database.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use anyhow::{Context, Result};
+use rdkafka::consumer::BaseConsumer;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
+use super::mock_broker::{self, Control};
 use super::procs::{self, Child};
 
 struct Mock {
     child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    control: Control,
 }
 
 pub struct Broker {
@@ -29,29 +25,14 @@ pub struct Broker {
 impl Broker {
     /// Starts `devkit broker`; it prints `BOOTSTRAP=host:port` and takes commands on stdin.
     pub fn start_mock(devkit: &Path, log: &Path) -> Result<Self> {
-        let mut command = Command::new(devkit);
-        command
-            .arg("broker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(procs::log_file(log)?);
+        let mut command = mock_broker::command(devkit, procs::log_file(log)?);
         let mut child = procs::spawn(&mut command, "mock broker")?;
         let stdin = child.take_stdin().context("broker stdin")?;
-        let mut stdout = BufReader::new(child.take_stdout().context("broker stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let bootstrap = line
-            .trim()
-            .strip_prefix("BOOTSTRAP=")
-            .with_context(|| format!("the mock broker printed `{}`", line.trim()))?
-            .to_owned();
+        let stdout = child.take_stdout().context("broker stdout")?;
+        let (control, bootstrap) = Control::open(stdin, stdout)?;
         Ok(Self {
             bootstrap,
-            mock: Some(Mock {
-                child,
-                stdin,
-                stdout,
-            }),
+            mock: Some(Mock { child, control }),
         })
     }
 
@@ -71,35 +52,17 @@ impl Broker {
     }
 
     pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<()> {
-        if let Some(mock) = &mut self.mock {
-            writeln!(mock.stdin, "create-topic {name} {partitions}")?;
-            mock.stdin.flush()?;
-            let mut answer = String::new();
-            mock.stdout.read_line(&mut answer)?;
-            if answer.trim() != "ok" {
-                bail!(
-                    "mock broker: create-topic {name} answered `{}`",
-                    answer.trim()
-                );
-            }
-            return Ok(());
+        match &mut self.mock {
+            Some(mock) => mock
+                .control
+                .send(&format!("create-topic {name} {partitions}")),
+            None => mock_broker::create_topic_on_cluster(&self.bootstrap, name, partitions).await,
         }
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()?;
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
-            result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
-        }
-        Ok(())
     }
 
     /// A consumer for watermark queries (no group).
     pub fn watermark_client(&self) -> Result<BaseConsumer> {
-        Ok(ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()?)
+        mock_broker::watermark_client(&self.bootstrap)
     }
 }
 
@@ -109,13 +72,7 @@ pub fn watermarks(
     topic: &str,
     partitions: usize,
 ) -> Result<Vec<(i64, i64)>> {
-    (0..partitions as i32)
-        .map(|p| {
-            client
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .with_context(|| format!("watermarks of {topic}/{p}"))
-        })
-        .collect()
+    mock_broker::watermarks(client, topic, i32::try_from(partitions)?)
 }
 
 /// The Postgres server: an admin connection URL and fresh databases on it.

@@ -3,7 +3,8 @@
 //! - [`workload`]: the records (deterministic from the seed) and the truth to verify against;
 //!   [`rng`] and [`clock`] are its small helpers.
 //! - [`procs`]: child processes (always killed) and `/proc` readings (CPU, peak RSS).
-//! - [`infra`]: the broker (mock or `KAFKA_BROKERS`) and Postgres administration.
+//! - [`infra`]: the broker (mock or `KAFKA_BROKERS`, through [`mock_broker`]) and Postgres
+//!   administration.
 //! - [`ceiling`]: the raw COPY + upsert path without Kafka or the connector.
 //! - [`connector`]: the connector's config and process. [`produce`]: paced and fixed-rate
 //!   producers. [`monitor`]: committed offsets, starvation and retention checks.
@@ -15,6 +16,8 @@ pub mod ceiling;
 pub mod clock;
 pub mod connector;
 pub mod infra;
+#[path = "../shared/mock_broker.rs"]
+pub mod mock_broker;
 pub mod mode;
 pub mod monitor;
 pub mod procs;

@@ -1,9 +1,8 @@
 //! The broker: the devkit's mock cluster in its own process (so it survives connector crashes
 //! and takes fault commands on stdin), or a real cluster named by `KAFKA_BROKERS`.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -12,11 +11,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::mock_broker::{self, Control};
+
 struct Mock {
     child: Child,
     log: std::path::PathBuf,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    control: Control,
 }
 
 pub struct Broker {
@@ -27,35 +27,28 @@ pub struct Broker {
 impl Broker {
     /// Starts `devkit broker`, its stderr to `log`.
     pub fn start_mock(devkit: &Path, log: &Path) -> Result<Self> {
-        let mut child = Command::new(devkit)
-            .arg("broker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log)?)
+        let mut child = mock_broker::command(devkit, std::fs::File::create(log)?)
             .spawn()
             .with_context(|| format!("starting the mock broker {}", devkit.display()))?;
-        let stdin = child.stdin.take().context("broker stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("broker stdout")?);
-        // Owned by `broker` from here on, so an early return kills the process.
-        let mut broker = Self {
-            bootstrap: String::new(),
-            mock: Some(Mock {
-                child,
-                log: log.to_owned(),
-                stdin,
-                stdout,
+        let pipes = child.stdin.take().zip(child.stdout.take());
+        let opened = pipes
+            .context("broker stdin and stdout")
+            .and_then(|(stdin, stdout)| Control::open(stdin, stdout));
+        match opened {
+            Ok((control, bootstrap)) => Ok(Self {
+                bootstrap,
+                mock: Some(Mock {
+                    child,
+                    log: log.to_owned(),
+                    control,
+                }),
             }),
-        };
-        let mut line = String::new();
-        if let Some(mock) = &mut broker.mock {
-            mock.stdout.read_line(&mut line)?;
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(error)
+            }
         }
-        broker.bootstrap = line
-            .trim()
-            .strip_prefix("BOOTSTRAP=")
-            .with_context(|| format!("the mock broker printed `{}`", line.trim()))?
-            .to_owned();
-        Ok(broker)
     }
 
     pub fn external(bootstrap: String) -> Self {
@@ -99,33 +92,18 @@ impl Broker {
 
     /// Sends one command to the mock broker and requires `ok`.
     pub fn command(&mut self, command: &str) -> Result<()> {
-        let mock = self
-            .mock
+        self.mock
             .as_mut()
-            .context("broker commands need the mock broker")?;
-        writeln!(mock.stdin, "{command}")?;
-        mock.stdin.flush()?;
-        let mut answer = String::new();
-        mock.stdout.read_line(&mut answer)?;
-        if answer.trim() != "ok" {
-            bail!("mock broker: `{command}` answered `{}`", answer.trim());
-        }
-        Ok(())
+            .context("broker commands need the mock broker")?
+            .control
+            .send(command)
     }
 
     pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<()> {
         if self.is_mock() {
             return self.command(&format!("create-topic {name} {partitions}"));
         }
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()?;
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
-            result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
-        }
-        Ok(())
+        mock_broker::create_topic_on_cluster(&self.bootstrap, name, partitions).await
     }
 }
 
@@ -140,16 +118,11 @@ impl Drop for Broker {
 
 /// (low, high) watermarks of every partition, read by a throwaway consumer.
 pub fn watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .with_context(|| format!("watermarks of {topic}/{p}"))
-        })
-        .collect()
+    mock_broker::watermarks(
+        &mock_broker::watermark_client(bootstrap)?,
+        topic,
+        partitions,
+    )
 }
 
 /// One record as the broker holds it.

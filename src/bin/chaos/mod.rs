@@ -1,7 +1,8 @@
 //! The chaos runner's parts; the run itself is wired in `kafka-pg-sink-chaos.rs`.
 //!
 //! - [`rng`]: seeded PRNG. [`workload`]: events, producer, ground truth.
-//! - [`pg`]: a private Postgres cluster. [`broker`]: the mock broker process.
+//! - [`pg`]: a private Postgres cluster. [`broker`]: the mock broker process (through
+//!   [`mock_broker`], shared with the benchmark).
 //! - [`replicas`], [`fleet`]: connector processes. [`faults`]: what is injected and undone.
 //! - [`monitor`]: stored offsets never move backwards. [`catchup`]: log and settling. [`verify`], [`scrape`]: the checks.
 //! - [`report`]: the summary table.
@@ -10,6 +11,8 @@ pub mod broker;
 pub mod catchup;
 pub mod faults;
 pub mod fleet;
+#[path = "../shared/mock_broker.rs"]
+pub mod mock_broker;
 pub mod monitor;
 #[path = "../shared/pg_server.rs"]
 pub mod pg;
