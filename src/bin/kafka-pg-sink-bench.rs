@@ -397,7 +397,7 @@ async fn run_modes(
             }
         };
         if let Some(c) = ceiling.as_deref_mut() {
-            bracket(&mut result, c, server, work, run_id).await;
+            bracket(&mut result, c, server, run_id).await;
         }
         results.push(result);
     }
@@ -406,24 +406,18 @@ async fn run_modes(
 
 /// The mode's rate against the run's ceiling, and against the two-connection ceilings measured
 /// just before and just after it (measured here); a failed measurement becomes a problem.
-async fn bracket(
-    result: &mut ModeResult,
-    ceiling: &mut Ceiling,
-    server: &Server,
-    work: &Workload,
-    run_id: &str,
-) {
+async fn bracket(result: &mut ModeResult, ceiling: &mut Ceiling, server: &Server, run_id: &str) {
     let rate = result.records_per_s;
     result.ratio_to_ceiling = (ceiling.rows_per_s > 0.0).then(|| rate / ceiling.rows_per_s);
     let before = ceiling.latest_two_connections();
-    match ceiling::again(server, work, run_id, result.mode.name()).await {
-        Ok(Some(load)) => ceiling.again.push(load),
-        Ok(None) => {}
-        Err(error) => result.problems.push(format!("ceiling again: {error:#}")),
+    let measured = ceiling.again.len();
+    if let Err(error) = ceiling.again(server, run_id, result.mode.name()).await {
+        result.problems.push(format!("ceiling again: {error:#}"));
     }
+    // Only a load measured now: after a failed one, `last` would be the ceiling before the mode.
     let after = ceiling
         .again
-        .last()
+        .get(measured)
         .map(|l| l.rows_per_s)
         .filter(|r| *r > 0.0);
     result.ratio_to_ceiling_before = before.map(|b| rate / b);

@@ -190,8 +190,9 @@ impl Poller {
                         partition: message.partition(),
                     };
                     let record = Record::from_fetched(message, tp);
-                    gathered += record.size();
-                    chunk = (chunk.0 + 1, chunk.1 + record.size());
+                    let size = record.size();
+                    gathered += size;
+                    chunk = (chunk.0 + 1, chunk.1 + size);
                     records.push(record);
                 }
                 Err(error) => {

@@ -61,10 +61,9 @@ pub struct Pipeline {
     next_epoch: u64,
     flow: Arc<FlowControl>,
     /// Writer tasks, and the batches sent to them and not yet reported back: batches are cut
-    /// only while fewer than two per writer are out (the one it writes, the one it decodes
-    /// meanwhile).
+    /// only while fewer than [`BATCHES_PER_WRITER`] per writer are out.
     writers: usize,
-    busy_writers: usize,
+    batches_out: usize,
     commit_to_kafka: bool,
     input_done: bool,
     metrics: Metrics,
@@ -89,7 +88,7 @@ impl Pipeline {
             next_epoch: 0,
             flow,
             writers: writers.max(1),
-            busy_writers: 0,
+            batches_out: 0,
             commit_to_kafka,
             input_done: false,
             metrics,
@@ -265,7 +264,7 @@ impl Pipeline {
             outcome,
         } = result;
         // Every batch sent reports back exactly once, whatever became of its partition.
-        self.busy_writers = self.busy_writers.saturating_sub(1);
+        self.batches_out = self.batches_out.saturating_sub(1);
         let Some(state) = self.partitions.get_mut(&tp) else {
             return Ok(());
         };
@@ -362,7 +361,7 @@ impl Pipeline {
         // Under memory pressure (half the buffer limit) a free writer takes whatever is buffered:
         // waiting for full batches could stall when the limit is below partitions x max_records.
         let flush_all = drain || self.flow.pressure();
-        let slots = (BATCHES_PER_WRITER * self.writers).saturating_sub(self.busy_writers);
+        let slots = (BATCHES_PER_WRITER * self.writers).saturating_sub(self.batches_out);
         let ready = self
             .batcher
             .take_ready(std::time::Instant::now(), flush_all, slots, |tp| {
@@ -388,7 +387,7 @@ impl Pipeline {
                 epoch: state.epoch,
                 cancel,
             };
-            self.busy_writers += 1;
+            self.batches_out += 1;
             if self.wiring.batches.send(batch).await.is_err() {
                 return Err(Error::Fatal("all database writers stopped".into()));
             }
