@@ -137,10 +137,21 @@ fn check_report(report: &Value) {
             "e2e_p50_ms",
             "e2e_p99_ms",
             "peak_rss_mb",
-            "cpu_s",
+            "connector_cpu_total_s",
         ] {
             positive(&m[field], &format!("{name}.{field}"));
         }
+        // CPU between the phase's first and last commit: at this size the phase can last 0.1 s,
+        // shorter than /proc's 10 ms tick resolution makes reliable, so it may be zero, but it
+        // is never negative and never more than the process used in all.
+        let phase_cpu = m["cpu_s"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}.cpu_s: {}", m["cpu_s"]));
+        let total_cpu = m["connector_cpu_total_s"].as_f64().unwrap();
+        assert!(
+            (0.0..=total_cpu).contains(&phase_cpu),
+            "{name}: phase CPU {phase_cpu} s, process total {total_cpu} s"
+        );
         positive(
             &m["producer"]["records_per_s"],
             &format!("{name} producer rate"),
