@@ -455,6 +455,11 @@ fn print_settings(
         format!("broker: {broker}"),
         format!("postgres: {} (a fresh database per phase)", redact(&args.database_url)),
         format!("producer: {} (librdkafka defaults otherwise), explicit partition = hash(id) % partitions, delivery of every record checked", producer.join(" ")),
+        if args.kafka_brokers.is_some() {
+            "backlog producer: librdkafka, as above".to_owned()
+        } else {
+            "backlog producer (mock broker, beside the connector): raw Produce v3 requests on one connection, one uncompressed batch of up to 1,000 records per request, acks=all, every response checked; the latency phase uses librdkafka".to_owned()
+        },
         format!("pacing (mock broker only): each partition at most {} MiB = {} records ahead of the committed offset; starved below {} MiB = {} records", args.pace_max_ahead_mib, plan.window, args.pace_min_ahead_mib, plan.min_ahead),
         format!("connector: {}, production defaults; set by the benchmark: kafka.brokers, kafka.group_id, postgres.url, http.listen (free port) and the mapping; KAFKA_PG_SINK_* variables removed; RUST_LOG {rust_log}", plan.sink.display()),
         format!("ceiling: {} rows per transaction (offsets UPDATE, COPY text into a temp stage, INSERT ... SELECT DISTINCT ON (id) ... ON CONFLICT DO UPDATE), 1 and 2 connections", ceiling::BATCH_ROWS),

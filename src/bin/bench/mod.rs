@@ -7,7 +7,7 @@
 //!   administration.
 //! - [`ceiling`]: the raw COPY + upsert path without Kafka or the connector.
 //! - [`connector`]: the connector's config and process. [`produce`]: paced and fixed-rate
-//!   producers. [`monitor`]: committed offsets, starvation and retention checks.
+//!   producers; [`wire`]: raw Produce requests for the paced backlog on the mock. [`monitor`]: committed offsets, starvation and retention checks.
 //! - [`prom`]: `/metrics` scraping and histogram quantiles. [`mode`]: one connector mode from
 //!   an empty database to verified tables; [`verify`]: its checks. [`report`]: the table and
 //!   the JSON file.
@@ -27,6 +27,7 @@ pub mod report;
 #[path = "../shared/rng.rs"]
 pub mod rng;
 pub mod verify;
+pub mod wire;
 pub mod workload;
 
 use std::sync::OnceLock;

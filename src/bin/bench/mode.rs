@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use super::connector::{self, Connector, Settings};
 use super::infra::{Broker, Database, Server};
 use super::monitor::{self, Partitions, PhaseStats, Watch};
-use super::produce::{self, Produced, Rendered, Shared};
+use super::produce::{self, Produced, Rendered, Shared, Via};
 use super::prom::{self, Histogram};
 use super::workload::Workload;
 use super::{procs, report::ModeResult, say, verify};
@@ -288,7 +288,15 @@ impl<'a> ModeRun<'a> {
             self.name.clone(),
         );
         let window = self.window;
-        let produce = move || produce::backlog(&b, &t, &w, &r, &s, window);
+        // On the mock (paced, beside the connector) the backlog goes out as raw Produce
+        // requests: librdkafka's producer cost would be measured as if it were the connector's
+        // environment. On a real cluster it is produced first, by librdkafka.
+        let via = if self.paced {
+            Via::Wire
+        } else {
+            Via::Librdkafka
+        };
+        let produce = move || produce::backlog(&b, &t, &w, &r, &s, window, via);
         if self.paced {
             let connector = Connector::start(ctx.sink, &self.config, &self.log, ctx.connector_env)?;
             return Ok((

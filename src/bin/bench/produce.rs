@@ -24,6 +24,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 
+use super::wire;
 use super::workload::{value_json, Rec, Workload};
 
 /// The producer's librdkafka settings (everything else is librdkafka's default).
@@ -151,10 +152,20 @@ impl Drop for TopicHandle {
     }
 }
 
+/// How a [`Sender`] reaches the broker.
+enum Transport {
+    /// librdkafka's producer: a real cluster, and the fixed-rate phase.
+    Librdkafka {
+        /// Declared before `producer`, so it is dropped first.
+        handle: TopicHandle,
+        producer: ThreadedProducer<Deliveries>,
+    },
+    /// Produce requests written directly ([`wire`]): the paced backlog on the mock broker.
+    Wire(wire::Producer),
+}
+
 struct Sender {
-    /// Declared before `producer`, so it is dropped first.
-    handle: TopicHandle,
-    producer: ThreadedProducer<Deliveries>,
+    transport: Transport,
     topic: String,
     shared: Arc<Shared>,
     key: String,
@@ -174,9 +185,23 @@ impl Sender {
         }
         let producer: ThreadedProducer<Deliveries> =
             config.create_with_context(Deliveries(shared.clone()))?;
-        Ok(Self {
-            handle: TopicHandle::new(&producer, topic)?,
-            producer,
+        let handle = TopicHandle::new(&producer, topic)?;
+        Ok(Self::with(
+            Transport::Librdkafka { handle, producer },
+            topic,
+            shared,
+        ))
+    }
+
+    /// A sender that writes Produce requests itself (single-broker mock only).
+    fn wire(bootstrap: &str, topic: &str, shared: &Arc<Shared>) -> Result<Self> {
+        let producer = wire::Producer::connect(bootstrap, topic)?;
+        Ok(Self::with(Transport::Wire(producer), topic, shared))
+    }
+
+    fn with(transport: Transport, topic: &str, shared: &Arc<Shared>) -> Self {
+        Self {
+            transport,
             topic: topic.to_owned(),
             shared: shared.clone(),
             key: String::new(),
@@ -185,7 +210,7 @@ impl Sender {
             started: Instant::now(),
             last: Instant::now(),
             blocked: Duration::ZERO,
-        })
+        }
     }
 
     fn send(&mut self, rec: &Rec) -> Result<()> {
@@ -209,12 +234,15 @@ impl Sender {
         if self.records == 0 {
             self.started = Instant::now();
         }
+        let Transport::Librdkafka { producer, .. } = &self.transport else {
+            bail!("one record at a time goes through librdkafka only");
+        };
         let mut record = BaseRecord::to(&self.topic)
             .partition(partition)
             .key(key)
             .payload(value);
         loop {
-            match self.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
@@ -234,6 +262,9 @@ impl Sender {
     /// `key` and `value` must stay alive and unchanged until every record is delivered or the
     /// producer is destroyed: librdkafka reads them from there, on its own threads.
     unsafe fn send_borrowed(&mut self, partition: i32, key: &[u8], value: &[u8]) -> Result<()> {
+        let Transport::Librdkafka { handle, .. } = &self.transport else {
+            bail!("one record at a time goes through librdkafka only");
+        };
         if self.records == 0 {
             self.started = Instant::now();
         }
@@ -241,7 +272,7 @@ impl Sender {
             // Flags 0: librdkafka neither copies nor frees the buffers. Null opaque: the delivery
             // context's opaque is `()`.
             let rc = rdsys::rd_kafka_produce(
-                self.handle.0.as_ptr(),
+                handle.0.as_ptr(),
                 partition,
                 0,
                 value.as_ptr().cast_mut().cast::<c_void>(),
@@ -265,6 +296,35 @@ impl Sender {
             }
         }
         self.records += 1;
+        Ok(())
+    }
+
+    /// Hands records `range` of partition `p` of the rendered backlog to the broker.
+    fn send_rendered(
+        &mut self,
+        rendered: &Rendered,
+        p: usize,
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
+        if self.records == 0 {
+            self.started = Instant::now();
+        }
+        let n = range.len();
+        if let Transport::Wire(producer) = &mut self.transport {
+            let records = range.map(|j| {
+                let (key, value) = rendered.get(p, j);
+                (key.as_bytes(), value.as_bytes())
+            });
+            producer.send(p as i32, records)?;
+            self.records += n as u64;
+            return Ok(());
+        }
+        for j in range {
+            let (key, value) = rendered.get(p, j);
+            // SAFETY: the backlog producer borrows `rendered` for its whole run, and flushes
+            // (`finish`) or destroys (drop) this producer before it returns.
+            unsafe { self.send_borrowed(p as i32, key.as_bytes(), value.as_bytes())? };
+        }
         Ok(())
     }
 
@@ -293,7 +353,10 @@ impl Sender {
 
     /// Flushes (nothing left in flight) and checks that no delivery failed.
     fn finish(self) -> Result<Produced> {
-        self.producer.flush(Duration::from_secs(120))?;
+        match self.transport {
+            Transport::Librdkafka { producer, .. } => producer.flush(Duration::from_secs(120))?,
+            Transport::Wire(producer) => producer.finish(Duration::from_secs(120))?,
+        }
         let seconds = self.last.duration_since(self.started).as_secs_f64();
         let ack_wait_s = self.last.elapsed().as_secs_f64();
         let failed = self.shared.failed.load(Ordering::SeqCst);
@@ -316,8 +379,8 @@ impl Sender {
 
 /// The backlog's keys and values as the producer sends them, rendered before the connector
 /// starts: the paced producer has to run beside the connector (the mock broker's retention), and
-/// formatting ~200 bytes per record there would take CPU from the cores being measured. The
-/// producer's librdkafka work still runs beside it. Takes about the backlog's size in memory,
+/// formatting ~200 bytes per record there would take CPU from the cores being measured. Its
+/// batching and sending still run beside it. Takes about the backlog's size in memory,
 /// laid out per partition in sending order, so the producer reads it sequentially (read in
 /// record order, every record was a cache miss: 10 % of the producer's CPU in perf).
 pub struct Rendered {
@@ -360,6 +423,14 @@ impl Rendered {
     }
 }
 
+/// How the backlog reaches the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Librdkafka,
+    /// Produce requests written directly: only for a single-broker cluster (the mock).
+    Wire,
+}
+
 /// Produces the backlog, each partition at most `window` records ahead of its committed offset.
 pub fn backlog(
     bootstrap: &str,
@@ -368,8 +439,12 @@ pub fn backlog(
     rendered: &Rendered,
     shared: &Arc<Shared>,
     window: i64,
+    via: Via,
 ) -> Result<Produced> {
-    let mut sender = Sender::new(bootstrap, topic, shared)?;
+    let mut sender = match via {
+        Via::Librdkafka => Sender::new(bootstrap, topic, shared)?,
+        Via::Wire => Sender::wire(bootstrap, topic, shared)?,
+    };
     let mut next = vec![0usize; work.partitions];
     loop {
         sender.check_stop()?;
@@ -381,13 +456,8 @@ pub fn backlog(
                 .room(p, window)
                 .clamp(0, CHUNK)
                 .min(rest.len() as i64) as usize;
-            for j in next[p]..next[p] + n {
-                let (key, value) = rendered.get(p, j);
-                // SAFETY: `rendered` is borrowed for this whole function, and `sender` (the
-                // producer) is flushed by `finish` or destroyed by its drop before it returns.
-                unsafe { sender.send_borrowed(p as i32, key.as_bytes(), value.as_bytes())? };
-            }
             if n > 0 {
+                sender.send_rendered(rendered, p, next[p]..next[p] + n)?;
                 sender.sent(p, n);
             }
             next[p] += n;
