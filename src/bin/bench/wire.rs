@@ -250,14 +250,41 @@ fn encode_batch<'a>(
     }
     let batch_length = buf.len() - at - 12;
     put_len(buf, at + 8, batch_length)?;
-    let crc = CRC32C.checksum(&buf[at + CRC_FROM..]);
+    let crc = crc32c(&buf[at + CRC_FROM..]);
     buf[at + 17..at + 21].copy_from_slice(&crc.to_be_bytes());
     Ok(())
 }
 
-/// Castagnoli CRC-32, the record batch checksum.
+/// Castagnoli CRC-32 by table: the fallback, and the reference in tests.
 static CRC32C: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+
+/// The record batch checksum (Castagnoli CRC-32): the CPU's `crc32` instruction where there is
+/// one (SSE 4.2; the table took a third of the producer thread's CPU), else the table.
+fn crc32c(bytes: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU supports SSE 4.2, checked just above.
+        return unsafe { crc32c_sse42(bytes) };
+    }
+    CRC32C.checksum(bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_sse42(bytes: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut crc = u64::from(u32::MAX);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        crc = _mm_crc32_u64(crc, u64::from_le_bytes(word.try_into().unwrap_or_default()));
+    }
+    let mut crc = crc as u32;
+    for &b in words.remainder() {
+        crc = _mm_crc32_u8(crc, b);
+    }
+    !crc
+}
 
 fn put_string(buf: &mut Vec<u8>, s: &[u8]) -> Result<()> {
     let len = i16::try_from(s.len()).context("string too long for the protocol")?;
@@ -352,8 +379,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc32c_matches_the_standard_check_value() {
+    fn crc32c_matches_the_standard_check_value_and_the_table() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
         assert_eq!(CRC32C.checksum(b"123456789"), 0xE306_9283);
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for len in [0, 1, 7, 8, 9, 63, 64, 65, 999, 1000] {
+            assert_eq!(crc32c(&data[..len]), CRC32C.checksum(&data[..len]), "{len}");
+        }
     }
 
     #[test]
