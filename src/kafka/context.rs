@@ -51,6 +51,9 @@ pub enum Event {
     Reset { tp: TopicPartition, offset: i64 },
     /// The consumer cannot go on (for example a stored offset the broker no longer has).
     Fatal(String),
+    /// The consumer must not go on, but what it read before is good: the pipeline commits the
+    /// records it holds, then fails with this reason. Nothing follows.
+    Stop(String),
     /// The poll thread stopped fetching (shutdown); nothing follows.
     EndOfInput,
 }

@@ -101,7 +101,7 @@ impl FetchQueue {
         &self,
         wait: Duration,
         max: usize,
-        mut each: impl FnMut(Result<&Fetched, KafkaError>),
+        mut each: impl FnMut(Result<&Fetched, (KafkaError, String)>),
     ) -> usize {
         let mut got = 0;
         let mut buf: Vec<*mut rdsys::rd_kafka_message_t> = Vec::with_capacity(max);
@@ -127,7 +127,7 @@ impl FetchQueue {
         buf: &mut Vec<*mut rdsys::rd_kafka_message_t>,
         wait: Duration,
         max: usize,
-        each: &mut impl FnMut(Result<&Fetched, KafkaError>),
+        each: &mut impl FnMut(Result<&Fetched, (KafkaError, String)>),
     ) -> usize {
         if max == 0 {
             return 0;
@@ -155,7 +155,11 @@ impl FetchQueue {
             .filter_map(|m| NonNull::new(m).map(|ptr| Fetched { ptr }))
             .collect();
         for message in &fetched {
-            each(message.check());
+            each(
+                message
+                    .check()
+                    .map_err(|error| (error, message.error_detail())),
+            );
         }
         n
     }
@@ -197,6 +201,27 @@ impl Fetched {
             }
             code => Err(KafkaError::MessageConsumption(code.into())),
         }
+    }
+
+    /// Where a per-partition error happened and librdkafka's description of it, for the log
+    /// and for a fatal error's message.
+    pub fn error_detail(&self) -> String {
+        let raw = self.raw();
+        // SAFETY: live message; for an error, librdkafka's message text (if any) is the payload.
+        let text = (!raw.payload.is_null() && raw.len > 0).then(|| unsafe {
+            String::from_utf8_lossy(std::slice::from_raw_parts(
+                raw.payload.cast::<u8>(),
+                raw.len,
+            ))
+            .into_owned()
+        });
+        format!(
+            "{}/{} at offset {}: {}",
+            String::from_utf8_lossy(self.topic()),
+            raw.partition,
+            raw.offset,
+            text.unwrap_or_else(|| "no details".into())
+        )
     }
 
     /// The topic name's bytes (librdkafka's own copy, valid while the message is).

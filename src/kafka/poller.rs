@@ -195,10 +195,10 @@ impl Poller {
                     chunk = (chunk.0 + 1, chunk.1 + size);
                     records.push(record);
                 }
-                Err(error) => {
+                Err((error, detail)) => {
                     let context = self.consumer.context();
                     context.push_all(&mut records, std::mem::take(&mut gathered));
-                    go_on = self.on_error(&error);
+                    go_on = self.on_error(&error, Some(&detail));
                 }
             });
             if chunk.0 > before.0 {
@@ -250,7 +250,7 @@ impl Poller {
                     }
                 }
                 Some(Err(error)) => {
-                    if !self.on_error(&error) {
+                    if !self.on_error(&error, None) {
                         return false;
                     }
                 }
@@ -259,16 +259,21 @@ impl Poller {
         }
     }
 
-    /// Handles a consumer error; false when the consumer must stop.
-    fn on_error(&mut self, error: &KafkaError) -> bool {
+    /// Handles a consumer error (`detail`: where, and librdkafka's text, when known); false
+    /// when the consumer must stop.
+    fn on_error(&mut self, error: &KafkaError, detail: Option<&str>) -> bool {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
             return super::out_of_range::handle(&self.consumer);
         }
-        if let Some(fatal) = fatal_reason(error) {
+        if let Some(fatal) = fatal_reason(error, detail) {
             self.consumer.context().send(Event::Fatal(fatal));
             return false;
         }
-        tracing::warn!(%error, "Kafka consumer error; librdkafka retries by itself.");
+        if let Some(reason) = unreadable_batch(error, detail) {
+            self.consumer.context().send(Event::Stop(reason));
+            return false;
+        }
+        tracing::warn!(%error, detail, "Kafka consumer error; librdkafka retries by itself.");
         true
     }
 
@@ -415,9 +420,33 @@ impl Topics {
 }
 
 /// The errors a consumer cannot recover from, with what the operator should do.
-fn fatal_reason(error: &KafkaError) -> Option<String> {
+fn fatal_reason(error: &KafkaError, detail: Option<&str>) -> Option<String> {
     match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::Fatal) => Some(format!("fatal Kafka client error: {error}")),
+        Some(RDKafkaErrorCode::Fatal) => Some(format!(
+            "fatal Kafka client error: {error}{}",
+            detail.map_or_else(String::new, |d| format!(" ({d})"))
+        )),
+        _ => None,
+    }
+}
+
+/// A record batch that fails its checksum (`check.crcs`) or cannot be decompressed: librdkafka
+/// reports it once, then skips it and goes on with the records after it. Going on would commit
+/// offsets past records that never reached Postgres, so the connector stops instead: it commits
+/// what it read before the batch (the stored offset ends at or before it) and exits.
+fn unreadable_batch(error: &KafkaError, detail: Option<&str>) -> Option<String> {
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::BadMessage
+            | RDKafkaErrorCode::BadCompression
+            | RDKafkaErrorCode::NotImplemented,
+        ) => Some(format!(
+            "a record batch cannot be read: {error}{}. librdkafka would skip it; the connector \
+             stops instead, so that none of its records is lost, with the stored offset at or \
+             before the batch. Check the topic's data; to skip the batch deliberately, move the \
+             stored offset past it with `kafka-pg-sink offsets set`.",
+            detail.map_or_else(String::new, |d| format!(" ({d})"))
+        )),
         _ => None,
     }
 }

@@ -66,6 +66,8 @@ pub struct Pipeline {
     batches_out: usize,
     commit_to_kafka: bool,
     input_done: bool,
+    /// Why the input stopped early ([`Event::Stop`]): reported once what came before is committed.
+    stopped: Option<String>,
     metrics: Metrics,
     health: Arc<Health>,
 }
@@ -91,6 +93,7 @@ impl Pipeline {
             batches_out: 0,
             commit_to_kafka,
             input_done: false,
+            stopped: None,
             metrics,
             health,
         }
@@ -118,7 +121,11 @@ impl Pipeline {
             }
             self.dispatch(false).await?;
         }
-        self.drain(drain_timeout).await
+        self.drain(drain_timeout).await?;
+        match self.stopped.take() {
+            Some(reason) => Err(Error::Fatal(reason)),
+            None => Ok(()),
+        }
     }
 
     /// Flushes everything buffered and waits for the writers, up to `timeout`.
@@ -194,6 +201,11 @@ impl Pipeline {
                 }
             }
             Some(Event::Fatal(reason)) => return Err(Error::Fatal(reason)),
+            Some(Event::Stop(reason)) => {
+                tracing::error!(%reason, "Stopping: committing the records read before.");
+                self.stopped = Some(reason);
+                self.input_done = true;
+            }
             Some(Event::EndOfInput) | None => self.input_done = true,
         }
         Ok(())

@@ -431,6 +431,29 @@ listen = "{http}"
     (TempFile(path), http)
 }
 
+/// Runs the binary with `config` until it exits (or `timeout`); returns (exit code, stderr).
+pub fn run_until_exit(config: &TempFile, timeout: Duration) -> (Option<i32>, String) {
+    let log = TempFile(std::env::temp_dir().join(format!("{}.log", unique("kps_stderr"))));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
+        .arg("--config")
+        .arg(&config.0)
+        .stderr(std::fs::File::create(&log.0).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, std::fs::read_to_string(&log.0).unwrap_or_default())
+}
+
 impl Sink {
     pub fn start(broker: &Broker, db: &TestDb, group: &str, rest: &str) -> Self {
         let (config, http) = sink_config(broker, db, group, rest);

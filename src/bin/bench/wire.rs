@@ -79,6 +79,27 @@ impl Producer {
         partition: i32,
         records: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<()> {
+        self.send_batch(partition, records, false)
+    }
+
+    /// Tests only: sends a batch whose checksum is wrong, as a corrupted log would hold it
+    /// (the mock broker stores it as it is; a real broker refuses it).
+    #[cfg(test)]
+    #[allow(dead_code)] // used by tests/corrupt_batch.rs, which includes this module
+    pub fn send_damaged<'a>(
+        &mut self,
+        partition: i32,
+        records: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<()> {
+        self.send_batch(partition, records, true)
+    }
+
+    fn send_batch<'a>(
+        &mut self,
+        partition: i32,
+        records: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+        damage_checksum: bool,
+    ) -> Result<()> {
         if let Some(error) = self.lock().error.clone() {
             bail!("the broker refused a produce request: {error}");
         }
@@ -96,6 +117,9 @@ impl Producer {
             timestamp,
             records,
         )?;
+        if damage_checksum {
+            buf[checksum_end(&self.topic) - 1] ^= 0xff;
+        }
         self.stream
             .write_all(buf)
             .context("writing a produce request")?;
@@ -205,6 +229,12 @@ fn encode_request<'a>(
     put_len(buf, records_size_at, batch_len)?;
     let size = buf.len() - start - 4;
     put_len(buf, start, size)
+}
+
+/// Where the batch checksum of a request for `topic` ends: after the request header, the topic
+/// and partition fields, the record set size and the batch's first 21 bytes.
+fn checksum_end(topic: &str) -> usize {
+    4 + 2 + 2 + 4 + 2 + CLIENT_ID.len() + 2 + 2 + 4 + 4 + 2 + topic.len() + 4 + 4 + 4 + CRC_FROM
 }
 
 /// Appends a record batch (format v2, no compression, no producer id, no headers).
@@ -446,6 +476,20 @@ mod tests {
             at = end;
         }
         assert_eq!(at, buf.len());
+    }
+
+    #[test]
+    fn the_checksum_sits_where_a_damaged_send_flips_it() {
+        let mut buf = Vec::new();
+        let records = [(&b"k"[..], &b"{}"[..])];
+        encode_request(&mut buf, 1, "topic", 0, 0, records.iter().copied()).unwrap();
+        let end = checksum_end("topic");
+        let batch_at = end - CRC_FROM;
+        assert_eq!(buf[batch_at + 16], 2, "magic, just before the checksum");
+        assert_eq!(
+            u32::from_be_bytes(buf[end - 4..end].try_into().unwrap()),
+            crc32c(&buf[batch_at + CRC_FROM..])
+        );
     }
 
     #[test]
