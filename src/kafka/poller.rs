@@ -450,3 +450,40 @@ fn unreadable_batch(error: &KafkaError, detail: Option<&str>) -> Option<String> 
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumption(code: RDKafkaErrorCode) -> KafkaError {
+        KafkaError::MessageConsumption(code)
+    }
+
+    #[test]
+    fn only_batches_librdkafka_skips_stop_the_connector_and_the_message_says_where() {
+        for code in [
+            RDKafkaErrorCode::BadMessage,
+            RDKafkaErrorCode::BadCompression,
+            RDKafkaErrorCode::NotImplemented,
+        ] {
+            let reason = unreadable_batch(&consumption(code), Some("t/3 at offset 200: why"))
+                .unwrap_or_else(|| panic!("{code:?} must stop the connector"));
+            assert!(reason.contains("t/3 at offset 200: why"), "{reason}");
+            assert!(reason.contains("offsets set"), "{reason}");
+            assert!(fatal_reason(&consumption(code), None).is_none());
+        }
+        // Transient errors are retried by librdkafka and skip nothing.
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(
+                unreadable_batch(&consumption(code), None).is_none(),
+                "{code:?}"
+            );
+            assert!(fatal_reason(&consumption(code), None).is_none(), "{code:?}");
+        }
+        assert!(fatal_reason(&consumption(RDKafkaErrorCode::Fatal), None).is_some());
+    }
+}
