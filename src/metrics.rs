@@ -108,7 +108,7 @@ impl Metrics {
         )?;
         let stopped_partitions = IntGauge::new(
             "stopped_partitions",
-            "Partitions stopped by a bad record under on_error = \"fail\" (not ready while > 0).",
+            "Partitions stopped by a bad record under on_error = \"fail\", or at a record batch that cannot be read (not ready while > 0).",
         )?;
         registry.register(Box::new(stopped_partitions.clone()))?;
         let batch_records = HistogramVec::new(

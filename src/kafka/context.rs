@@ -51,8 +51,15 @@ pub enum Event {
     Reset { tp: TopicPartition, offset: i64 },
     /// The consumer cannot go on (for example a stored offset the broker no longer has).
     Fatal(String),
-    /// The consumer must not go on, but what it read before is good: the pipeline commits the
-    /// records it holds, then fails with this reason. Nothing follows.
+    /// A record batch of `tp` starting at `offset` cannot be read (librdkafka skips it): the
+    /// pipeline writes what it holds of `tp` from before it, then stops the partition.
+    Unreadable {
+        tp: TopicPartition,
+        offset: i64,
+        reason: String,
+    },
+    /// As [`Event::Unreadable`], where librdkafka did not say which partition: the pipeline
+    /// commits the records it holds, then fails with this reason. Nothing follows.
     Stop(String),
     /// The poll thread stopped fetching (shutdown); nothing follows.
     EndOfInput,

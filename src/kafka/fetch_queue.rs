@@ -96,12 +96,12 @@ impl FetchQueue {
 
     /// Takes up to `max` records, waiting up to `wait` for the first one (not for more; an event
     /// on the consumer queue ends the wait early); calls `each` for every record or per-record
-    /// error in queue order and returns how many there were.
+    /// error (with the message that carries it) in queue order and returns how many there were.
     pub fn take(
         &self,
         wait: Duration,
         max: usize,
-        mut each: impl FnMut(Result<&Fetched, (KafkaError, String)>),
+        mut each: impl FnMut(Result<&Fetched, (KafkaError, &Fetched)>),
     ) -> usize {
         let mut got = 0;
         let mut buf: Vec<*mut rdsys::rd_kafka_message_t> = Vec::with_capacity(max);
@@ -127,7 +127,7 @@ impl FetchQueue {
         buf: &mut Vec<*mut rdsys::rd_kafka_message_t>,
         wait: Duration,
         max: usize,
-        each: &mut impl FnMut(Result<&Fetched, (KafkaError, String)>),
+        each: &mut impl FnMut(Result<&Fetched, (KafkaError, &Fetched)>),
     ) -> usize {
         if max == 0 {
             return 0;
@@ -155,11 +155,7 @@ impl FetchQueue {
             .filter_map(|m| NonNull::new(m).map(|ptr| Fetched { ptr }))
             .collect();
         for message in &fetched {
-            each(
-                message
-                    .check()
-                    .map_err(|error| (error, message.error_detail())),
-            );
+            each(message.check().map_err(|error| (error, message)));
         }
         n
     }

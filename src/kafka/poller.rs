@@ -195,10 +195,18 @@ impl Poller {
                     chunk = (chunk.0 + 1, chunk.1 + size);
                     records.push(record);
                 }
-                Err((error, detail)) => {
+                Err((error, message)) => {
                     let context = self.consumer.context();
                     context.push_all(&mut records, std::mem::take(&mut gathered));
-                    go_on = self.on_error(&error, Some(&detail));
+                    let at = ErrorAt {
+                        tp: TopicPartition {
+                            topic: self.topics.intern_bytes(message.topic()),
+                            partition: message.partition(),
+                        },
+                        offset: message.offset(),
+                        detail: message.error_detail(),
+                    };
+                    go_on = self.on_error(&error, Some(at));
                 }
             });
             if chunk.0 > before.0 {
@@ -259,19 +267,32 @@ impl Poller {
         }
     }
 
-    /// Handles a consumer error (`detail`: where, and librdkafka's text, when known); false
-    /// when the consumer must stop.
-    fn on_error(&mut self, error: &KafkaError, detail: Option<&str>) -> bool {
+    /// Handles a consumer error (`at`: where, when librdkafka says); false when the consumer
+    /// must stop.
+    fn on_error(&mut self, error: &KafkaError, at: Option<ErrorAt>) -> bool {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
             return super::out_of_range::handle(&self.consumer);
         }
+        let detail = at.as_ref().map(|at| at.detail.as_str());
         if let Some(fatal) = fatal_reason(error, detail) {
             self.consumer.context().send(Event::Fatal(fatal));
             return false;
         }
         if let Some(reason) = unreadable_batch(error, detail) {
-            self.consumer.context().send(Event::Stop(reason));
-            return false;
+            let context = self.consumer.context();
+            return match at {
+                // Only this partition stops; the pipeline drops what comes after the batch.
+                // (librdkafka 2.12 misreads the rest of a fetch after a checksum failure and
+                // reports more errors with nonsense offsets: the pipeline keeps the lowest.)
+                Some(ErrorAt { tp, offset, .. }) => {
+                    context.send(Event::Unreadable { tp, offset, reason });
+                    true
+                }
+                _ => {
+                    context.send(Event::Stop(reason));
+                    false
+                }
+            };
         }
         tracing::warn!(%error, detail, "Kafka consumer error; librdkafka retries by itself.");
         true
@@ -419,6 +440,14 @@ impl Topics {
     }
 }
 
+/// Where a per-partition consumer error happened, as librdkafka reports it.
+struct ErrorAt {
+    tp: TopicPartition,
+    offset: i64,
+    /// Partition, offset and librdkafka's text, for messages.
+    detail: String,
+}
+
 /// The errors a consumer cannot recover from, with what the operator should do.
 fn fatal_reason(error: &KafkaError, detail: Option<&str>) -> Option<String> {
     match error.rdkafka_error_code() {
@@ -432,8 +461,8 @@ fn fatal_reason(error: &KafkaError, detail: Option<&str>) -> Option<String> {
 
 /// A record batch that fails its checksum (`check.crcs`) or cannot be decompressed: librdkafka
 /// reports it once, then skips it and goes on with the records after it. Going on would commit
-/// offsets past records that never reached Postgres, so the connector stops instead: it commits
-/// what it read before the batch (the stored offset ends at or before it) and exits.
+/// offsets past records that never reached Postgres, so the partition stops there instead: what
+/// was read before the batch is written (the stored offset ends at or before it), nothing after.
 fn unreadable_batch(error: &KafkaError, detail: Option<&str>) -> Option<String> {
     match error.rdkafka_error_code() {
         Some(
@@ -441,10 +470,10 @@ fn unreadable_batch(error: &KafkaError, detail: Option<&str>) -> Option<String> 
             | RDKafkaErrorCode::BadCompression
             | RDKafkaErrorCode::NotImplemented,
         ) => Some(format!(
-            "a record batch cannot be read: {error}{}. librdkafka would skip it; the connector \
-             stops instead, so that none of its records is lost, with the stored offset at or \
-             before the batch. Check the topic's data; to skip the batch deliberately, move the \
-             stored offset past it with `kafka-pg-sink offsets set`.",
+            "a record batch cannot be read: {error}{}. librdkafka would skip it; the partition \
+             stops here instead, so that none of its records is lost: the stored offset stays at \
+             or before the batch. Check the topic's data; to skip the batch deliberately, stop \
+             the connector and move the stored offset past it with `kafka-pg-sink offsets set`.",
             detail.map_or_else(String::new, |d| format!(" ({d})"))
         )),
         _ => None,

@@ -39,9 +39,19 @@ struct PartitionState {
     revoked: bool,
     /// Stopped by a bad record under `on_error = "fail"`: nothing more is written for it.
     stopped: bool,
+    /// A record batch starting here cannot be read (librdkafka skips it): records from this
+    /// offset on are dropped, those buffered before it are still written.
+    fence: Option<i64>,
     /// After an out-of-range reset: records start here (possibly below `expected`), and the next
     /// commit may move the stored offset backwards, still only from exactly `expected`.
     rewind_to: Option<i64>,
+}
+
+impl PartitionState {
+    /// Stopped by a bad record or at an unreadable batch (counted in `stopped_partitions`).
+    fn is_stopped(&self) -> bool {
+        self.stopped || self.fence.is_some()
+    }
 }
 
 /// Channels the pipeline is wired to.
@@ -172,6 +182,7 @@ impl Pipeline {
                         seeking: false,
                         revoked: false,
                         stopped: false,
+                        fence: None,
                         rewind_to: None,
                     };
                     if let Some(old) = self.partitions.insert(tp, state) {
@@ -201,6 +212,9 @@ impl Pipeline {
                 }
             }
             Some(Event::Fatal(reason)) => return Err(Error::Fatal(reason)),
+            Some(Event::Unreadable { tp, offset, reason }) => {
+                self.fence_partition(tp, offset, &reason)
+            }
             Some(Event::Stop(reason)) => {
                 tracing::error!(%reason, "Stopping: committing the records read before.");
                 self.stopped = Some(reason);
@@ -237,6 +251,9 @@ impl Pipeline {
                 if run.len() < before {
                     tracing::debug!(partition = %tp, dropped = before - run.len(), "Dropping records before the stored offset.");
                 }
+            }
+            if let Some(fence) = self.partitions.get(&tp).and_then(|s| s.fence) {
+                run.retain(|r| r.offset < fence);
             }
             self.batcher.push_run(tp, run, now);
         }
@@ -336,21 +353,44 @@ impl Pipeline {
     fn stop_partition(&mut self, tp: TopicPartition, error: &Error) {
         self.batcher.drop_partition(&tp);
         if let Some(state) = self.partitions.get_mut(&tp) {
+            let newly = !state.is_stopped();
             state.stopped = true;
+            if newly {
+                self.count_stopped(1);
+            }
         }
-        self.metrics.stopped_partitions.inc();
-        self.health
-            .set_stopped_partitions(self.metrics.stopped_partitions.get());
         tracing::error!(partition = %tp, %error, "Partition stopped by a bad record (on_error = \"fail\"); fix the data or the mapping and restart.");
         let _ = self.wiring.commands.send(Command::Pause(tp));
     }
 
+    /// An unreadable record batch of `tp` at `offset`: records from there on are dropped (they
+    /// come after it, in queue order), those buffered before it are still written, and fetching
+    /// the partition stops. It counts as stopped until it is assigned again, which reads from
+    /// the stored offset and so meets the batch again unless the data or the offset changed.
+    fn fence_partition(&mut self, tp: TopicPartition, offset: i64, reason: &str) {
+        let Some(state) = self.partitions.get_mut(&tp) else {
+            tracing::warn!(partition = %tp, %reason, "Unreadable batch of a partition not being read; ignored.");
+            return;
+        };
+        let newly = !state.is_stopped();
+        state.fence = Some(state.fence.map_or(offset, |f| f.min(offset)));
+        if newly {
+            self.count_stopped(1);
+        }
+        tracing::error!(partition = %tp, offset, %reason, "Partition stopped at an unreadable record batch.");
+        let _ = self.wiring.commands.send(Command::Pause(tp));
+    }
+
+    fn count_stopped(&self, delta: i64) {
+        self.metrics.stopped_partitions.add(delta);
+        self.health
+            .set_stopped_partitions(self.metrics.stopped_partitions.get());
+    }
+
     /// Bookkeeping when a partition's state goes away.
     fn forget(&self, old: &PartitionState) {
-        if old.stopped {
-            self.metrics.stopped_partitions.dec();
-            self.health
-                .set_stopped_partitions(self.metrics.stopped_partitions.get());
+        if old.is_stopped() {
+            self.count_stopped(-1);
         }
     }
 

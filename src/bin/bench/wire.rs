@@ -94,6 +94,47 @@ impl Producer {
         self.send_batch(partition, records, true)
     }
 
+    /// Tests only: one request holding a batch with a wrong checksum, then an intact batch of
+    /// `next` starting at `next_offset`, so that a consumer gets both in one fetch (the mock
+    /// broker returns one stored request per fetch). The first batch claims the records of both,
+    /// so that the broker's log end covers the second.
+    #[cfg(test)]
+    #[allow(dead_code)] // used by tests/corrupt_batch.rs, which includes this module
+    pub fn send_damaged_then<'a>(
+        &mut self,
+        partition: i32,
+        damaged: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+        next_offset: i64,
+        next: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<()> {
+        let count = i32::try_from(damaged.len() + next.len())?;
+        self.correlation = self.correlation.wrapping_add(1);
+        let mut buf = Vec::new();
+        encode_request(
+            &mut buf,
+            self.correlation,
+            &self.topic,
+            partition,
+            0,
+            damaged,
+        )?;
+        let batch_at = checksum_end(&self.topic) - CRC_FROM;
+        buf[batch_at + 20] ^= 0xff;
+        buf[batch_at + 57..batch_at + 61].copy_from_slice(&count.to_be_bytes());
+        let second_at = buf.len();
+        encode_batch(&mut buf, 0, next)?;
+        buf[second_at..second_at + 8].copy_from_slice(&next_offset.to_be_bytes());
+        let record_set = buf.len() - batch_at;
+        put_len(&mut buf, batch_at - 4, record_set)?;
+        let size = buf.len() - 4;
+        put_len(&mut buf, 0, size)?;
+        self.stream
+            .write_all(&buf)
+            .context("writing a produce request")?;
+        self.requests += 1;
+        Ok(())
+    }
+
     fn send_batch<'a>(
         &mut self,
         partition: i32,
