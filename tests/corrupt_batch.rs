@@ -134,3 +134,86 @@ async fn a_batch_failing_its_checksum_stops_its_partition_before_it() {
     );
     db.drop_db().await;
 }
+
+/// A partition stopped at an unreadable batch goes on being reported as stopped by whichever
+/// replica holds it after rebalances, including the replica that stopped it first when the
+/// partition comes back to it (librdkafka keeps an application's pause across rebalances: the
+/// partition would otherwise sit paused, unreported, in a fresh state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_partition_is_reported_again_after_it_comes_back_in_a_rebalance() {
+    if std::env::var("KAFKA_BROKERS").is_ok() {
+        eprintln!("skipped: a real broker refuses a batch with a wrong checksum at produce time");
+        return;
+    }
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
+    let mut broker = Broker::start();
+    let topic = unique("corrupt");
+    broker.create_topic(&topic, 2);
+    let group = unique("group");
+    let texts: Vec<(String, String)> = (0..300)
+        .map(|n| (n.to_string(), format!(r#"{{"n":{n}}}"#)))
+        .collect();
+    let batch = |from: usize| {
+        texts[from..from + 100]
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    };
+    // Partition 0: 0..100 intact, then a damaged batch. Partition 1: 200..300 intact.
+    let mut producer = wire::Producer::connect(&broker.bootstrap, &topic).unwrap();
+    producer.send(0, batch(0)).unwrap();
+    producer.send_damaged(0, batch(100)).unwrap();
+    producer.send(1, batch(200)).unwrap();
+    producer.finish(Duration::from_secs(30)).unwrap();
+
+    let rest = format!(
+        "[batch]\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
+    );
+    let stopped = |sink: &Sink| sink.metric("kafka_pg_sink_stopped_partitions", "");
+    let a = Sink::start(&broker, &db, &group, &rest);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            stopped(&a) == Some(1.0)
+                && db.stored_offsets(&group, &topic).await == vec![(0, 100), (1, 100)]
+        })
+        .await,
+        "replica A stops partition 0 at the damaged batch: stored {:?}",
+        db.stored_offsets(&group, &topic).await
+    );
+    // B joins (partitions are split), then leaves (A gets everything back). At every point,
+    // the replica holding partition 0 reports it stopped.
+    let b = Sink::start(&broker, &db, &group, &rest);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            let (sa, sb) = (stopped(&a), stopped(&b));
+            let ready_b = b.get("/readyz").map(|(s, _)| s);
+            // Both joined (B answers readiness one way or the other) and one of them holds it.
+            ready_b.is_some()
+                && sa.unwrap_or(0.0) + sb.unwrap_or(0.0) == 1.0
+                && b.metric("kafka_pg_sink_assigned_partitions", "") == Some(1.0)
+        })
+        .await,
+        "after B joined: A reports {:?}, B reports {:?}",
+        stopped(&a),
+        stopped(&b)
+    );
+    assert!(b.signal_and_wait("TERM", Duration::from_secs(30)).success());
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            a.metric("kafka_pg_sink_assigned_partitions", "") == Some(2.0) && stopped(&a) == Some(1.0)
+        })
+        .await,
+        "A holds both partitions again and reports partition 0 stopped: assigned {:?}, stopped {:?}",
+        a.metric("kafka_pg_sink_assigned_partitions", ""),
+        stopped(&a)
+    );
+    let (status, _) = a.get("/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM t").await, 200);
+    assert_eq!(
+        db.stored_offsets(&group, &topic).await,
+        vec![(0, 100), (1, 100)]
+    );
+    assert!(a.signal_and_wait("TERM", Duration::from_secs(30)).success());
+    db.drop_db().await;
+}

@@ -78,6 +78,10 @@ pub enum Command {
     Commit(Vec<(TopicPartition, i64)>),
     /// Stop fetching a partition (stopped by a bad record) until it is reassigned.
     Pause(TopicPartition),
+    /// The partition was assigned again and starts afresh: undo a [`Command::Pause`] of an
+    /// earlier assignment (librdkafka keeps an application's pause across rebalances). Sent
+    /// after any such pause, so a pause that crossed the rebalance is undone too.
+    Resume(TopicPartition),
     /// Drain is over: leave the group and stop.
     Close,
 }

@@ -125,7 +125,7 @@ impl Poller {
                 match command {
                     Command::Commit(offsets) => self.commit(&offsets),
                     Command::Close => break,
-                    Command::Seek { .. } | Command::Pause(_) => {}
+                    Command::Seek { .. } | Command::Pause(_) | Command::Resume(_) => {}
                 }
             }
         }
@@ -148,6 +148,7 @@ impl Poller {
                 }
                 Ok(Command::Commit(offsets)) => self.commit(&offsets),
                 Ok(Command::Pause(tp)) => self.pause(&tp),
+                Ok(Command::Resume(tp)) => self.resume_stopped(&tp),
                 Ok(Command::Close) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
             }
@@ -329,6 +330,19 @@ impl Poller {
             tracing::warn!(%error, partition = %tp, "Cannot pause the partition; its records are dropped instead.");
         }
         self.stopped.insert(tp.clone());
+    }
+
+    /// Resumes a partition paused by [`Self::pause`] in an earlier assignment. While flow control
+    /// has fetching paused, it only forgets the stop: flow control resumes the partition later.
+    fn resume_stopped(&mut self, tp: &TopicPartition) {
+        if !self.stopped.remove(tp) || self.paused_at.is_some() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        if let Err(error) = self.consumer.resume(&tpl) {
+            tracing::warn!(%error, partition = %tp, "Cannot resume a partition stopped in an earlier assignment.");
+        }
     }
 
     /// Whether to skip polling for now: the buffer is full and has been for less than

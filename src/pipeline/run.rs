@@ -185,6 +185,8 @@ impl Pipeline {
                         fence: None,
                         rewind_to: None,
                     };
+                    // After any pause this partition's earlier state may have sent.
+                    let _ = self.wiring.commands.send(Command::Resume(tp.clone()));
                     if let Some(old) = self.partitions.insert(tp, state) {
                         self.forget(&old);
                     }
