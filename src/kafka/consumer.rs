@@ -21,7 +21,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     // (librdkafka's mock cluster) would otherwise add up to 500 ms of latency.
     ("fetch.wait.max.ms", "100"),
     // Verify each record batch's checksum (the Java consumer's default; librdkafka's is off).
-    // A corrupt batch then stops the connector (see the poller) instead of reaching Postgres.
+    // A corrupt batch then stops its partition (see the poller) instead of being skipped.
     ("check.crcs", "true"),
     // Statistics feed the log-end and lag metrics without extra broker requests.
     ("statistics.interval.ms", "5000"),

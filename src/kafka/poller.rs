@@ -503,14 +503,14 @@ mod tests {
     }
 
     #[test]
-    fn only_batches_librdkafka_skips_stop_the_connector_and_the_message_says_where() {
+    fn only_batches_librdkafka_skips_stop_a_partition_and_the_message_says_where() {
         for code in [
             RDKafkaErrorCode::BadMessage,
             RDKafkaErrorCode::BadCompression,
             RDKafkaErrorCode::NotImplemented,
         ] {
             let reason = unreadable_batch(&consumption(code), Some("t/3 at offset 200: why"))
-                .unwrap_or_else(|| panic!("{code:?} must stop the connector"));
+                .unwrap_or_else(|| panic!("{code:?} must stop the partition"));
             assert!(reason.contains("t/3 at offset 200: why"), "{reason}");
             assert!(reason.contains("offsets set"), "{reason}");
             assert!(fatal_reason(&consumption(code), None).is_none());
