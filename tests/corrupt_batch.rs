@@ -16,43 +16,86 @@ use std::time::Duration;
 
 use common::*;
 
+/// One topic of `partitions` on the mock broker, a table `t (n)` mapped from it in insert mode,
+/// and the records `{"n": i}` for i in 0..`records`, keyed by i, ready to be produced in
+/// batches. `None` against a real broker (`KAFKA_BROKERS`), which refuses a batch with a wrong
+/// checksum at produce time.
+struct Case {
+    db: TestDb,
+    broker: Broker,
+    topic: String,
+    group: String,
+    /// The config's batch and mapping sections.
+    rest: String,
+    texts: Vec<(String, String)>,
+}
+
+impl Case {
+    async fn new(partitions: i32, records: usize) -> Option<Self> {
+        if std::env::var("KAFKA_BROKERS").is_ok() {
+            eprintln!(
+                "skipped: a real broker refuses a batch with a wrong checksum at produce time"
+            );
+            return None;
+        }
+        let db = TestDb::create().await;
+        db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
+        let mut broker = Broker::start();
+        let topic = unique("corrupt");
+        broker.create_topic(&topic, partitions);
+        let rest = format!(
+            "[batch]\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
+        );
+        Some(Self {
+            db,
+            broker,
+            topic,
+            group: unique("group"),
+            rest,
+            texts: (0..records)
+                .map(|n| (n.to_string(), format!(r#"{{"n":{n}}}"#)))
+                .collect(),
+        })
+    }
+
+    /// The 100 records from `from` on, as the producer takes them.
+    fn batch(&self, from: usize) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
+        self.texts[from..from + 100]
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    }
+
+    fn producer(&self) -> wire::Producer {
+        wire::Producer::connect(&self.broker.bootstrap, &self.topic).unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_failing_its_checksum_stops_its_partition_before_it() {
-    if std::env::var("KAFKA_BROKERS").is_ok() {
-        eprintln!("skipped: a real broker refuses a batch with a wrong checksum at produce time");
+    let Some(case) = Case::new(1, 500).await else {
         return;
-    }
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
-    let mut broker = Broker::start();
-    let topic = unique("corrupt");
-    broker.create_topic(&topic, 1);
-    let group = unique("group");
-
+    };
     // Offsets 0..100 and 100..200 intact, 200..300 with a damaged checksum, 300..400 intact and
     // fetched together with the damaged batch (as a real broker would return them; the mock
     // returns one produce request per fetch), then 400..500 intact on their own.
-    let texts: Vec<(String, String)> = (0..500)
-        .map(|n| (n.to_string(), format!(r#"{{"n":{n}}}"#)))
-        .collect();
-    let batch = |from: usize| {
-        texts[from..from + 100]
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-    };
-    let mut producer = wire::Producer::connect(&broker.bootstrap, &topic).unwrap();
-    producer.send(0, batch(0)).unwrap();
-    producer.send(0, batch(100)).unwrap();
+    let mut producer = case.producer();
+    producer.send(0, case.batch(0)).unwrap();
+    producer.send(0, case.batch(100)).unwrap();
     producer
-        .send_damaged_then(0, batch(200), 300, batch(300))
+        .send_damaged_then(0, case.batch(200), 300, case.batch(300))
         .unwrap();
-    producer.send(0, batch(400)).unwrap();
+    producer.send(0, case.batch(400)).unwrap();
     producer.finish(Duration::from_secs(30)).unwrap();
+    let Case {
+        db,
+        broker,
+        topic,
+        group,
+        rest,
+        ..
+    } = case;
     assert_eq!(broker.end_offsets(&topic, 1), vec![500]);
 
-    let rest = format!(
-        "[batch]\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
-    );
     // Stops the partition at the damaged batch: what came before is written, nothing after;
     // the process keeps running, not ready, and says why. Run twice: a restart reads from the
     // stored offset and stops at the same place.
@@ -141,34 +184,24 @@ async fn a_batch_failing_its_checksum_stops_its_partition_before_it() {
 /// partition would otherwise sit paused, unreported, in a fresh state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_partition_is_reported_again_after_it_comes_back_in_a_rebalance() {
-    if std::env::var("KAFKA_BROKERS").is_ok() {
-        eprintln!("skipped: a real broker refuses a batch with a wrong checksum at produce time");
+    let Some(case) = Case::new(2, 300).await else {
         return;
-    }
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
-    let mut broker = Broker::start();
-    let topic = unique("corrupt");
-    broker.create_topic(&topic, 2);
-    let group = unique("group");
-    let texts: Vec<(String, String)> = (0..300)
-        .map(|n| (n.to_string(), format!(r#"{{"n":{n}}}"#)))
-        .collect();
-    let batch = |from: usize| {
-        texts[from..from + 100]
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
     };
     // Partition 0: 0..100 intact, then a damaged batch. Partition 1: 200..300 intact.
-    let mut producer = wire::Producer::connect(&broker.bootstrap, &topic).unwrap();
-    producer.send(0, batch(0)).unwrap();
-    producer.send_damaged(0, batch(100)).unwrap();
-    producer.send(1, batch(200)).unwrap();
+    let mut producer = case.producer();
+    producer.send(0, case.batch(0)).unwrap();
+    producer.send_damaged(0, case.batch(100)).unwrap();
+    producer.send(1, case.batch(200)).unwrap();
     producer.finish(Duration::from_secs(30)).unwrap();
+    let Case {
+        db,
+        broker,
+        topic,
+        group,
+        rest,
+        ..
+    } = case;
 
-    let rest = format!(
-        "[batch]\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
-    );
     let stopped = |sink: &Sink| sink.metric("kafka_pg_sink_stopped_partitions", "");
     let a = Sink::start(&broker, &db, &group, &rest);
     assert!(

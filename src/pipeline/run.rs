@@ -240,8 +240,10 @@ impl Pipeline {
                 .records_consumed
                 .with_label_values(&[&*tp.topic])
                 .inc_by(run.len() as u64);
-            let from = match self.partitions.get(&tp) {
-                Some(s) if !s.seeking && !s.revoked && !s.stopped => s.rewind_to.or(s.expected),
+            let (from, fence) = match self.partitions.get(&tp) {
+                Some(s) if !s.seeking && !s.revoked && !s.stopped => {
+                    (s.rewind_to.or(s.expected), s.fence)
+                }
                 _ => {
                     tracing::debug!(partition = %tp, records = run.len(), "Dropping records of a partition not being read.");
                     continue;
@@ -254,7 +256,7 @@ impl Pipeline {
                     tracing::debug!(partition = %tp, dropped = before - run.len(), "Dropping records before the stored offset.");
                 }
             }
-            if let Some(fence) = self.partitions.get(&tp).and_then(|s| s.fence) {
+            if let Some(fence) = fence {
                 run.retain(|r| r.offset < fence);
             }
             self.batcher.push_run(tp, run, now);
