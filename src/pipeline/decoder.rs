@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::json::{scalar, Doc, Scalar, Scanned};
 use super::keys::KeyMap;
 use super::scan::Member;
-use crate::config::{Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, Tombstone};
+use crate::config::{ColumnSource, Format, KafkaMeta, Mapping, Mode, Tombstone};
 use crate::convert::{self, ColumnType, Input};
 use crate::kafka::Record;
 
@@ -89,10 +89,21 @@ impl RowSet {
         self.records.reserve(rows);
     }
 
-    fn push(&mut self, record: usize, line: &[u8]) {
-        self.data.extend_from_slice(line);
+    /// Where the next row's text starts; rows are written straight into `data`, then kept
+    /// ([`Self::keep`]) or dropped ([`Self::drop_from`]).
+    fn next_start(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Ends the row written since the last kept one, as the row of `record`.
+    fn keep(&mut self, record: usize) {
         self.ends.push(self.data.len());
         self.records.push(record);
+    }
+
+    /// Drops the text written from `start` on (a row that failed or that a newer one replaces).
+    fn drop_from(&mut self, start: usize) {
+        self.data.truncate(start);
     }
 }
 
@@ -119,7 +130,31 @@ pub struct Decoded {
 #[derive(Debug)]
 pub struct Decoder {
     mappings: Arc<[Mapping]>,
+    /// Per mapping, in the same order.
+    plans: Vec<Plan>,
     by_topic: HashMap<String, Vec<usize>>,
+}
+
+/// A mapping's columns as the decoder walks them, worked out once instead of per record.
+#[derive(Debug)]
+struct Plan {
+    /// Indexes of every column, in COPY order.
+    all: Vec<usize>,
+    /// Indexes of the key columns, in COPY order (the rows of a delete).
+    keys: Vec<usize>,
+    /// Whether each column is part of the key.
+    is_key: Vec<bool>,
+}
+
+impl Plan {
+    fn new(m: &Mapping) -> Self {
+        let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
+        Self {
+            all: (0..m.columns.len()).collect(),
+            keys: (0..m.columns.len()).filter(|&i| is_key[i]).collect(),
+            is_key,
+        }
+    }
 }
 
 /// A record's value and key, parsed once for every mapping of its topic.
@@ -146,7 +181,12 @@ impl Decoder {
         for (i, m) in mappings.iter().enumerate() {
             by_topic.entry(m.topic.clone()).or_default().push(i);
         }
-        Self { mappings, by_topic }
+        let plans = mappings.iter().map(Plan::new).collect();
+        Self {
+            mappings,
+            plans,
+            by_topic,
+        }
     }
 
     pub fn mappings(&self) -> &[Mapping] {
@@ -201,6 +241,7 @@ impl Decoder {
         rejected: &mut Vec<Rejected>,
     ) -> TableRows {
         let m = &self.mappings[index];
+        let plan = &self.plans[index];
         let mut rows = TableRows {
             mapping: index,
             ..TableRows::default()
@@ -212,7 +253,6 @@ impl Decoder {
             .map(|p| p.record.value().map_or(0, <[u8]>::len))
             .sum();
         rows.upserts.reserve(parsed.len(), payload);
-        let mut line = Vec::new();
         let mut key = String::new();
         let mut reject = |record: usize, (stage, error): Failure| {
             rejected.push(Rejected {
@@ -227,7 +267,6 @@ impl Decoder {
             if excluded.contains(&(index, i)) {
                 continue;
             }
-            line.clear();
             key.clear();
             if p.record.value().is_none() {
                 match m.tombstone {
@@ -240,12 +279,24 @@ impl Decoder {
                         ),
                     ),
                     Tombstone::Delete => {
-                        match write_row(m, p, m.key_columns(), &mut line, &mut key, false) {
-                            Err(failure) => reject(i, failure),
+                        let start = rows.deletes.next_start();
+                        let row = Row {
+                            m,
+                            plan,
+                            p,
+                            with_ord: false,
+                        };
+                        match row.write(&plan.keys, &mut rows.deletes.data, &mut key) {
+                            Err(failure) => {
+                                rows.deletes.drop_from(start);
+                                reject(i, failure);
+                            }
                             Ok(()) => {
                                 let state = states.slot(&key);
-                                if !matches!(state, Some(KeyState::Done)) {
-                                    rows.deletes.push(i, &line);
+                                if matches!(state, Some(KeyState::Done)) {
+                                    rows.deletes.drop_from(start);
+                                } else {
+                                    rows.deletes.keep(i);
                                     *state = Some(KeyState::Done);
                                 }
                             }
@@ -254,26 +305,34 @@ impl Decoder {
                 }
                 continue;
             }
-            if let Err(failure) = write_row(m, p, m.columns.iter(), &mut line, &mut key, true) {
+            let start = rows.upserts.next_start();
+            let row = Row {
+                m,
+                plan,
+                p,
+                with_ord: true,
+            };
+            if let Err(failure) = row.write(&plan.all, &mut rows.upserts.data, &mut key) {
+                rows.upserts.drop_from(start);
                 reject(i, failure);
                 continue;
             }
             if m.mode != Mode::Upsert {
-                rows.upserts.push(i, &line);
+                rows.upserts.keep(i);
                 continue;
             }
             let state = states.slot(&key);
             match state {
                 None => {
-                    rows.upserts.push(i, &line);
+                    rows.upserts.keep(i);
                     *state = Some(if m.only_if_newer.is_some() {
                         KeyState::Collecting
                     } else {
                         KeyState::SeekingDelete
                     });
                 }
-                Some(KeyState::Collecting) => rows.upserts.push(i, &line),
-                Some(_) => {}
+                Some(KeyState::Collecting) => rows.upserts.keep(i),
+                Some(_) => rows.upserts.drop_from(start),
             }
         }
         rows
@@ -307,43 +366,55 @@ fn scan<'r>(
     (value, key)
 }
 
-/// Writes one COPY line for `columns` (plus the offset as `kps_ord` when `with_ord`), and the
-/// key columns' text into `key` for the reduction.
-fn write_row<'a>(
-    m: &Mapping,
-    p: &Parsed<'_>,
-    columns: impl Iterator<Item = &'a Column>,
-    line: &mut Vec<u8>,
-    key: &mut String,
+/// One record's row for one mapping.
+struct Row<'a> {
+    m: &'a Mapping,
+    plan: &'a Plan,
+    p: &'a Parsed<'a>,
+    /// Whether the record offset follows the columns (as `kps_ord`).
     with_ord: bool,
-) -> Result<(), Failure> {
-    for (n, column) in columns.enumerate() {
-        if n > 0 {
-            line.push(b'\t');
-        }
-        let text = extract(m, p, &column.source, column.ty, column.name.as_str())?;
-        if m.key.contains(&column.name) {
-            key.push_str(text.as_deref().unwrap_or("\u{0}"));
-            key.push('\u{1f}');
-        }
-        match text {
-            Some(text) => copy_escape(line, &text)
-                .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
-            None if column.required => {
-                return Err((
-                    Stage::Decode,
-                    format!("required column `{}` is missing or null", column.name),
-                ))
+}
+
+impl Row<'_> {
+    /// Appends one COPY line for `columns` (indexes into the mapping's columns) to `line`, and
+    /// the key columns' text to `key` for the reduction. On an error, part of a line may have
+    /// been written: the caller drops it.
+    fn write(
+        &self,
+        columns: &[usize],
+        line: &mut Vec<u8>,
+        key: &mut String,
+    ) -> Result<(), Failure> {
+        let (m, p) = (self.m, self.p);
+        for (n, &c) in columns.iter().enumerate() {
+            let column = &m.columns[c];
+            if n > 0 {
+                line.push(b'\t');
             }
-            None => line.extend_from_slice(b"\\N"),
+            let text = extract(m, p, &column.source, column.ty, column.name.as_str())?;
+            if self.plan.is_key[c] {
+                key.push_str(text.as_deref().unwrap_or("\u{0}"));
+                key.push('\u{1f}');
+            }
+            match text {
+                Some(text) => copy_escape(line, &text)
+                    .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
+                None if column.required => {
+                    return Err((
+                        Stage::Decode,
+                        format!("required column `{}` is missing or null", column.name),
+                    ))
+                }
+                None => line.extend_from_slice(b"\\N"),
+            }
         }
+        if self.with_ord {
+            line.push(b'\t');
+            line.extend_from_slice(itoa::Buffer::new().format(p.record.offset).as_bytes());
+        }
+        line.push(b'\n');
+        Ok(())
     }
-    if with_ord {
-        line.push(b'\t');
-        line.extend_from_slice(itoa::Buffer::new().format(p.record.offset).as_bytes());
-    }
-    line.push(b'\n');
-    Ok(())
 }
 
 /// The column's value as text for its type; `None` is SQL NULL. Borrowed from the record
