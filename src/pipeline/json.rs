@@ -36,7 +36,7 @@ impl<'a> Scanned<'a> {
     pub fn new(bytes: &'a [u8], members: &mut Vec<Member<'a>>) -> Result<Self, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
         let start = members.len();
-        let object = split(text, members).inspect_err(|_| members.truncate(start))?;
+        let object = split(text, members)?;
         Ok(Self {
             text,
             top: object.then_some(start..members.len()),

@@ -16,25 +16,42 @@ pub type Member<'a> = (Cow<'a, str>, &'a str);
 
 /// Validates `text` as one JSON value. For an object, its members are appended to `members`
 /// (in document order, duplicates kept) and `Ok(true)` is returned; for anything else `Ok(false)`.
+/// An invalid text leaves `members` as it was.
 pub fn split<'a>(text: &'a str, members: &mut Vec<Member<'a>>) -> Result<bool, String> {
     let mut s = Scanner {
         text,
         b: text.as_bytes(),
         i: 0,
     };
-    s.ws();
-    let object = s.peek() == Some(b'{');
-    if object {
-        s.object(1, Some(members))?;
-    } else {
-        s.value(0)?;
+    let start = members.len();
+    let outcome = s.document(members);
+    if outcome.is_err() {
+        members.truncate(start);
     }
-    s.ws();
-    if s.i != s.b.len() {
-        return Err(s.error("trailing characters"));
-    }
-    Ok(object)
+    outcome.map_err(|fault| s.message(fault))
 }
+
+/// Why a scan stopped. One byte, so that every step returns its outcome in a register; the
+/// message (with the position) is written once, by [`Scanner::message`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    ExpectedValue,
+    NestedTooDeeply,
+    ExpectedName,
+    ExpectedColon,
+    ExpectedCommaOrBrace,
+    ExpectedCommaOrBracket,
+    InvalidUnicodeEscape,
+    InvalidEscape,
+    ControlCharacter,
+    UnterminatedString,
+    InvalidNumber,
+    TrailingCharacters,
+    /// A member name whose escapes do not make a string (a lone surrogate).
+    InvalidName,
+}
+
+type Step<T = ()> = Result<T, Fault>;
 
 struct Scanner<'a> {
     text: &'a str,
@@ -43,24 +60,60 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    fn document(&mut self, members: &mut Vec<Member<'a>>) -> Step<bool> {
+        self.ws();
+        let object = self.peek() == Some(b'{');
+        if object {
+            self.top_object(members)?;
+        } else {
+            self.value(0)?;
+        }
+        self.ws();
+        if self.i != self.b.len() {
+            return Err(Fault::TrailingCharacters);
+        }
+        Ok(object)
+    }
+
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline]
     fn eat(&mut self, byte: u8) -> bool {
         let hit = self.peek() == Some(byte);
         self.i += usize::from(hit);
         hit
     }
 
+    #[inline]
     fn ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
             self.i += 1;
         }
     }
 
-    fn error(&self, what: &str) -> String {
-        let line = 1 + self.text.as_bytes()[..self.i.min(self.b.len())]
+    // Out of the hot path: only bad payloads get here.
+    #[cold]
+    #[inline(never)]
+    fn message(&self, fault: Fault) -> String {
+        let what = match fault {
+            Fault::ExpectedValue => "expected a value",
+            Fault::NestedTooDeeply => "nested too deeply",
+            Fault::ExpectedName => "expected a member name in double quotes",
+            Fault::ExpectedColon => "expected `:`",
+            Fault::ExpectedCommaOrBrace => "expected `,` or `}`",
+            Fault::ExpectedCommaOrBracket => "expected `,` or `]`",
+            Fault::InvalidUnicodeEscape => "invalid \\u escape",
+            Fault::InvalidEscape => "invalid escape",
+            Fault::ControlCharacter => "control character in a string",
+            Fault::UnterminatedString => "unterminated string",
+            Fault::InvalidNumber => "invalid number",
+            Fault::TrailingCharacters => "trailing characters",
+            Fault::InvalidName => "member name is not a valid string (lone surrogate escape)",
+        };
+        let line = 1 + self.b[..self.i.min(self.b.len())]
             .iter()
             .filter(|&&c| c == b'\n')
             .count();
@@ -77,9 +130,9 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<(), String> {
+    fn value(&mut self, depth: usize) -> Step {
         match self.peek() {
-            Some(b'{') => self.object(depth + 1, None),
+            Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
             Some(b'"') => {
                 self.i += 1;
@@ -89,28 +142,21 @@ impl<'a> Scanner<'a> {
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
             Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => Err(self.error("expected a value")),
+            _ => Err(Fault::ExpectedValue),
         }
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<(), String> {
+    fn literal(&mut self, word: &[u8]) -> Step {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();
             Ok(())
         } else {
-            Err(self.error("expected a value"))
+            Err(Fault::ExpectedValue)
         }
     }
 
-    /// An object at nesting `depth`; with `members`, its members are appended there.
-    fn object(
-        &mut self,
-        depth: usize,
-        mut members: Option<&mut Vec<Member<'a>>>,
-    ) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("nested too deeply"));
-        }
+    /// The top-level object: its members are appended to `members`.
+    fn top_object(&mut self, members: &mut Vec<Member<'a>>) -> Step {
         self.i += 1;
         self.ws();
         if self.eat(b'}') {
@@ -119,20 +165,19 @@ impl<'a> Scanner<'a> {
         loop {
             let name_start = self.i;
             if !self.eat(b'"') {
-                return Err(self.error("expected a member name in double quotes"));
+                return Err(Fault::ExpectedName);
             }
             let escaped = self.string()?;
             let name = &self.text[name_start..self.i];
             self.ws();
             if !self.eat(b':') {
-                return Err(self.error("expected `:`"));
+                return Err(Fault::ExpectedColon);
             }
             self.ws();
             let value_start = self.i;
-            self.value(depth)?;
-            if let Some(members) = members.as_deref_mut() {
-                members.push((unquote(name, escaped)?, &self.text[value_start..self.i]));
-            }
+            self.value(1)?;
+            let name = unquote(name, escaped).ok_or(Fault::InvalidName)?;
+            members.push((name, &self.text[value_start..self.i]));
             self.ws();
             if self.eat(b',') {
                 self.ws();
@@ -141,13 +186,46 @@ impl<'a> Scanner<'a> {
             if self.eat(b'}') {
                 return Ok(());
             }
-            return Err(self.error("expected `,` or `}`"));
+            return Err(Fault::ExpectedCommaOrBrace);
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<(), String> {
+    /// A nested object at nesting `depth`.
+    fn object(&mut self, depth: usize) -> Step {
         if depth > MAX_DEPTH {
-            return Err(self.error("nested too deeply"));
+            return Err(Fault::NestedTooDeeply);
+        }
+        self.i += 1;
+        self.ws();
+        if self.eat(b'}') {
+            return Ok(());
+        }
+        loop {
+            if !self.eat(b'"') {
+                return Err(Fault::ExpectedName);
+            }
+            self.string()?;
+            self.ws();
+            if !self.eat(b':') {
+                return Err(Fault::ExpectedColon);
+            }
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            if self.eat(b',') {
+                self.ws();
+                continue;
+            }
+            if self.eat(b'}') {
+                return Ok(());
+            }
+            return Err(Fault::ExpectedCommaOrBrace);
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Step {
+        if depth > MAX_DEPTH {
+            return Err(Fault::NestedTooDeeply);
         }
         self.i += 1;
         self.ws();
@@ -164,12 +242,12 @@ impl<'a> Scanner<'a> {
             if self.eat(b']') {
                 return Ok(());
             }
-            return Err(self.error("expected `,` or `]`"));
+            return Err(Fault::ExpectedCommaOrBracket);
         }
     }
 
     /// The rest of a string after its opening quote; true when it had escapes.
-    fn string(&mut self) -> Result<bool, String> {
+    fn string(&mut self) -> Step<bool> {
         let mut escaped = false;
         loop {
             self.i += plain_run(&self.b[self.i..]);
@@ -186,29 +264,29 @@ impl<'a> Scanner<'a> {
                         Some(b'u') => {
                             let hex = self.b.get(self.i + 1..self.i + 5);
                             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                                return Err(self.error("invalid \\u escape"));
+                                return Err(Fault::InvalidUnicodeEscape);
                             }
                             self.i += 5;
                         }
-                        _ => return Err(self.error("invalid escape")),
+                        _ => return Err(Fault::InvalidEscape),
                     }
                 }
-                Some(_) => return Err(self.error("control character in a string")),
-                None => return Err(self.error("unterminated string")),
+                Some(_) => return Err(Fault::ControlCharacter),
+                None => return Err(Fault::UnterminatedString),
             }
         }
     }
 
-    fn number(&mut self) -> Result<(), String> {
+    fn number(&mut self) -> Step {
         self.eat(b'-');
         match self.peek() {
             Some(b'0') => self.i += 1,
             Some(b'1'..=b'9') => self.digits(),
-            _ => return Err(self.error("invalid number")),
+            _ => return Err(Fault::InvalidNumber),
         }
         if self.eat(b'.') {
             if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                return Err(self.error("invalid number"));
+                return Err(Fault::InvalidNumber);
             }
             self.digits();
         }
@@ -218,13 +296,14 @@ impl<'a> Scanner<'a> {
                 self.i += 1;
             }
             if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
-                return Err(self.error("invalid number"));
+                return Err(Fault::InvalidNumber);
             }
             self.digits();
         }
         Ok(())
     }
 
+    #[inline]
     fn digits(&mut self) {
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
@@ -232,14 +311,13 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// A scanned string literal's content: borrowed when it had no escapes.
-fn unquote(quoted: &str, escaped: bool) -> Result<Cow<'_, str>, String> {
+/// A scanned string literal's content: borrowed when it had no escapes; `None` when its escapes
+/// do not make a string.
+fn unquote(quoted: &str, escaped: bool) -> Option<Cow<'_, str>> {
     if escaped {
-        serde_json::from_str::<String>(quoted)
-            .map(Cow::Owned)
-            .map_err(|e| e.to_string())
+        serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
     } else {
-        Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
+        Some(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
     }
 }
 

@@ -242,3 +242,23 @@ fn plain_runs_stop_exactly_at_the_first_special_byte() {
         }
     }
 }
+
+#[test]
+fn a_failed_split_says_where_and_leaves_the_members_as_they_were() {
+    let mut members = vec![(Cow::Borrowed("kept"), "1")];
+    for (text, what) in [
+        (
+            r#"{"a": 1, "\ud800": 2}"#,
+            "member name is not a valid string",
+        ),
+        (r#"{"a": 1, "b" 2}"#, "expected `:` at line 1, byte 13"),
+        ("{\"a\": \"x\ny\"}", "control character in a string"),
+        (r#"{"a": [1, 2}"#, "expected `,` or `]`"),
+    ] {
+        let error = split(text, &mut members).unwrap_err();
+        assert!(error.contains(what), "{text}: {error}");
+        assert_eq!(members.len(), 1, "{text}");
+    }
+    // The lone surrogate is valid JSON syntax; only as a name it must become a string.
+    assert!(split(r#"{"a": "\ud800"}"#, &mut members).is_ok());
+}
