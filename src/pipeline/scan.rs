@@ -64,7 +64,7 @@ impl<'a> Scanner<'a> {
         self.ws();
         let object = self.peek() == Some(b'{');
         if object {
-            self.top_object(members)?;
+            self.object(1, Some(members))?;
         } else {
             self.value(0)?;
         }
@@ -132,7 +132,7 @@ impl<'a> Scanner<'a> {
 
     fn value(&mut self, depth: usize) -> Step {
         match self.peek() {
-            Some(b'{') => self.object(depth + 1),
+            Some(b'{') => self.object(depth + 1, None),
             Some(b'[') => self.array(depth + 1),
             Some(b'"') => {
                 self.i += 1;
@@ -155,8 +155,11 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The top-level object: its members are appended to `members`.
-    fn top_object(&mut self, members: &mut Vec<Member<'a>>) -> Step {
+    /// An object at nesting `depth`; with `members`, its members are appended there.
+    fn object(&mut self, depth: usize, mut members: Option<&mut Vec<Member<'a>>>) -> Step {
+        if depth > MAX_DEPTH {
+            return Err(Fault::NestedTooDeeply);
+        }
         self.i += 1;
         self.ws();
         if self.eat(b'}') {
@@ -168,49 +171,19 @@ impl<'a> Scanner<'a> {
                 return Err(Fault::ExpectedName);
             }
             let escaped = self.string()?;
-            let name = &self.text[name_start..self.i];
+            let name_end = self.i;
             self.ws();
             if !self.eat(b':') {
                 return Err(Fault::ExpectedColon);
             }
             self.ws();
             let value_start = self.i;
-            self.value(1)?;
-            let name = unquote(name, escaped).ok_or(Fault::InvalidName)?;
-            members.push((name, &self.text[value_start..self.i]));
-            self.ws();
-            if self.eat(b',') {
-                self.ws();
-                continue;
-            }
-            if self.eat(b'}') {
-                return Ok(());
-            }
-            return Err(Fault::ExpectedCommaOrBrace);
-        }
-    }
-
-    /// A nested object at nesting `depth`.
-    fn object(&mut self, depth: usize) -> Step {
-        if depth > MAX_DEPTH {
-            return Err(Fault::NestedTooDeeply);
-        }
-        self.i += 1;
-        self.ws();
-        if self.eat(b'}') {
-            return Ok(());
-        }
-        loop {
-            if !self.eat(b'"') {
-                return Err(Fault::ExpectedName);
-            }
-            self.string()?;
-            self.ws();
-            if !self.eat(b':') {
-                return Err(Fault::ExpectedColon);
-            }
-            self.ws();
             self.value(depth)?;
+            if let Some(members) = members.as_deref_mut() {
+                let name =
+                    unquote(&self.text[name_start..name_end], escaped).ok_or(Fault::InvalidName)?;
+                members.push((name, &self.text[value_start..self.i]));
+            }
             self.ws();
             if self.eat(b',') {
                 self.ws();
