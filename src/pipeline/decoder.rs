@@ -138,8 +138,6 @@ pub struct Decoder {
 /// A mapping's columns as the decoder walks them, worked out once instead of per record.
 #[derive(Debug)]
 struct Plan {
-    /// Indexes of every column, in COPY order.
-    all: Vec<usize>,
     /// Indexes of the key columns, in COPY order (the rows of a delete).
     keys: Vec<usize>,
     /// Whether each column is part of the key.
@@ -150,7 +148,6 @@ impl Plan {
     fn new(m: &Mapping) -> Self {
         let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
         Self {
-            all: (0..m.columns.len()).collect(),
             keys: (0..m.columns.len()).filter(|&i| is_key[i]).collect(),
             is_key,
         }
@@ -286,7 +283,8 @@ impl Decoder {
                             p,
                             with_ord: false,
                         };
-                        match row.write(&plan.keys, &mut rows.deletes.data, &mut key) {
+                        match row.write(plan.keys.iter().copied(), &mut rows.deletes.data, &mut key)
+                        {
                             Err(failure) => {
                                 rows.deletes.drop_from(start);
                                 reject(i, failure);
@@ -312,7 +310,7 @@ impl Decoder {
                 p,
                 with_ord: true,
             };
-            if let Err(failure) = row.write(&plan.all, &mut rows.upserts.data, &mut key) {
+            if let Err(failure) = row.write(0..m.columns.len(), &mut rows.upserts.data, &mut key) {
                 rows.upserts.drop_from(start);
                 reject(i, failure);
                 continue;
@@ -381,12 +379,12 @@ impl Row<'_> {
     /// been written: the caller drops it.
     fn write(
         &self,
-        columns: &[usize],
+        columns: impl Iterator<Item = usize>,
         line: &mut Vec<u8>,
         key: &mut String,
     ) -> Result<(), Failure> {
         let (m, p) = (self.m, self.p);
-        for (n, &c) in columns.iter().enumerate() {
+        for (n, c) in columns.enumerate() {
             let column = &m.columns[c];
             if n > 0 {
                 line.push(b'\t');

@@ -171,7 +171,17 @@ impl<'a> Scanner<'a> {
                 return Err(Fault::ExpectedName);
             }
             let escaped = self.string()?;
-            let name_end = self.i;
+            let name = match members {
+                Some(_) => match unquote(&self.text[name_start..self.i], escaped) {
+                    Some(name) => Some(name),
+                    None => {
+                        // Reported at the name, not after it.
+                        self.i = name_start;
+                        return Err(Fault::InvalidName);
+                    }
+                },
+                None => None,
+            };
             self.ws();
             if !self.eat(b':') {
                 return Err(Fault::ExpectedColon);
@@ -179,9 +189,7 @@ impl<'a> Scanner<'a> {
             self.ws();
             let value_start = self.i;
             self.value(depth)?;
-            if let Some(members) = members.as_deref_mut() {
-                let name =
-                    unquote(&self.text[name_start..name_end], escaped).ok_or(Fault::InvalidName)?;
+            if let (Some(members), Some(name)) = (members.as_deref_mut(), name) {
                 members.push((name, &self.text[value_start..self.i]));
             }
             self.ws();

@@ -249,7 +249,7 @@ fn a_failed_split_says_where_and_leaves_the_members_as_they_were() {
     for (text, what) in [
         (
             r#"{"a": 1, "\ud800": 2}"#,
-            "member name is not a valid string",
+            "member name is not a valid string (lone surrogate escape) at line 1, byte 9",
         ),
         (r#"{"a": 1, "b" 2}"#, "expected `:` at line 1, byte 13"),
         ("{\"a\": \"x\ny\"}", "control character in a string"),
