@@ -15,8 +15,8 @@ use crate::config::{Config, Mapping};
 use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext};
 use crate::metrics::Metrics;
-use crate::pipeline::{Batcher, Decoder, Limits, Pipeline, Wiring};
-use crate::sink::{check_database, migrate, MappingSql, OffsetStore, Writer};
+use crate::pipeline::{Batcher, BinType, Decoder, Limits, Pipeline, Wiring};
+use crate::sink::{check_database, column_types, migrate, MappingSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.
 pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
@@ -117,6 +117,58 @@ pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The decoder and the writers' statements for the configured mappings, with binary COPY where
+/// the tables' column types allow it.
+pub async fn row_plan(
+    pool: &PgPool,
+    config: &Config,
+) -> Result<(Arc<Decoder>, Arc<[MappingSql]>), crate::error::Error> {
+    let mappings: Arc<[Mapping]> = config.mappings.clone().into();
+    let stages = stage_types(pool, config).await?;
+    let decoder = Arc::new(Decoder::with_binary(
+        Arc::clone(&mappings),
+        stages
+            .iter()
+            .map(|s| s.as_ref().map(|(b, _)| b.clone()))
+            .collect(),
+    ));
+    let sql = mappings
+        .iter()
+        .zip(&stages)
+        .enumerate()
+        .map(|(i, (m, s))| MappingSql::new(m, i, s.as_ref().map(|(_, t)| t.as_slice())))
+        .collect();
+    Ok((decoder, sql))
+}
+
+/// Per mapping, when its rows go as binary COPY: each column's binary type and its catalog type
+/// (for the stage tables). `None` for a mapping with a column binary COPY does not cover, or
+/// for every mapping with `postgres.binary_copy = false`.
+async fn stage_types(
+    pool: &PgPool,
+    config: &Config,
+) -> Result<Vec<Option<(Vec<BinType>, Vec<String>)>>, crate::error::Error> {
+    let mut all = Vec::new();
+    for mapping in &config.mappings {
+        let types = match config.postgres.binary_copy {
+            true => column_types(pool, mapping).await?,
+            false => None,
+        };
+        let binary = types.and_then(|types| {
+            let binary = types
+                .iter()
+                .map(|t| BinType::from_catalog(t))
+                .collect::<Option<Vec<_>>>()?;
+            Some((binary, types))
+        });
+        if binary.is_none() && config.postgres.binary_copy {
+            tracing::info!(table = %mapping.table, "Rows go as COPY text: a column's type has no binary encoding here.");
+        }
+        all.push(binary);
+    }
+    Ok(all)
+}
+
 /// Runs the connector until `token` is cancelled or a fatal error occurs.
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("creating metrics")?;
@@ -148,13 +200,9 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     }
     health.set_postgres(true);
 
-    let mappings: Arc<[Mapping]> = config.mappings.clone().into();
-    let decoder = Arc::new(Decoder::new(Arc::clone(&mappings)));
-    let sql: Arc<[MappingSql]> = mappings
-        .iter()
-        .enumerate()
-        .map(|(i, m)| MappingSql::new(m, i))
-        .collect();
+    let (decoder, sql) = row_plan(&pool, &config)
+        .await
+        .context("reading column types")?;
     let (batches, queue) = mpsc::channel(config.postgres.writers * 2);
     let queue = Arc::new(Mutex::new(queue));
     let (results_tx, results) = mpsc::unbounded_channel();
@@ -203,7 +251,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         group = %config.kafka.group_id,
-        mappings = mappings.len(),
+        mappings = config.mappings.len(),
         "kafka-pg-sink started."
     );
 

@@ -13,7 +13,8 @@ pub use time::{
 };
 
 use serde_json::Value;
-use time::{parse_date, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
+pub(crate) use time::{days_from_civil, parse_date};
+use time::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
 
 /// Column types the connector converts to explicitly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

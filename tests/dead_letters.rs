@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use common::*;
+use kafka_pg_sink::app::row_plan;
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
-use kafka_pg_sink::pipeline::Decoder;
 use kafka_pg_sink::sink::replay::{self, DeadLetter, Filter, ReplayReport};
-use kafka_pg_sink::sink::{migrate, Batch, MappingSql, Outcome, Writer};
+use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
 use sqlx::postgres::PgConnectOptions;
 
 const GROUP: &str = "dead-letter-tests";
@@ -65,15 +65,13 @@ async fn setup() -> (TestDb, Config) {
 
 /// Writes `records` (one partition, in offset order) with the real writer.
 async fn write(config: &Config, expected: Option<i64>, records: Vec<Record>) {
-    let mappings: Arc<[_]> = config.mappings.clone().into();
-    let sql: Arc<[MappingSql]> = mappings
-        .iter()
-        .enumerate()
-        .map(|(i, m)| MappingSql::new(m, i))
-        .collect();
+    let pool = sqlx::PgPool::connect(config.postgres.url.expose())
+        .await
+        .unwrap();
+    let (decoder, sql) = row_plan(&pool, config).await.unwrap();
     let mut writer = Writer::new(
         PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
-        Arc::new(Decoder::new(mappings)),
+        decoder,
         sql,
         &config.schema,
         GROUP.into(),

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kafka_pg_sink::app::row_plan;
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
-use kafka_pg_sink::pipeline::Decoder;
-use kafka_pg_sink::sink::{migrate, Batch, MappingSql, Outcome, Writer};
+use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{mpsc, Mutex};
 
@@ -33,16 +33,14 @@ async fn setup() -> (TestDb, Config) {
     (db, config)
 }
 
-fn writer(config: &Config, metrics: &Metrics) -> Writer {
-    let mappings: Arc<[_]> = config.mappings.clone().into();
-    let sql: Arc<[MappingSql]> = mappings
-        .iter()
-        .enumerate()
-        .map(|(i, m)| MappingSql::new(m, i))
-        .collect();
+async fn writer(config: &Config, metrics: &Metrics) -> Writer {
+    let pool = sqlx::PgPool::connect(config.postgres.url.expose())
+        .await
+        .unwrap();
+    let (decoder, sql) = row_plan(&pool, config).await.unwrap();
     Writer::new(
         PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
-        Arc::new(Decoder::new(mappings)),
+        decoder,
         sql,
         &config.schema,
         GROUP.into(),
@@ -90,7 +88,7 @@ async fn table(db: &TestDb) -> Vec<(i64, String)> {
 async fn duplicate_keys_in_one_batch_keep_the_last_value() {
     let (db, config) = setup().await;
     let metrics = Metrics::new().unwrap();
-    let mut w = writer(&config, &metrics);
+    let mut w = writer(&config, &metrics).await;
     let b = batch(
         None,
         &[
@@ -114,7 +112,7 @@ async fn duplicate_keys_in_one_batch_keep_the_last_value() {
 async fn replaying_a_committed_batch_changes_nothing() {
     let (db, config) = setup().await;
     let metrics = Metrics::new().unwrap();
-    let mut w = writer(&config, &metrics);
+    let mut w = writer(&config, &metrics).await;
     let first = batch(None, &[(0, 1, Some("1")), (1, 2, Some("2"))]);
     assert!(matches!(
         w.write(&first).await,
@@ -145,8 +143,8 @@ async fn replaying_a_committed_batch_changes_nothing() {
 async fn a_writer_with_a_stale_offset_cannot_commit_or_move_the_offset_back() {
     let (db, config) = setup().await;
     let metrics = Metrics::new().unwrap();
-    let mut current = writer(&config, &metrics);
-    let mut zombie = writer(&config, &metrics);
+    let mut current = writer(&config, &metrics).await;
+    let mut zombie = writer(&config, &metrics).await;
     assert!(matches!(
         current.write(&batch(None, &[(0, 1, Some("1"))])).await,
         Outcome::Committed { .. }
@@ -197,8 +195,8 @@ async fn concurrent_writers_of_one_partition_commit_exactly_one_batch() {
             (round * 2, round as u64, Some("1")),
             (round * 2 + 1, 1000 + round as u64, Some("1")),
         ];
-        let mut a = writer(&config, &metrics);
-        let mut b = writer(&config, &metrics);
+        let mut a = writer(&config, &metrics).await;
+        let mut b = writer(&config, &metrics).await;
         let (ba, bb) = (batch(expected, &rows), batch(expected, &rows));
         let (ra, rb) = tokio::join!(a.write(&ba), b.write(&bb));
         let wins = [ra, rb]
@@ -240,7 +238,11 @@ async fn a_prefetched_batch_of_a_revoked_partition_is_aborted_unwritten() {
         .execute(&mut *lock)
         .await
         .unwrap();
-    let run = tokio::spawn(writer(&config, &metrics).run(Arc::new(Mutex::new(rx)), results_tx));
+    let run = tokio::spawn(
+        writer(&config, &metrics)
+            .await
+            .run(Arc::new(Mutex::new(rx)), results_tx),
+    );
     tx.send(batch_of(0, None, &[(0, 1, Some("10")), (1, 2, Some("20"))]))
         .await
         .unwrap();

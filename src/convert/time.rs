@@ -37,7 +37,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// `YYYY-MM-DD` (year 1-9999) into (year, month, day).
-pub(super) fn parse_date(b: &[u8]) -> Result<(i64, i64, i64), String> {
+pub(crate) fn parse_date(b: &[u8]) -> Result<(i64, i64, i64), String> {
     let syntax = "not in the form YYYY-MM-DD";
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return Err(syntax.into());
@@ -58,7 +58,7 @@ pub(super) fn parse_date(b: &[u8]) -> Result<(i64, i64, i64), String> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

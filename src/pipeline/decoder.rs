@@ -1,4 +1,5 @@
-//! Records → rows: payload decoding, explicit conversions, in-batch reduction, COPY text.
+//! Records → rows: payload decoding, explicit conversions, in-batch reduction, COPY rows
+//! (binary where every column allows it, else text).
 //!
 //! Guarantees: every record of a batch is either turned into rows or reported as rejected with
 //! its stage and reason (never silently dropped); for upserts, the rows leave the table in the
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::binary::{self, BinType};
 use super::json::{scalar, Doc, Scalar, Scanned};
 use super::keys::KeyMap;
 use super::scan::Member;
@@ -50,7 +52,8 @@ pub struct Rejected {
     pub error: String,
 }
 
-/// Rows in COPY text format, each traceable to its record.
+/// Rows in COPY text or binary format (without the binary header and trailer), each traceable to
+/// its record.
 #[derive(Debug, Default)]
 pub struct RowSet {
     pub data: Vec<u8>,
@@ -68,7 +71,7 @@ impl RowSet {
         self.ends.is_empty()
     }
 
-    /// The COPY text of rows `range`.
+    /// The COPY data of rows `range`.
     pub fn bytes(&self, range: Range<usize>) -> &[u8] {
         let start = if range.start == 0 {
             0
@@ -117,6 +120,8 @@ pub struct TableRows {
     pub deletes: RowSet,
     /// Tombstones skipped by `tombstone = "ignore"`.
     pub ignored: usize,
+    /// Whether both row sets are in binary COPY format (else text).
+    pub binary: bool,
 }
 
 /// A decoded batch.
@@ -142,14 +147,17 @@ struct Plan {
     keys: Vec<usize>,
     /// Whether each column is part of the key.
     is_key: Vec<bool>,
+    /// Each column's binary COPY type, when every column has one (else rows are COPY text).
+    binary: Option<Vec<BinType>>,
 }
 
 impl Plan {
-    fn new(m: &Mapping) -> Self {
+    fn new(m: &Mapping, binary: Option<Vec<BinType>>) -> Self {
         let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
         Self {
             keys: (0..m.columns.len()).filter(|&i| is_key[i]).collect(),
             is_key,
+            binary: binary.filter(|types| types.len() == m.columns.len()),
         }
     }
 }
@@ -163,6 +171,21 @@ struct Parsed<'r> {
 
 type Failure = (Stage, String);
 
+/// Why a row was not written.
+enum Miss {
+    /// The record cannot be applied.
+    Reject(Failure),
+    /// A value cannot be written in binary exactly as its text would be read: the batch goes as
+    /// COPY text.
+    Text,
+}
+
+impl From<Failure> for Miss {
+    fn from(failure: Failure) -> Self {
+        Self::Reject(failure)
+    }
+}
+
 /// Per-key progress of the newest-first reduction.
 enum KeyState {
     /// The newest upsert is emitted; an older tombstone still needs its delete.
@@ -173,12 +196,24 @@ enum KeyState {
 }
 
 impl Decoder {
+    /// A decoder that writes every row as COPY text.
     pub fn new(mappings: Arc<[Mapping]>) -> Self {
+        Self::with_binary(mappings, Vec::new())
+    }
+
+    /// `binary[i]`, when present, holds the binary COPY type of each column of mapping `i`: its
+    /// rows are then written in binary, or as text for a batch with a value binary cannot carry.
+    pub fn with_binary(mappings: Arc<[Mapping]>, mut binary: Vec<Option<Vec<BinType>>>) -> Self {
         let mut by_topic: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, m) in mappings.iter().enumerate() {
             by_topic.entry(m.topic.clone()).or_default().push(i);
         }
-        let plans = mappings.iter().map(Plan::new).collect();
+        binary.resize(mappings.len(), None);
+        let plans = mappings
+            .iter()
+            .zip(binary)
+            .map(|(m, types)| Plan::new(m, types))
+            .collect();
         Self {
             mappings,
             plans,
@@ -223,26 +258,31 @@ impl Decoder {
             })
             .collect();
         for &i in indexes {
-            decoded
-                .tables
-                .push(self.decode_mapping(i, &parsed, excluded, &mut decoded.rejected));
+            let binary = self.plans[i].binary.as_deref();
+            let (rows, mut rejected) = self.decode_mapping(i, &parsed, excluded, binary);
+            decoded.rejected.append(&mut rejected);
+            decoded.tables.push(rows);
         }
         decoded
     }
 
+    /// One mapping's rows and rejects; in binary when `binary` holds the column types, unless a
+    /// value cannot be written in binary, which makes the whole batch COPY text.
     fn decode_mapping(
         &self,
         index: usize,
         parsed: &[Parsed<'_>],
         excluded: &HashSet<(usize, usize)>,
-        rejected: &mut Vec<Rejected>,
-    ) -> TableRows {
+        binary: Option<&[BinType]>,
+    ) -> (TableRows, Vec<Rejected>) {
         let m = &self.mappings[index];
         let plan = &self.plans[index];
         let mut rows = TableRows {
             mapping: index,
+            binary: binary.is_some(),
             ..TableRows::default()
         };
+        let mut rejected = Vec::new();
         let mut states: KeyMap<KeyState> = KeyMap::with_capacity(parsed.len());
         // COPY text is about as long as the payloads it comes from: size the buffers once.
         let payload: usize = parsed
@@ -283,9 +323,16 @@ impl Decoder {
                             p,
                             with_ord: false,
                         };
-                        match row.write(plan.keys.iter().copied(), &mut rows.deletes.data, &mut key)
-                        {
-                            Err(failure) => {
+                        match row.write(
+                            plan.keys.iter().copied(),
+                            &mut rows.deletes.data,
+                            &mut key,
+                            binary,
+                        ) {
+                            Err(Miss::Text) => {
+                                return self.decode_mapping(index, parsed, excluded, None)
+                            }
+                            Err(Miss::Reject(failure)) => {
                                 rows.deletes.drop_from(start);
                                 reject(i, failure);
                             }
@@ -310,10 +357,14 @@ impl Decoder {
                 p,
                 with_ord: true,
             };
-            if let Err(failure) = row.write(0..m.columns.len(), &mut rows.upserts.data, &mut key) {
-                rows.upserts.drop_from(start);
-                reject(i, failure);
-                continue;
+            match row.write(0..m.columns.len(), &mut rows.upserts.data, &mut key, binary) {
+                Ok(()) => {}
+                Err(Miss::Text) => return self.decode_mapping(index, parsed, excluded, None),
+                Err(Miss::Reject(failure)) => {
+                    rows.upserts.drop_from(start);
+                    reject(i, failure);
+                    continue;
+                }
             }
             if m.mode != Mode::Upsert {
                 rows.upserts.keep(i);
@@ -333,7 +384,7 @@ impl Decoder {
                 Some(_) => rows.upserts.drop_from(start),
             }
         }
-        rows
+        (rows, rejected)
     }
 }
 
@@ -374,43 +425,64 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    /// Appends one COPY line for `columns` (indexes into the mapping's columns) to `line`, and
-    /// the key columns' text to `key` for the reduction. On an error, part of a line may have
-    /// been written: the caller drops it.
+    /// Appends one COPY row for `columns` (indexes into the mapping's columns) to `line`, in
+    /// binary with `binary`'s column types or else as text, and the key columns' text to `key`
+    /// for the reduction. On an error, part of a row may have been written: the caller drops it.
     fn write(
         &self,
         columns: impl Iterator<Item = usize>,
         line: &mut Vec<u8>,
         key: &mut String,
-    ) -> Result<(), Failure> {
+        binary: Option<&[BinType]>,
+    ) -> Result<(), Miss> {
         let (m, p) = (self.m, self.p);
-        for (n, c) in columns.enumerate() {
+        let count_at = binary.map(|_| binary::start_row(line));
+        let mut fields = 0u16;
+        for c in columns {
             let column = &m.columns[c];
-            if n > 0 {
+            if fields > 0 && binary.is_none() {
                 line.push(b'\t');
             }
+            fields += 1;
             let text = extract(m, p, &column.source, column.ty, column.name.as_str())?;
             if self.plan.is_key[c] {
                 key.push_str(text.as_deref().unwrap_or("\u{0}"));
                 key.push('\u{1f}');
             }
-            match text {
-                Some(text) => copy_escape(line, &text)
-                    .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
-                None if column.required => {
-                    return Err((
+            match (text, binary) {
+                (None, _) if column.required => {
+                    return Err(Miss::Reject((
                         Stage::Decode,
                         format!("required column `{}` is missing or null", column.name),
-                    ))
+                    )))
                 }
-                None => line.extend_from_slice(b"\\N"),
+                (None, Some(_)) => binary::null(line),
+                (None, None) => line.extend_from_slice(b"\\N"),
+                (Some(text), Some(types)) => {
+                    if !binary::encode(types[c], &text, line) {
+                        return Err(Miss::Text);
+                    }
+                }
+                (Some(text), None) => copy_escape(line, &text)
+                    .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
             }
         }
-        if self.with_ord {
-            line.push(b'\t');
-            line.extend_from_slice(itoa::Buffer::new().format(p.record.offset).as_bytes());
+        match count_at {
+            Some(at) => {
+                if self.with_ord {
+                    binary::int8(line, p.record.offset);
+                    fields += 1;
+                }
+                binary::end_row(line, at, fields);
+            }
+            None => {
+                if self.with_ord {
+                    line.push(b'\t');
+                    line.extend_from_slice(itoa::Buffer::new().format(p.record.offset).as_bytes());
+                }
+                line.push(b'\n');
+            }
         }
-        line.push(b'\n');
         Ok(())
     }
 }

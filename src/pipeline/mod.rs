@@ -2,6 +2,7 @@
 //! that ties the poll thread to the database writers.
 
 mod batcher;
+pub mod binary;
 mod decoder;
 mod json;
 mod keys;
@@ -9,5 +10,6 @@ mod run;
 mod scan;
 
 pub use batcher::{Batcher, Limits};
+pub use binary::BinType;
 pub use decoder::{Decoded, Decoder, Rejected, RowSet, Stage, TableRows};
 pub use run::{Pipeline, Wiring};

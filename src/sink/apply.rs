@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::sql::MappingSql;
 use crate::error::{classify, Error, ErrorClass};
-use crate::pipeline::{Decoded, Rejected, RowSet, Stage};
+use crate::pipeline::{binary, Decoded, Rejected, RowSet, Stage};
 
 /// Rows written per mapping: (mapping index, rows inserted or updated, rows deleted).
 pub type Written = Vec<(usize, u64, u64)>;
@@ -21,30 +21,39 @@ struct Step<'a> {
     apply: &'a str,
     rows: &'a RowSet,
     deletes: bool,
+    /// Rows in binary COPY format.
+    binary: bool,
 }
 
 fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded) -> Vec<Step<'a>> {
     let mut steps = Vec::new();
     for t in &decoded.tables {
         let s = &sql[t.mapping];
+        let (copy_rows, copy_deletes) = if t.binary {
+            (&s.copy_rows_binary, &s.copy_deletes_binary)
+        } else {
+            (&s.copy_rows, &s.copy_deletes)
+        };
         // Deletes first: with a tombstone followed by newer upserts of the same key in one batch,
         // the row is deleted and then written again, as applying in order would do.
         if !t.deletes.is_empty() {
             steps.push(Step {
                 mapping: t.mapping,
-                copy: &s.copy_deletes,
+                copy: copy_deletes,
                 apply: &s.delete,
                 rows: &t.deletes,
                 deletes: true,
+                binary: t.binary,
             });
         }
         if !t.upserts.is_empty() {
             steps.push(Step {
                 mapping: t.mapping,
-                copy: &s.copy_rows,
+                copy: copy_rows,
                 apply: &s.apply,
                 rows: &t.upserts,
                 deletes: false,
+                binary: t.binary,
             });
         }
     }
@@ -71,7 +80,7 @@ pub(crate) async fn apply_batch(
 }
 
 async fn run(tx: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<u64, Error> {
-    copy(tx, step.copy, data).await?;
+    copy(tx, step, data).await?;
     Ok(sqlx::query(step.apply)
         .execute(&mut *tx)
         .await?
@@ -176,12 +185,19 @@ pub(crate) fn describe(error: &Error) -> String {
     }
 }
 
-async fn copy(conn: &mut PgConnection, statement: &str, data: &[u8]) -> Result<(), Error> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    if let Err(error) = copy.send(data).await {
-        // Abort explicitly so the connection is left in a known state.
-        let _ = copy.abort(error.to_string()).await;
-        return Err(error.into());
+async fn copy(conn: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<(), Error> {
+    let mut copy = conn.copy_in_raw(step.copy).await?;
+    let parts: &[&[u8]] = if step.binary {
+        &[binary::HEADER, data, binary::TRAILER]
+    } else {
+        &[data]
+    };
+    for part in parts {
+        if let Err(error) = copy.send(*part).await {
+            // Abort explicitly so the connection is left in a known state.
+            let _ = copy.abort(error.to_string()).await;
+            return Err(error.into());
+        }
     }
     copy.finish().await?;
     Ok(())

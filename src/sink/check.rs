@@ -49,6 +49,20 @@ pub async fn check_database(pool: &PgPool, config: &Config) -> Result<Vec<String
     Ok(problems)
 }
 
+/// The catalog type (`format_type()`) of each of the mapping's columns, in mapping order; `None`
+/// when the table or a column does not exist.
+pub async fn column_types(pool: &PgPool, mapping: &Mapping) -> Result<Option<Vec<String>>, Error> {
+    let Ok(oid) = find_table(pool, &mapping.table).await? else {
+        return Ok(None);
+    };
+    let table = Table::load(pool, oid).await?;
+    Ok(mapping
+        .columns
+        .iter()
+        .map(|c| table.column(&c.name).map(|found| found.ty.clone()))
+        .collect())
+}
+
 async fn own_tables(pool: &PgPool, schema: &Ident) -> Result<Vec<String>, Error> {
     let found: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

@@ -9,7 +9,7 @@ pub mod replay;
 mod sql;
 mod writer;
 
-pub use check::check_database;
+pub use check::{check_database, column_types};
 pub use dead_letters::{headers_json, DeadLetterSql};
 pub use migrate::migrate;
 pub use offsets::{compare_and_set, load_one, OffsetSql, OffsetStore};

@@ -179,7 +179,7 @@ impl Replayer {
             .map(|m| Plan {
                 mapping: m.clone(),
                 decoder: Decoder::new(Arc::from(vec![m.clone()])),
-                sql: [MappingSql::new(m, 0)],
+                sql: [MappingSql::new(m, 0, None)],
             })
             .collect();
         let table = dead_letters_table(&config.schema);

@@ -3,22 +3,27 @@
 use crate::config::{AccumulateOp, Mapping, Mode};
 
 /// Statements a writer runs for one mapping. Stage tables are per-connection temporary tables
-/// with the target's column types (`CREATE TABLE AS ... WITH NO DATA` copies types, not
-/// constraints) plus `kps_ord`, the record offset; they are emptied at every commit.
+/// with the target's column types plus `kps_ord`, the record offset; they are emptied at every
+/// commit. For binary COPY the types are the ones read at start-up, written out, so that the
+/// stage keeps the types the rows are encoded for even if the table changes later; otherwise
+/// `CREATE TABLE AS ... WITH NO DATA` copies the table's current types (not its constraints).
 #[derive(Clone, Debug)]
 pub struct MappingSql {
     pub create_stage: String,
     pub create_delete_stage: String,
     pub copy_rows: String,
     pub copy_deletes: String,
+    pub copy_rows_binary: String,
+    pub copy_deletes_binary: String,
     /// Moves the stage into the target table, according to the mode.
     pub apply: String,
     pub delete: String,
 }
 
 impl MappingSql {
-    /// `index` makes stage names unique per mapping on one connection.
-    pub fn new(mapping: &Mapping, index: usize) -> Self {
+    /// `index` makes stage names unique per mapping on one connection. `stage_types`, when
+    /// given, are the column types (SQL text, one per column) of the stage tables.
+    pub fn new(mapping: &Mapping, index: usize, stage_types: Option<&[String]>) -> Self {
         let table = mapping.table.quoted();
         let stage = format!("kps_stage_{index}");
         let del_stage = format!("kps_delete_{index}");
@@ -29,16 +34,50 @@ impl MappingSql {
             .map(|c| format!("t.{0} = d.{0}", c.name.quoted()))
             .collect::<Vec<_>>()
             .join(" AND ");
+        let (create_stage, create_delete_stage) = match stage_types {
+            Some(types) if types.len() == mapping.columns.len() => {
+                let typed = |keys_only: bool| {
+                    join(
+                        mapping
+                            .columns
+                            .iter()
+                            .zip(types)
+                            .filter(|(c, _)| !keys_only || mapping.key.contains(&c.name))
+                            .map(|(c, ty)| format!("{} {ty}", c.name.quoted())),
+                    )
+                };
+                (
+                    format!(
+                        "CREATE TEMP TABLE IF NOT EXISTS {stage} ({}, kps_ord bigint) ON COMMIT DELETE ROWS",
+                        typed(false)
+                    ),
+                    format!(
+                        "CREATE TEMP TABLE IF NOT EXISTS {del_stage} ({}) ON COMMIT DELETE ROWS",
+                        typed(true)
+                    ),
+                )
+            }
+            _ => (
+                format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS \
+                     SELECT {columns}, NULL::bigint AS kps_ord FROM {table} WITH NO DATA"
+                ),
+                format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {del_stage} ON COMMIT DELETE ROWS AS SELECT {keys} FROM {table} WITH NO DATA"
+                ),
+            ),
+        };
         Self {
-            create_stage: format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS \
-                 SELECT {columns}, NULL::bigint AS kps_ord FROM {table} WITH NO DATA"
-            ),
-            create_delete_stage: format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {del_stage} ON COMMIT DELETE ROWS AS SELECT {keys} FROM {table} WITH NO DATA"
-            ),
+            create_stage,
+            create_delete_stage,
             copy_rows: format!("COPY pg_temp.{stage} ({columns}, kps_ord) FROM STDIN"),
             copy_deletes: format!("COPY pg_temp.{del_stage} ({keys}) FROM STDIN"),
+            copy_rows_binary: format!(
+                "COPY pg_temp.{stage} ({columns}, kps_ord) FROM STDIN (FORMAT binary)"
+            ),
+            copy_deletes_binary: format!(
+                "COPY pg_temp.{del_stage} ({keys}) FROM STDIN (FORMAT binary)"
+            ),
             apply: match mapping.mode {
                 Mode::Upsert => upsert(mapping, &table, &stage, &columns, &keys),
                 Mode::Insert => {
@@ -46,7 +85,9 @@ impl MappingSql {
                 }
                 Mode::Accumulate => accumulate(mapping, &table, &stage, &columns, &keys),
             },
-            delete: format!("DELETE FROM {table} AS t USING pg_temp.{del_stage} AS d WHERE {key_match}"),
+            delete: format!(
+                "DELETE FROM {table} AS t USING pg_temp.{del_stage} AS d WHERE {key_match}"
+            ),
         }
     }
 }
@@ -140,6 +181,7 @@ mod tests {
                 "key=['id']\ncolumns={ id='value.id', amount='value.amount', note='value.note' }",
             ),
             3,
+            None,
         );
         assert_eq!(
             sql.apply,
@@ -161,6 +203,7 @@ mod tests {
                 "key=['id']\nonly_if_newer='v'\ncolumns={ id='key', v='value.v', x='value.x' }",
             ),
             0,
+            None,
         );
         assert!(
             sql.apply
@@ -177,7 +220,7 @@ mod tests {
 
     #[test]
     fn key_only_tables_do_nothing_on_conflict() {
-        let sql = MappingSql::new(&mapping("key=['id']\ncolumns={ id='value.id' }"), 0);
+        let sql = MappingSql::new(&mapping("key=['id']\ncolumns={ id='value.id' }"), 0, None);
         assert!(
             sql.apply.ends_with("ON CONFLICT (\"id\") DO NOTHING"),
             "{}",
@@ -190,6 +233,7 @@ mod tests {
         let sql = MappingSql::new(
             &mapping("mode='insert'\ncolumns={ id='value.id', body='value' }"),
             1,
+            None,
         );
         assert_eq!(
             sql.apply,
@@ -202,6 +246,7 @@ mod tests {
         let sql = MappingSql::new(
             &mapping("mode='accumulate'\nkey=['account']\ncolumns={ account='value.account', total='value.amount', hi='value.amount', last_ref='value.ref' }\naccumulate={ total='add', hi='max', last_ref='last', n='count' }\nwindow={ column='hour', source='value.ts', size='1h' }"),
             0,
+            None,
         );
         assert_eq!(
             sql.apply,

@@ -1,0 +1,219 @@
+//! Binary COPY against a real Postgres: the same records written with `postgres.binary_copy` on
+//! and off leave the same rows; a batch holding a value binary cannot carry goes as text; a row
+//! the server rejects is still isolated as a dead letter while its neighbours commit.
+
+mod common;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use common::*;
+use kafka_pg_sink::app::row_plan;
+use kafka_pg_sink::config::Config;
+use kafka_pg_sink::kafka::{Record, TopicPartition};
+use kafka_pg_sink::metrics::Metrics;
+use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
+use sqlx::postgres::PgConnectOptions;
+
+/// Every type binary COPY covers, with type modifiers the server applies on input.
+const COLUMNS: &str = "(id bigint PRIMARY KEY, small smallint, mid integer, amount numeric(14,2), \
+    raw numeric, label varchar(8), note text, ok boolean, at timestamptz, at_ms timestamptz(3), \
+    doc jsonb, js json)";
+
+fn config(db: &TestDb, table: &str, binary: bool) -> Config {
+    let text = format!(
+        "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_{table}'\n\
+         [postgres]\nurl = '{}'\nbinary_copy = {binary}\n\
+         [[mappings]]\ntopic = 't'\ntable = '{table}'\nkey = ['id']\n\
+         columns = {{ id = 'value.id', small = 'value.small', mid = 'value.mid', \
+         amount = 'value.amount', raw = 'value.raw', label = 'value.label', note = 'value.note', \
+         ok = 'value.ok', at = 'value.at', at_ms = 'value.at', doc = 'value.doc', js = 'value.doc' }}\n\
+         types = {{ amount = 'numeric', at = 'timestamptz' }}\n",
+        db.url
+    );
+    Config::from_toml(&text).unwrap()
+}
+
+fn record(offset: i64, value: &str) -> Record {
+    Record::new(
+        TopicPartition::new("t", 0),
+        offset,
+        None,
+        None,
+        Some(value.as_bytes()),
+        Vec::new(),
+    )
+}
+
+/// Batches of (offset, JSON value); the second holds a timestamp with seven fraction digits
+/// (rounded by the server, so not written in binary), the third a label too long for
+/// `varchar(8)` between two good rows.
+fn batches() -> Vec<Vec<Record>> {
+    let values: [&[&str]; 3] = [
+        &[
+            r#"{"id":1,"small":-32768,"mid":2147483647,"amount":"12.345","raw":1.5E-3,"label":"tab\tx","note":"back\\slash\nnewline ü 😀","ok":true,"at":"2026-11-03t10:20:30.123456-02:30","doc":{"a":[1,2,{"b":"\u00e9"}]}}"#,
+            r#"{"id":2,"small":5,"raw":"0.0001","note":"older id 2","at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"id":3,"raw":"123456789012345678901234567890.123456789","amount":1e3,"at":"2000-02-29T00:00:00+14:00","doc":[]}"#,
+            r#"{"id":4,"raw":1e20,"mid":"+7","at":"2026-01-01T00:00:00.5Z","doc":{"n":null}}"#,
+            r#"{"id":2,"small":null,"mid":-1,"amount":-0.005,"raw":"-0.00","label":"","ok":false,"at":"1999-12-31 23:59:59.999999Z","doc":42}"#,
+        ],
+        &[
+            r#"{"id":5,"raw":"1","at":"2026-11-03T10:20:30.1234567Z"}"#,
+            r#"{"id":6,"raw":"-12345.6789","at":"2026-11-03T10:20:30.1Z"}"#,
+        ],
+        &[
+            r#"{"id":7,"label":"short","at":"2026-11-03T10:20:30Z"}"#,
+            r#"{"id":8,"label":"far too long for eight"}"#,
+            r#"{"id":9,"label":"ok too","amount":"99999999999.99"}"#,
+        ],
+    ];
+    let mut offset = 0;
+    values
+        .iter()
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|v| {
+                    offset += 1;
+                    record(offset - 1, v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Writes every batch with the real writer; returns whether each batch's rows went as binary.
+async fn write_all(config: &Config) -> Vec<bool> {
+    migrate(
+        &sqlx::PgPool::connect(config.postgres.url.expose())
+            .await
+            .unwrap(),
+        &config.schema,
+    )
+    .await
+    .unwrap();
+    let pool = sqlx::PgPool::connect(config.postgres.url.expose())
+        .await
+        .unwrap();
+    let (decoder, sql) = row_plan(&pool, config).await.unwrap();
+    let mut writer = Writer::new(
+        PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
+        Arc::clone(&decoder),
+        sql,
+        &config.schema,
+        config.kafka.group_id.clone(),
+        Metrics::new().unwrap(),
+    );
+    let mut formats = Vec::new();
+    let mut expected = None;
+    for records in batches() {
+        formats.push(decoder.decode(&records, &HashSet::new()).tables[0].binary);
+        let next = records.last().unwrap().offset + 1;
+        let batch = Batch {
+            tp: records[0].tp.clone(),
+            expected,
+            rewind: false,
+            records,
+            epoch: 1,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        let outcome = writer.write(&batch).await;
+        assert!(
+            matches!(outcome, Outcome::Committed { next_offset } if next_offset == next),
+            "{outcome:?}"
+        );
+        expected = Some(next);
+    }
+    formats
+}
+
+async fn rows(db: &TestDb, table: &str) -> Vec<String> {
+    sqlx::query_scalar(&format!(
+        "SELECT row_to_json(t)::text FROM {table} AS t ORDER BY id"
+    ))
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn binary_and_text_copy_leave_the_same_rows() {
+    let db = TestDb::create().await;
+    for table in ["bin_on", "bin_off"] {
+        db.exec(&format!("CREATE TABLE {table} {COLUMNS}")).await;
+    }
+    let on = write_all(&config(&db, "bin_on", true)).await;
+    let off = write_all(&config(&db, "bin_off", false)).await;
+    assert_eq!(on, [true, false, true], "formats with binary_copy = true");
+    assert_eq!(
+        off,
+        [false, false, false],
+        "formats with binary_copy = false"
+    );
+
+    let (binary, text) = (rows(&db, "bin_on").await, rows(&db, "bin_off").await);
+    assert_eq!(binary, text);
+    assert_eq!(binary.len(), 8, "{binary:#?}");
+    let value = |id: i64, expr: &str| {
+        let sql = format!("SELECT ({expr})::text FROM bin_on WHERE id = {id}");
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(&sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // Values as the server's text input makes them (rounded to the column's scale, in UTC).
+    assert_eq!(value(1, "amount").await.as_deref(), Some("12.35"));
+    assert_eq!(value(1, "raw").await.as_deref(), Some("0.0015"));
+    assert_eq!(
+        value(1, "at AT TIME ZONE 'UTC'").await.as_deref(),
+        Some("2026-11-03 12:50:30.123456")
+    );
+    assert_eq!(
+        value(1, "at_ms AT TIME ZONE 'UTC'").await.as_deref(),
+        Some("2026-11-03 12:50:30.123")
+    );
+    assert_eq!(
+        value(1, "note").await.as_deref(),
+        Some("back\\slash\nnewline ü 😀")
+    );
+    assert_eq!(value(1, "label").await.as_deref(), Some("tab\tx"));
+    assert_eq!(value(1, "doc->'a'->2->>'b'").await.as_deref(), Some("é"));
+    // Id 2: the newer record wins, and its missing note is NULL.
+    assert_eq!(value(2, "small").await, None);
+    assert_eq!(value(2, "note").await, None);
+    assert_eq!(value(2, "amount").await.as_deref(), Some("-0.01"));
+    assert_eq!(value(2, "raw").await.as_deref(), Some("0.00"));
+    assert_eq!(value(2, "label").await.as_deref(), Some(""));
+    assert_eq!(value(2, "doc").await.as_deref(), Some("42"));
+    assert_eq!(value(3, "amount").await.as_deref(), Some("1000.00"));
+    assert_eq!(
+        value(3, "raw").await.as_deref(),
+        Some("123456789012345678901234567890.123456789")
+    );
+    assert_eq!(
+        value(4, "raw").await.as_deref(),
+        Some("100000000000000000000")
+    );
+    assert_eq!(value(4, "mid").await.as_deref(), Some("7"));
+    assert_eq!(value(6, "raw").await.as_deref(), Some("-12345.6789"));
+    // The too-long label is a dead letter in both runs; its neighbours are in the table.
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM bin_on WHERE id IN (7, 9)")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM kafka_pg_sink.dead_letters \
+             WHERE \"offset\" = 8 AND stage = 'database' AND error LIKE '22001:%'"
+        )
+        .await,
+        2
+    );
+    db.drop_db().await;
+}
