@@ -217,3 +217,133 @@ async fn binary_and_text_copy_leave_the_same_rows() {
     );
     db.drop_db().await;
 }
+
+/// A small deterministic generator, so a failure names a reproducible case.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+
+    fn digits(&mut self, max: u64) -> String {
+        (0..self.below(max + 1))
+            .map(|_| char::from(b'0' + self.below(10) as u8))
+            .collect()
+    }
+
+    fn numeric(&mut self) -> String {
+        let sign = ["", "-", "+"][self.below(3) as usize];
+        let int = self.digits(22);
+        let frac = match self.below(3) {
+            0 => String::new(),
+            _ => format!(".{}", self.digits(22)),
+        };
+        let exp = match self.below(4) {
+            0 => format!(
+                "{}{}{}",
+                ["e", "E"][self.below(2) as usize],
+                ["", "-", "+"][self.below(3) as usize],
+                self.below(40)
+            ),
+            _ => String::new(),
+        };
+        format!("{sign}{int}{frac}{exp}")
+    }
+
+    fn timestamp(&mut self) -> String {
+        let fraction = match self.below(7) {
+            0 => String::new(),
+            n => format!(
+                ".{:0width$}",
+                self.below(10u64.pow(n as u32)),
+                width = n as usize
+            ),
+        };
+        let offset = match self.below(3) {
+            0 => "Z".to_owned(),
+            _ => format!(
+                "{}{:02}:{:02}",
+                ["+", "-"][self.below(2) as usize],
+                self.below(15),
+                self.below(60)
+            ),
+        };
+        format!(
+            "{:04}-{:02}-{:02}{}{:02}:{:02}:{:02}{fraction}{offset}",
+            1 + self.below(9999),
+            1 + self.below(12),
+            1 + self.below(28),
+            ["T", "t", " "][self.below(3) as usize],
+            self.below(24),
+            self.below(60),
+            self.below(60),
+        )
+    }
+}
+
+/// Thousands of random numbers and timestamps, COPY text against the binary encoder: the server
+/// must store the same values (and the same display scale) for every one the encoder accepts.
+#[tokio::test]
+async fn random_numerics_and_timestamps_read_the_same_in_binary_and_text() {
+    use kafka_pg_sink::pipeline::binary::{self, BinType};
+
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE as_text (i int PRIMARY KEY, v numeric, t timestamptz); CREATE TABLE as_binary (LIKE as_text)")
+        .await;
+    let mut rng = Lcg(7);
+    let cases: Vec<(String, String)> = (0..4_000)
+        .map(|_| (rng.numeric(), rng.timestamp()))
+        .collect();
+    let (mut text, mut data) = (String::new(), binary::HEADER.to_vec());
+    let mut encoded = 0;
+    for (i, (v, t)) in cases.iter().enumerate() {
+        let row = binary::start_row(&mut data);
+        let before = data.len();
+        binary::encode(BinType::Int4, &i.to_string(), &mut data);
+        let ok = binary::encode(BinType::Numeric, v, &mut data)
+            && binary::encode(BinType::Timestamptz, t, &mut data);
+        if !ok {
+            data.truncate(before - 2);
+            continue;
+        }
+        binary::end_row(&mut data, row, 3);
+        encoded += 1;
+        // Text that the server rejects (no digits at all) is left out of both.
+        text.push_str(&format!("{i}\t{v}\t{t}\n"));
+    }
+    data.extend_from_slice(binary::TRAILER);
+    assert!(
+        encoded > 3_000,
+        "only {encoded} of 4000 cases were encodable"
+    );
+    let mut conn = db.pool.acquire().await.unwrap();
+    let mut copy = conn.copy_in_raw("COPY as_text FROM STDIN").await.unwrap();
+    copy.send(text.as_bytes()).await.unwrap();
+    copy.finish().await.unwrap();
+    let mut copy = conn
+        .copy_in_raw("COPY as_binary FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    copy.send(data.as_slice()).await.unwrap();
+    copy.finish().await.unwrap();
+    let differing: Vec<(i32, String, String)> = sqlx::query_as(
+        "SELECT a.i, a.v::text || ' ' || a.t::text, b.v::text || ' ' || b.t::text \
+         FROM as_text a FULL JOIN as_binary b USING (i) \
+         WHERE a.v::text IS DISTINCT FROM b.v::text OR a.t IS DISTINCT FROM b.t LIMIT 5",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(differing.is_empty(), "text vs binary: {differing:?}");
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM as_binary").await,
+        encoded
+    );
+    drop(conn);
+    db.drop_db().await;
+}

@@ -216,14 +216,19 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> bool {
     for word in [ndigits, weight as u16, sign, dscale] {
         out.extend_from_slice(&word.to_be_bytes());
     }
-    let mut values = vec![0i64; groups];
+    // Digits come highest first, one decimal exponent lower each: a new base-10000 digit starts
+    // whenever the exponent crosses a multiple of four.
+    let (mut current, mut value) = (i64::from(weight), 0u16);
     for (k, d) in digits().skip(leading_zeros).take(significant).enumerate() {
         let x = point - 1 - k as i64;
-        let slot = (i64::from(weight) - group(x)) as usize;
-        values[slot] += d * 10i64.pow(x.rem_euclid(4) as u32);
+        if group(x) < current {
+            out.extend_from_slice(&value.to_be_bytes());
+            (current, value) = (group(x), 0);
+        }
+        value += d as u16 * 10u16.pow(x.rem_euclid(4) as u32);
     }
-    for v in values {
-        out.extend_from_slice(&(v as u16).to_be_bytes());
+    if significant > 0 {
+        out.extend_from_slice(&value.to_be_bytes());
     }
     true
 }
