@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
-use kafka_pg_sink::pipeline::Decoder;
+use kafka_pg_sink::pipeline::{BinType, Decoder};
 
 const BATCH: usize = 10_000;
 /// Rounds, unless `DECODE_ROUNDS` says otherwise (e.g. 3 under `valgrind --tool=callgrind`,
@@ -51,7 +51,23 @@ types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" 
 "#,
     )
     .expect("benchmark config is valid");
-    let decoder = Decoder::new(Arc::from(config.mappings));
+    let mappings: Arc<[_]> = Arc::from(config.mappings);
+    // The benchmark table's column types, as the connector reads them from the catalog.
+    let types = mappings[0]
+        .columns
+        .iter()
+        .map(|c| match c.name.as_str() {
+            "id" => BinType::Int8,
+            "amount" => BinType::Numeric,
+            "ts" => BinType::Timestamptz,
+            "meta" => BinType::Jsonb,
+            _ => BinType::Text,
+        })
+        .collect();
+    let decoders = [
+        ("binary", Decoder::with_binary(mappings.clone(), vec![Some(types)])),
+        ("text", Decoder::new(mappings)),
+    ];
     let tp = TopicPartition::new("bench", 0);
     let records: Vec<Record> = (0..BATCH as u64)
         .map(|seq| {
@@ -72,24 +88,27 @@ types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" 
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS)
         .max(1);
-    let mut per_record = Vec::with_capacity(rounds);
-    let mut rows = 0;
-    for _ in 0..rounds {
-        let started = Instant::now();
-        let decoded = decoder.decode(&records, &excluded);
-        per_record.push(started.elapsed().as_nanos() as f64 / BATCH as f64);
-        assert!(
-            decoded.rejected.is_empty(),
-            "{:?}",
-            decoded.rejected.first()
+    for (format, decoder) in &decoders {
+        let mut per_record = Vec::with_capacity(rounds);
+        let mut rows = 0;
+        for _ in 0..rounds {
+            let started = Instant::now();
+            let decoded = decoder.decode(&records, &excluded);
+            per_record.push(started.elapsed().as_nanos() as f64 / BATCH as f64);
+            assert!(
+                decoded.rejected.is_empty(),
+                "{:?}",
+                decoded.rejected.first()
+            );
+            assert_eq!(decoded.tables[0].binary, *format == "binary");
+            rows = decoded.tables[0].upserts.len();
+        }
+        per_record.sort_by(f64::total_cmp);
+        println!(
+            "decode ({format} COPY): {BATCH} records ({:.0} bytes each) -> {rows} rows; ns per record: best {:.0}, median {:.0}",
+            bytes as f64 / BATCH as f64,
+            per_record[0],
+            per_record[rounds / 2]
         );
-        rows = decoded.tables[0].upserts.len();
     }
-    per_record.sort_by(f64::total_cmp);
-    println!(
-        "decode: {BATCH} records ({:.0} bytes each) -> {rows} rows; ns per record: best {:.0}, median {:.0}",
-        bytes as f64 / BATCH as f64,
-        per_record[0],
-        per_record[rounds / 2]
-    );
 }
