@@ -65,7 +65,10 @@ types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" 
         })
         .collect();
     let decoders = [
-        ("binary", Decoder::with_binary(mappings.clone(), vec![Some(types)])),
+        (
+            "binary",
+            Decoder::with_binary(mappings.clone(), vec![Some(types)]),
+        ),
         ("text", Decoder::new(mappings)),
     ];
     let tp = TopicPartition::new("bench", 0);

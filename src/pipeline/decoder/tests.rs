@@ -414,3 +414,63 @@ fn escape_test_finds_every_special_byte_at_every_position() {
     copy_escape(&mut out, "a\tb\\c\nd\re\u{1}").unwrap();
     assert_eq!(out, b"a\\tb\\\\c\\nd\\re\x01");
 }
+
+#[test]
+fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes() {
+    let config = "key=['id']\ncolumns={ id='value.id', n='value.n', nt='value.nt', t='value.t', \
+        tu='value.tu', s='value.s', st='value.st', i='value.i', big='value.big' }\n\
+        types={ id='bigint', nt='numeric', t='timestamptz', st='text', i='integer' }";
+    let mappings = decoder(config).mappings.clone();
+    let types: Vec<BinType> = mappings[0]
+        .columns
+        .iter()
+        .map(|c| match c.name.as_str() {
+            "id" | "big" => BinType::Int8,
+            "i" => BinType::Int4,
+            "n" | "nt" => BinType::Numeric,
+            "t" | "tu" => BinType::Timestamptz,
+            _ => BinType::Text,
+        })
+        .collect();
+    let d = Decoder::with_binary(mappings.clone(), vec![Some(types.clone())]);
+    // Values the direct path takes, and values it leaves to the checked path (escaped strings,
+    // an epoch number for a typed timestamp, numbers and booleans for a text column).
+    let values = [
+        r#"{"id":1,"n":12.30,"nt":"-0.005","t":"2026-01-01T00:00:00Z","tu":"2026-11-03t10:20:30.123456-02:30","s":"plain","st":"x","i":-7,"big":9223372036854775807}"#,
+        r#"{"id":2,"n":"1e5","nt":1.5E-3,"t":"2016-12-31T23:59:59.1234-00:30","tu":"2000-02-29 00:00:00+14:00","s":"tab\tand \u00e9","st":"\u0041","i":"12","big":-1}"#,
+        r#"{"id":"3","n":null,"nt":"+.5","t":1700000000123,"tu":"1999-12-31T23:59:59.999999Z","s":"","st":42,"i":2147483647}"#,
+        r#"{"id":4,"nt":"\u0031.5","t":"2026-01-01T00:00:00.5+00:00","s":"\"quoted\"","st":true,"big":0}"#,
+    ];
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| record(i as i64, None, Some(v)))
+        .collect();
+    let out = decode(&d, &records);
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    let rows = &out.tables[0];
+    assert!(rows.binary, "every value here can go in binary");
+    assert_eq!(rows.upserts.len(), records.len());
+    let m = &mappings[0];
+    for (row, &i) in rows.upserts.records.iter().enumerate() {
+        let mut members = Vec::new();
+        let (value, _) = scan(&records[i], true, false, &mut members);
+        let p = Parsed {
+            record: &records[i],
+            json: value.map(|v| v.map(|s| s.doc(&members))),
+            key_json: None,
+        };
+        let mut want = Vec::new();
+        let at = binary::start_row(&mut want);
+        for (c, column) in m.columns.iter().enumerate() {
+            match extract(m, &p, &column.source, column.ty, column.name.as_str()) {
+                Ok(Some(text)) => assert!(binary::encode(types[c], &text, &mut want), "{text}"),
+                Ok(None) => binary::null(&mut want),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        binary::int8(&mut want, i as i64);
+        binary::end_row(&mut want, at, m.columns.len() as u16 + 1);
+        assert_eq!(rows.upserts.bytes(row..row + 1), &want[..], "record {i}");
+    }
+}
