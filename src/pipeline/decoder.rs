@@ -228,163 +228,223 @@ impl Decoder {
     /// Decodes one partition's batch (records in offset order) for every mapping of its topic,
     /// leaving out `(mapping, record)` pairs already rejected by the database.
     pub fn decode(&self, records: &[Record], excluded: &HashSet<(usize, usize)>) -> Decoded {
-        let mut decoded = Decoded::default();
         let Some(first) = records.first() else {
-            return decoded;
+            return Decoded::default();
         };
         let Some(indexes) = self.by_topic.get(&*first.tp.topic) else {
-            return decoded;
+            return Decoded::default();
         };
-        let mappings: Vec<&Mapping> = indexes.iter().map(|&i| &self.mappings[i]).collect();
-        let value_json = mappings.iter().any(|m| m.format == Format::Json);
-        let key_json = mappings.iter().any(|m| {
-            m.columns
+        // Mappings that write this batch as COPY text: those without binary types, and any
+        // whose batch holds a value binary cannot carry (found on the way; the batch is then
+        // decoded again).
+        let mut text: Vec<bool> = indexes
+            .iter()
+            .map(|&i| self.plans[i].binary.is_none())
+            .collect();
+        loop {
+            match self.decode_chunks(records, excluded, indexes, &text) {
+                Ok(decoded) => return decoded,
+                Err(k) => text[k] = true,
+            }
+        }
+    }
+
+    /// Walks the batch newest first, [`CHUNK`] records at a time: each chunk is scanned, then
+    /// every mapping's rows are written from it while its payloads and members are still in the
+    /// core's cache (scanning the whole batch first left them to be fetched from memory again).
+    /// `Err(k)` when mapping `indexes[k]` needs COPY text for this batch.
+    fn decode_chunks(
+        &self,
+        records: &[Record],
+        excluded: &HashSet<(usize, usize)>,
+        indexes: &[usize],
+        text: &[bool],
+    ) -> Result<Decoded, usize> {
+        let value_json = indexes
+            .iter()
+            .any(|&i| self.mappings[i].format == Format::Json);
+        let key_json = indexes.iter().any(|&i| {
+            self.mappings[i]
+                .columns
                 .iter()
                 .any(|c| matches!(&c.source, ColumnSource::Key(p) if !p.is_empty()))
         });
-        // Every record's top-level members go into one buffer for the batch.
-        let mut members = Vec::with_capacity(records.len() * 8);
-        let scanned: Vec<_> = records
+        let mut outs: Vec<MappingRows<'_>> = indexes
             .iter()
-            .map(|r| scan(r, value_json, key_json, &mut members))
-            .collect();
-        let parsed: Vec<Parsed<'_>> = records
-            .iter()
-            .zip(scanned)
-            .map(|(record, (value, key))| Parsed {
-                record,
-                json: value.map(|v| v.map(|s| s.doc(&members))),
-                key_json: key.map(|k| k.map(|s| s.doc(&members))),
+            .zip(text)
+            .map(|(&i, &text)| {
+                let binary = self.plans[i].binary.as_deref().filter(|_| !text);
+                MappingRows::new(i, records, binary)
             })
             .collect();
-        for &i in indexes {
-            let binary = self.plans[i].binary.as_deref();
-            let (rows, mut rejected) = self.decode_mapping(i, &parsed, excluded, binary);
-            decoded.rejected.append(&mut rejected);
-            decoded.tables.push(rows);
+        // A chunk's top-level members go into one buffer, reused for every chunk.
+        let mut members = Vec::with_capacity(CHUNK.min(records.len()) * 8);
+        let mut end = records.len();
+        while end > 0 {
+            let start = end.saturating_sub(CHUNK);
+            members.clear();
+            let chunk = &records[start..end];
+            let scanned: Vec<_> = chunk
+                .iter()
+                .map(|r| scan(r, value_json, key_json, &mut members))
+                .collect();
+            let parsed: Vec<Parsed<'_>> = chunk
+                .iter()
+                .zip(scanned)
+                .map(|(record, (value, key))| Parsed {
+                    record,
+                    json: value.map(|v| v.map(|s| s.doc(&members))),
+                    key_json: key.map(|k| k.map(|s| s.doc(&members))),
+                })
+                .collect();
+            for (k, out) in outs.iter_mut().enumerate() {
+                for (j, p) in parsed.iter().enumerate().rev() {
+                    if excluded.contains(&(out.rows.mapping, start + j)) {
+                        continue;
+                    }
+                    self.decode_record(out, start + j, p).map_err(|()| k)?;
+                }
+            }
+            end = start;
         }
-        decoded
+        let mut decoded = Decoded::default();
+        for mut out in outs {
+            decoded.rejected.append(&mut out.rejected);
+            decoded.tables.push(out.rows);
+        }
+        Ok(decoded)
     }
 
-    /// One mapping's rows and rejects; in binary when `binary` holds the column types, unless a
-    /// value cannot be written in binary, which makes the whole batch COPY text.
-    fn decode_mapping(
-        &self,
-        index: usize,
-        parsed: &[Parsed<'_>],
-        excluded: &HashSet<(usize, usize)>,
-        binary: Option<&[BinType]>,
-    ) -> (TableRows, Vec<Rejected>) {
-        let m = &self.mappings[index];
-        let plan = &self.plans[index];
-        let mut rows = TableRows {
-            mapping: index,
-            binary: binary.is_some(),
-            ..TableRows::default()
-        };
-        let mut rejected = Vec::new();
-        let mut states: KeyMap<KeyState> = KeyMap::with_capacity(parsed.len());
-        // COPY text is about as long as the payloads it comes from: size the buffers once.
-        let payload: usize = parsed
-            .iter()
-            .map(|p| p.record.value().map_or(0, <[u8]>::len))
-            .sum();
-        rows.upserts.reserve(parsed.len(), payload);
-        let mut key = String::new();
-        let mut reject = |record: usize, (stage, error): Failure| {
-            rejected.push(Rejected {
-                record,
+    /// Record `i`'s rows for one mapping, its reject, or `Err` when a value cannot be written in
+    /// binary (the mapping's batch then goes as COPY text).
+    fn decode_record(&self, out: &mut MappingRows<'_>, i: usize, p: &Parsed<'_>) -> Result<(), ()> {
+        let index = out.rows.mapping;
+        let (m, plan, binary) = (&self.mappings[index], &self.plans[index], out.binary);
+        let rows = &mut out.rows;
+        let key = &mut out.key;
+        key.clear();
+        let mut reject = |(stage, error): Failure| {
+            out.rejected.push(Rejected {
+                record: i,
                 mapping: index,
                 stage,
                 error,
             })
         };
-        // Newest first: the first operation seen for a key is the one that survives.
-        for (i, p) in parsed.iter().enumerate().rev() {
-            if excluded.contains(&(index, i)) {
-                continue;
-            }
-            key.clear();
-            if p.record.value().is_none() {
-                match m.tombstone {
-                    Tombstone::Ignore => rows.ignored += 1,
-                    Tombstone::BadRecord => reject(
-                        i,
-                        (
-                            Stage::Decode,
-                            "tombstone (null value) is not accepted by this mapping".into(),
-                        ),
-                    ),
-                    Tombstone::Delete => {
-                        let start = rows.deletes.next_start();
-                        let row = Row {
-                            m,
-                            plan,
-                            p,
-                            with_ord: false,
-                        };
-                        match row.write(
-                            plan.keys.iter().copied(),
-                            &mut rows.deletes.data,
-                            &mut key,
-                            binary,
-                        ) {
-                            Err(Miss::Text) => {
-                                return self.decode_mapping(index, parsed, excluded, None)
-                            }
-                            Err(Miss::Reject(failure)) => {
+        if p.record.value().is_none() {
+            match m.tombstone {
+                Tombstone::Ignore => rows.ignored += 1,
+                Tombstone::BadRecord => reject((
+                    Stage::Decode,
+                    "tombstone (null value) is not accepted by this mapping".into(),
+                )),
+                Tombstone::Delete => {
+                    let start = rows.deletes.next_start();
+                    let row = Row {
+                        m,
+                        plan,
+                        p,
+                        with_ord: false,
+                    };
+                    match row.write(
+                        plan.keys.iter().copied(),
+                        &mut rows.deletes.data,
+                        key,
+                        binary,
+                    ) {
+                        Err(Miss::Text) => return Err(()),
+                        Err(Miss::Reject(failure)) => {
+                            rows.deletes.drop_from(start);
+                            reject(failure);
+                        }
+                        Ok(()) => {
+                            let state = out.states.slot(key);
+                            if matches!(state, Some(KeyState::Done)) {
                                 rows.deletes.drop_from(start);
-                                reject(i, failure);
-                            }
-                            Ok(()) => {
-                                let state = states.slot(&key);
-                                if matches!(state, Some(KeyState::Done)) {
-                                    rows.deletes.drop_from(start);
-                                } else {
-                                    rows.deletes.keep(i);
-                                    *state = Some(KeyState::Done);
-                                }
+                            } else {
+                                rows.deletes.keep(i);
+                                *state = Some(KeyState::Done);
                             }
                         }
                     }
                 }
-                continue;
             }
-            let start = rows.upserts.next_start();
-            let row = Row {
-                m,
-                plan,
-                p,
-                with_ord: true,
-            };
-            match row.write(0..m.columns.len(), &mut rows.upserts.data, &mut key, binary) {
-                Ok(()) => {}
-                Err(Miss::Text) => return self.decode_mapping(index, parsed, excluded, None),
-                Err(Miss::Reject(failure)) => {
-                    rows.upserts.drop_from(start);
-                    reject(i, failure);
-                    continue;
-                }
-            }
-            if m.mode != Mode::Upsert {
-                rows.upserts.keep(i);
-                continue;
-            }
-            let state = states.slot(&key);
-            match state {
-                None => {
-                    rows.upserts.keep(i);
-                    *state = Some(if m.only_if_newer.is_some() {
-                        KeyState::Collecting
-                    } else {
-                        KeyState::SeekingDelete
-                    });
-                }
-                Some(KeyState::Collecting) => rows.upserts.keep(i),
-                Some(_) => rows.upserts.drop_from(start),
+            return Ok(());
+        }
+        let start = rows.upserts.next_start();
+        let row = Row {
+            m,
+            plan,
+            p,
+            with_ord: true,
+        };
+        match row.write(0..m.columns.len(), &mut rows.upserts.data, key, binary) {
+            Ok(()) => {}
+            Err(Miss::Text) => return Err(()),
+            Err(Miss::Reject(failure)) => {
+                rows.upserts.drop_from(start);
+                reject(failure);
+                return Ok(());
             }
         }
-        (rows, rejected)
+        if m.mode != Mode::Upsert {
+            rows.upserts.keep(i);
+            return Ok(());
+        }
+        let state = out.states.slot(key);
+        match state {
+            None => {
+                rows.upserts.keep(i);
+                *state = Some(if m.only_if_newer.is_some() {
+                    KeyState::Collecting
+                } else {
+                    KeyState::SeekingDelete
+                });
+            }
+            Some(KeyState::Collecting) => rows.upserts.keep(i),
+            Some(_) => rows.upserts.drop_from(start),
+        }
+        Ok(())
+    }
+}
+
+/// Records scanned per step of a batch: about 50 KB of payloads and their members, well inside
+/// a core's second-level cache. Unit tests use a small odd size, so that their batches cross
+/// chunk boundaries.
+const CHUNK: usize = if cfg!(test) { 7 } else { 256 };
+
+/// One mapping's rows and rejects while a batch is decoded, newest record first.
+struct MappingRows<'d> {
+    rows: TableRows,
+    rejected: Vec<Rejected>,
+    /// Per-key progress of the reduction.
+    states: KeyMap<KeyState>,
+    /// The current record's key text.
+    key: String,
+    /// Column types when the rows are written in binary.
+    binary: Option<&'d [BinType]>,
+}
+
+impl<'d> MappingRows<'d> {
+    fn new(mapping: usize, records: &[Record], binary: Option<&'d [BinType]>) -> Self {
+        let mut rows = TableRows {
+            mapping,
+            binary: binary.is_some(),
+            ..TableRows::default()
+        };
+        // COPY rows are about as long as the payloads they come from: size the buffer once.
+        let payload: usize = records
+            .iter()
+            .map(|r| r.value().map_or(0, <[u8]>::len))
+            .sum();
+        rows.upserts.reserve(records.len(), payload);
+        Self {
+            rows,
+            rejected: Vec::new(),
+            states: KeyMap::with_capacity(records.len()),
+            key: String::new(),
+            binary,
+        }
     }
 }
 
