@@ -5,17 +5,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::str::FromStr;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use common::*;
-use kafka_pg_sink::app::row_plan;
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
-use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
-use sqlx::postgres::PgConnectOptions;
+use kafka_pg_sink::sink::{migrate, Outcome};
 
 /// Every type binary COPY covers, with type modifiers the server applies on input.
 const COLUMNS: &str = "(id bigint PRIMARY KEY, small smallint, mid integer, amount numeric(14,2), \
@@ -94,32 +89,14 @@ async fn write_all(config: &Config) -> Vec<bool> {
     )
     .await
     .unwrap();
-    let pool = sqlx::PgPool::connect(config.postgres.url.expose())
-        .await
-        .unwrap();
-    let (decoder, sql) = row_plan(&pool, config).await.unwrap();
-    let mut writer = Writer::new(
-        PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
-        Arc::clone(&decoder),
-        sql,
-        &config.schema,
-        config.kafka.group_id.clone(),
-        Metrics::new().unwrap(),
-    );
+    let (mut writer, decoder) =
+        sink_writer(config, &config.kafka.group_id, Metrics::new().unwrap()).await;
     let mut formats = Vec::new();
     let mut expected = None;
     for records in batches() {
         formats.push(decoder.decode(&records, &HashSet::new()).tables[0].binary);
         let next = records.last().unwrap().offset + 1;
-        let batch = Batch {
-            tp: records[0].tp.clone(),
-            expected,
-            rewind: false,
-            records,
-            epoch: 1,
-            cancel: Arc::new(AtomicBool::new(false)),
-        };
-        let outcome = writer.write(&batch).await;
+        let outcome = writer.write(&batch_of_records(records, expected)).await;
         assert!(
             matches!(outcome, Outcome::Committed { next_offset } if next_offset == next),
             "{outcome:?}"

@@ -4,18 +4,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::str::FromStr;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use common::*;
-use kafka_pg_sink::app::row_plan;
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
 use kafka_pg_sink::sink::replay::{self, DeadLetter, Filter, ReplayReport};
-use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
-use sqlx::postgres::PgConnectOptions;
+use kafka_pg_sink::sink::{migrate, Outcome};
 
 const GROUP: &str = "dead-letter-tests";
 
@@ -65,26 +60,8 @@ async fn setup() -> (TestDb, Config) {
 
 /// Writes `records` (one partition, in offset order) with the real writer.
 async fn write(config: &Config, expected: Option<i64>, records: Vec<Record>) {
-    let pool = sqlx::PgPool::connect(config.postgres.url.expose())
-        .await
-        .unwrap();
-    let (decoder, sql) = row_plan(&pool, config).await.unwrap();
-    let mut writer = Writer::new(
-        PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
-        decoder,
-        sql,
-        &config.schema,
-        GROUP.into(),
-        Metrics::new().unwrap(),
-    );
-    let batch = Batch {
-        tp: records[0].tp.clone(),
-        expected,
-        rewind: false,
-        records,
-        epoch: 1,
-        cancel: Arc::new(AtomicBool::new(false)),
-    };
+    let (mut writer, _) = sink_writer(config, GROUP, Metrics::new().unwrap()).await;
+    let batch = batch_of_records(records, expected);
     let outcome = writer.write(&batch).await;
     assert!(matches!(outcome, Outcome::Committed { .. }), "{outcome:?}");
 }
