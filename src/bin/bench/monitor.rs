@@ -22,8 +22,26 @@ const RETENTION_POLL: Duration = Duration::from_millis(250);
 /// A phase fails when committed offsets do not move for this long.
 const STALL: Duration = Duration::from_secs(120);
 
-/// Stored next offsets of `group` on `topic`, by partition.
-pub async fn committed(pool: &PgPool, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
+/// Stored next offsets of `group` on `topic`, by partition; none while the connector has not
+/// created its offsets table yet. `table_seen` remembers that it exists: until then each call
+/// checks first, so that polling a database the connector is still setting up leaves no
+/// "relation does not exist" errors in the server's log.
+pub async fn committed(
+    pool: &PgPool,
+    group: &str,
+    topic: &str,
+    table_seen: &AtomicBool,
+) -> Result<Vec<(i32, i64)>> {
+    if !table_seen.load(Ordering::Relaxed) {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('kafka_pg_sink.offsets') IS NOT NULL")
+                .fetch_one(pool)
+                .await?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        table_seen.store(true, Ordering::Relaxed);
+    }
     Ok(sqlx::query_as(
         "SELECT partition, next_offset FROM kafka_pg_sink.offsets WHERE group_id = $1 AND topic = $2",
     )
@@ -207,7 +225,14 @@ impl Watch<'_> {
 
     /// Reads the stored offsets into `shared.committed`; returns their total.
     async fn refresh(&self) -> Result<i64> {
-        for (p, offset) in committed(self.pool, self.group, self.topic).await? {
+        for (p, offset) in committed(
+            self.pool,
+            self.group,
+            self.topic,
+            &self.shared.offsets_table,
+        )
+        .await?
+        {
             if let Some(c) = self.shared.committed.get(p as usize) {
                 c.fetch_max(offset, Ordering::SeqCst);
             }
@@ -278,6 +303,7 @@ pub fn spawn_retention_check(
     tokio::spawn(async move {
         let mut violations: Vec<String> = Vec::new();
         let mut seen = BTreeSet::new();
+        let table_seen = AtomicBool::new(false);
         while !stop.load(Ordering::SeqCst) {
             let (c, t) = (client.clone(), topic.clone());
             let lows = tokio::task::spawn_blocking(move || watermarks(&c, &t, partitions)).await;
@@ -285,7 +311,7 @@ pub fn spawn_retention_check(
                 violations.push(format!("could not read watermarks: {lows:?}"));
                 break;
             };
-            let Ok(stored) = committed(&pool, &group, &topic).await else {
+            let Ok(stored) = committed(&pool, &group, &topic, &table_seen).await else {
                 continue;
             };
             for (p, (low, _)) in lows.iter().enumerate() {

@@ -48,6 +48,8 @@ pub struct Shared {
     /// Why the producer stopped early, if it did.
     pub error: Mutex<Option<String>>,
     pub stop: AtomicBool,
+    /// Whether the connector's offsets table has been seen to exist (see `monitor::committed`).
+    pub offsets_table: AtomicBool,
 }
 
 fn counters(n: usize) -> Vec<AtomicI64> {
@@ -62,6 +64,7 @@ impl Shared {
             failed: AtomicU64::new(0),
             error: Mutex::new(None),
             stop: AtomicBool::new(false),
+            offsets_table: AtomicBool::new(false),
         })
     }
 

@@ -44,7 +44,7 @@ async fn offsets(
 ) -> Result<Vec<String>> {
     let partitions = shared.sent.len();
     let marks = watermarks(client, topic, partitions)?;
-    let stored = committed(&db.pool, group, topic).await?;
+    let stored = committed(&db.pool, group, topic, &shared.offsets_table).await?;
     let mut problems = Vec::new();
     for (p, (_, high)) in marks.iter().enumerate() {
         let sent = shared.sent(p);
