@@ -484,7 +484,7 @@ struct Row<'a> {
     with_ord: bool,
 }
 
-impl Row<'_> {
+impl<'a> Row<'a> {
     /// Appends one COPY row for `columns` (indexes into the mapping's columns) to `line`, in
     /// binary with `binary`'s column types or else as text, and the key columns' text to `key`
     /// for the reduction. On an error, part of a row may have been written: the caller drops it.
@@ -556,9 +556,7 @@ impl Row<'_> {
         }
         Ok(())
     }
-}
 
-impl<'a> Row<'a> {
     /// Writes a payload field in binary straight from its JSON text, where the binary encoder
     /// accepting the text proves that [`extract`] would pass the same text on unchanged (its own
     /// checks accept everything the encoder does): the value is parsed once instead of twice.

@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use foldhash::quality::RandomState;
-use std::ops::Range;
 
 /// A map from key text to `V` for the life of one batch.
 pub struct KeyMap<V> {

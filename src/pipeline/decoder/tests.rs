@@ -474,3 +474,44 @@ fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes
         assert_eq!(rows.upserts.bytes(row..row + 1), &want[..], "record {i}");
     }
 }
+
+#[test]
+fn a_value_binary_cannot_carry_makes_the_whole_batch_text_without_losing_or_doubling_records() {
+    let config = "key=['id']\ncolumns={ id='value.id', t='value.t' }\ntypes={ t='timestamptz' }";
+    let mappings = decoder(config).mappings.clone();
+    let types: Vec<BinType> = mappings[0]
+        .columns
+        .iter()
+        .map(|c| match c.name.as_str() {
+            "id" => BinType::Int8,
+            _ => BinType::Timestamptz,
+        })
+        .collect();
+    let d = Decoder::with_binary(mappings, vec![Some(types)]);
+    // 30 records over several chunks, newest first: a bad record late in the batch is rejected
+    // before the walk reaches offset 1, whose seven fraction digits binary cannot carry.
+    let records: Vec<Record> = (0..30)
+        .map(|i| {
+            let value = match i {
+                1 => r#"{"id":1,"t":"2026-01-01T00:00:00.1234567Z"}"#.to_string(),
+                25 => r#"{"id":25,"t":"not a time"}"#.to_string(),
+                _ => format!(r#"{{"id":{},"t":"2026-01-01T00:00:00Z"}}"#, i % 20),
+            };
+            record(i, None, Some(&value))
+        })
+        .collect();
+    let out = decode(&d, &records);
+    let rows = &out.tables[0];
+    assert!(!rows.binary);
+    assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
+    assert_eq!(out.rejected[0].record, 25);
+    // Keys 0..20 (offset 1's key 1 is superseded by offset 21), the newest record of each.
+    let mut kept = rows.upserts.records.clone();
+    kept.sort_unstable();
+    let mut want: Vec<usize> = (10..30).filter(|&i| i != 25).chain([5]).collect();
+    want.sort_unstable();
+    assert_eq!(kept, want);
+    assert!(lines(&rows.upserts)
+        .iter()
+        .all(|l| l.contains("2026-01-01")));
+}
