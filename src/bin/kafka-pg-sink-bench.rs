@@ -462,7 +462,7 @@ fn print_settings(
         },
         format!("pacing (mock broker only): each partition at most {} MiB = {} records ahead of the committed offset; starved below {} MiB = {} records", args.pace_max_ahead_mib, plan.window, args.pace_min_ahead_mib, plan.min_ahead),
         format!("connector: {}, production defaults; set by the benchmark: kafka.brokers, kafka.group_id, postgres.url, http.listen (free port) and the mapping; KAFKA_PG_SINK_* variables removed; RUST_LOG {rust_log}", plan.sink.display()),
-        format!("ceiling: {} rows per transaction (offsets UPDATE, binary COPY into a temp stage, INSERT ... SELECT DISTINCT ON (id) ... ON CONFLICT DO UPDATE), 1 and 2 connections", ceiling::BATCH_ROWS),
+        format!("ceiling: {} rows per transaction (offsets UPDATE, binary COPY of the newest row per id in id order into a temp stage, INSERT ... SELECT ... ON CONFLICT DO UPDATE), 1 and 2 connections", ceiling::BATCH_ROWS),
     ];
     if args.kafka_brokers.is_none() {
         lines.push(MOCK_FETCH_NOTE.to_owned());

@@ -77,6 +77,18 @@ pub fn int8(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&n.to_be_bytes());
 }
 
+/// The value of an integer field as [`encode`] wrote it (length word included); `None` for a
+/// NULL or a type that is not an integer.
+pub fn int_value(ty: BinType, field: &[u8]) -> Option<i64> {
+    let bytes = field.get(4..)?;
+    match ty {
+        BinType::Int2 => Some(i16::from_be_bytes(bytes.try_into().ok()?).into()),
+        BinType::Int4 => Some(i32::from_be_bytes(bytes.try_into().ok()?).into()),
+        BinType::Int8 => Some(i64::from_be_bytes(bytes.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 /// Appends `text` as a value of type `ty`; false (with `out` possibly extended, for the caller
 /// to cut) when the value cannot be written exactly as the text input would read it.
 pub fn encode(ty: BinType, text: &str, out: &mut Vec<u8>) -> bool {

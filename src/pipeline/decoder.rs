@@ -60,6 +60,8 @@ pub struct RowSet {
     ends: Vec<usize>,
     /// Batch index of the record each row came from.
     pub records: Vec<usize>,
+    /// In batches reduced on integer keys ([`TableRows::sorted`]): each row's key values.
+    keys: Vec<i64>,
 }
 
 impl RowSet {
@@ -108,6 +110,33 @@ impl RowSet {
     fn drop_from(&mut self, start: usize) {
         self.data.truncate(start);
     }
+
+    /// Puts the rows in the order of their key values (`stride` per row), which are unique.
+    /// False, with the rows left as they are, if the key values do not match the rows.
+    fn sort_by_keys(&mut self, stride: usize) -> bool {
+        if self.keys.len() != self.len() * stride {
+            debug_assert!(
+                false,
+                "{} key values for {} rows",
+                self.keys.len(),
+                self.len()
+            );
+            return false;
+        }
+        let key = |row: usize| &self.keys[row * stride..(row + 1) * stride];
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
+        let mut sorted = RowSet::default();
+        sorted.reserve(order.len(), self.data.len());
+        sorted.keys.reserve(self.keys.len());
+        for row in order {
+            sorted.data.extend_from_slice(self.bytes(row..row + 1));
+            sorted.keys.extend_from_slice(key(row));
+            sorted.keep(self.records[row]);
+        }
+        *self = sorted;
+        true
+    }
 }
 
 /// The rows of one mapping for one batch.
@@ -122,6 +151,9 @@ pub struct TableRows {
     pub ignored: usize,
     /// Whether both row sets are in binary COPY format (else text).
     pub binary: bool,
+    /// The upserts hold one row per key, in key order: they need no `DISTINCT ON` (see
+    /// [`Plan::sorted`]).
+    pub sorted: bool,
 }
 
 /// A decoded batch.
@@ -149,15 +181,28 @@ struct Plan {
     is_key: Vec<bool>,
     /// Each column's binary COPY type, when every column has one (else rows are COPY text).
     binary: Option<Vec<BinType>>,
+    /// An upsert without a version guard whose key columns are all integers: in a binary batch
+    /// the reduction keys on the integer values written (equal here exactly when equal in SQL,
+    /// unlike their texts: `7`, `07` and `+7`), so one row per key is left, and the rows go in
+    /// key order. Postgres then neither sorts nor removes duplicates, and writers that share keys
+    /// still lock them in one order.
+    sorted: bool,
 }
 
 impl Plan {
     fn new(m: &Mapping, binary: Option<Vec<BinType>>) -> Self {
         let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
+        let keys: Vec<usize> = (0..m.columns.len()).filter(|&i| is_key[i]).collect();
+        let binary = binary.filter(|types| types.len() == m.columns.len());
+        let int_keys = binary.as_ref().is_some_and(|types| {
+            keys.iter()
+                .all(|&k| matches!(types[k], BinType::Int2 | BinType::Int4 | BinType::Int8))
+        });
         Self {
-            keys: (0..m.columns.len()).filter(|&i| is_key[i]).collect(),
+            sorted: int_keys && m.mode == Mode::Upsert && m.only_if_newer.is_none(),
+            keys,
             is_key,
-            binary: binary.filter(|types| types.len() == m.columns.len()),
+            binary,
         }
     }
 }
@@ -274,7 +319,7 @@ impl Decoder {
             .zip(text)
             .map(|(&i, &text)| {
                 let binary = self.plans[i].binary.as_deref().filter(|_| !text);
-                MappingRows::new(i, records, binary)
+                MappingRows::new(i, records, binary, self.plans[i].sorted)
             })
             .collect();
         // A chunk's top-level members go into one buffer, reused for every chunk.
@@ -309,6 +354,10 @@ impl Decoder {
         }
         let mut decoded = Decoded::default();
         for mut out in outs {
+            if out.sorted {
+                let stride = self.plans[out.rows.mapping].keys.len();
+                out.rows.sorted = out.rows.upserts.sort_by_keys(stride);
+            }
             decoded.rejected.append(&mut out.rejected);
             decoded.tables.push(out.rows);
         }
@@ -323,6 +372,9 @@ impl Decoder {
         let rows = &mut out.rows;
         let key = &mut out.key;
         key.clear();
+        let ints = &mut out.ints;
+        ints.clear();
+        let sorted = out.sorted;
         let mut reject = |(stage, error): Failure| {
             out.rejected.push(Rejected {
                 record: i,
@@ -351,6 +403,7 @@ impl Decoder {
                         &mut rows.deletes.data,
                         key,
                         binary,
+                        sorted.then_some(&mut *ints),
                     ) {
                         Err(Miss::Text) => return Err(()),
                         Err(Miss::Reject(failure)) => {
@@ -378,7 +431,14 @@ impl Decoder {
             p,
             with_ord: true,
         };
-        match row.write(0..m.columns.len(), &mut rows.upserts.data, key, binary) {
+        let sort = sorted.then_some(&mut *ints);
+        match row.write(
+            0..m.columns.len(),
+            &mut rows.upserts.data,
+            key,
+            binary,
+            sort,
+        ) {
             Ok(()) => {}
             Err(Miss::Text) => return Err(()),
             Err(Miss::Reject(failure)) => {
@@ -394,6 +454,7 @@ impl Decoder {
         let state = out.states.slot(key);
         match state {
             None => {
+                rows.upserts.keys.extend_from_slice(ints);
                 rows.upserts.keep(i);
                 *state = Some(if m.only_if_newer.is_some() {
                     KeyState::Collecting
@@ -421,12 +482,20 @@ struct MappingRows<'d> {
     states: KeyMap<KeyState>,
     /// The current record's key text.
     key: String,
+    /// The current record's key values, when the rows are reduced on them ([`Plan::sorted`]).
+    ints: Vec<i64>,
+    sorted: bool,
     /// Column types when the rows are written in binary.
     binary: Option<&'d [BinType]>,
 }
 
 impl<'d> MappingRows<'d> {
-    fn new(mapping: usize, records: &[Record], binary: Option<&'d [BinType]>) -> Self {
+    fn new(
+        mapping: usize,
+        records: &[Record],
+        binary: Option<&'d [BinType]>,
+        plan_sorted: bool,
+    ) -> Self {
         let mut rows = TableRows {
             mapping,
             binary: binary.is_some(),
@@ -443,6 +512,8 @@ impl<'d> MappingRows<'d> {
             rejected: Vec::new(),
             states: KeyMap::with_capacity(records.len()),
             key: String::new(),
+            ints: Vec::new(),
+            sorted: binary.is_some() && plan_sorted,
             binary,
         }
     }
@@ -494,6 +565,7 @@ impl<'a> Row<'a> {
         line: &mut Vec<u8>,
         key: &mut String,
         binary: Option<&[BinType]>,
+        mut ints: Option<&mut Vec<i64>>,
     ) -> Result<(), Miss> {
         let (m, p) = (self.m, self.p);
         let count_at = binary.map(|_| binary::start_row(line));
@@ -508,15 +580,22 @@ impl<'a> Row<'a> {
                 let at = line.len();
                 if let Some(text) = self.direct(column, types[c], line) {
                     if self.plan.is_key[c] {
-                        key.push_str(text);
-                        key.push('\u{1f}');
+                        match ints.as_deref_mut() {
+                            Some(ints) => int_key(key, ints, types[c], &line[at..]),
+                            None => {
+                                key.push_str(text);
+                                key.push('\u{1f}');
+                            }
+                        }
                     }
                     continue;
                 }
                 line.truncate(at);
             }
             let text = extract(m, p, &column.source, column.ty, column.name.as_str())?;
-            if self.plan.is_key[c] {
+            let at = line.len();
+            let int_typed = self.plan.is_key[c] && ints.is_some();
+            if self.plan.is_key[c] && !int_typed {
                 key.push_str(text.as_deref().unwrap_or("\u{0}"));
                 key.push('\u{1f}');
             }
@@ -536,6 +615,9 @@ impl<'a> Row<'a> {
                 }
                 (Some(text), None) => copy_escape(line, &text)
                     .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
+            }
+            if let (true, Some(ints), Some(types)) = (int_typed, ints.as_deref_mut(), binary) {
+                int_key(key, ints, types[c], &line[at..]);
             }
         }
         match count_at {
@@ -593,6 +675,22 @@ impl<'a> Row<'a> {
         };
         binary::encode(bin, text, line).then_some(text)
     }
+}
+
+/// Appends an integer key column's value, as written in binary, to the reduction key and to
+/// `ints`; a NULL (which the table will refuse) gets a text no integer has.
+fn int_key(key: &mut String, ints: &mut Vec<i64>, ty: BinType, written: &[u8]) {
+    match binary::int_value(ty, written) {
+        Some(v) => {
+            key.push_str(itoa::Buffer::new().format(v));
+            ints.push(v);
+        }
+        None => {
+            key.push('\u{0}');
+            ints.push(i64::MIN);
+        }
+    }
+    key.push('\u{1f}');
 }
 
 /// The column's value as text for its type; `None` is SQL NULL. Borrowed from the record

@@ -50,7 +50,7 @@ fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded) -> Vec<Step<'a>> {
             steps.push(Step {
                 mapping: t.mapping,
                 copy: copy_rows,
-                apply: &s.apply,
+                apply: if t.sorted { &s.apply_sorted } else { &s.apply },
                 rows: &t.upserts,
                 deletes: false,
                 binary: t.binary,

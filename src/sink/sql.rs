@@ -17,6 +17,9 @@ pub struct MappingSql {
     pub copy_deletes_binary: String,
     /// Moves the stage into the target table, according to the mode.
     pub apply: String,
+    /// `apply` for a stage that holds one row per key in key order (`TableRows::sorted`): an
+    /// upsert then neither sorts nor removes duplicates.
+    pub apply_sorted: String,
     pub delete: String,
 }
 
@@ -78,8 +81,14 @@ impl MappingSql {
             copy_deletes_binary: format!(
                 "COPY pg_temp.{del_stage} ({keys}) FROM STDIN (FORMAT binary)"
             ),
+            apply_sorted: match mapping.mode {
+                Mode::Upsert if mapping.only_if_newer.is_none() => {
+                    upsert(mapping, &table, &stage, &columns, &keys, false)
+                }
+                _ => String::new(),
+            },
             apply: match mapping.mode {
-                Mode::Upsert => upsert(mapping, &table, &stage, &columns, &keys),
+                Mode::Upsert => upsert(mapping, &table, &stage, &columns, &keys, true),
                 Mode::Insert => {
                     format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM pg_temp.{stage} ORDER BY kps_ord")
                 }
@@ -93,8 +102,16 @@ impl MappingSql {
 }
 
 /// One row per key (the decoder already reduced by key text; `DISTINCT ON` also covers keys that
-/// are equal in SQL but not as text, such as `1.0` and `1`).
-fn upsert(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str) -> String {
+/// are equal in SQL but not as text, such as `1.0` and `1`). Without `distinct`, for a stage
+/// the decoder left with one row per key, in key order.
+fn upsert(
+    mapping: &Mapping,
+    table: &str,
+    stage: &str,
+    columns: &str,
+    keys: &str,
+    distinct: bool,
+) -> String {
     let updates: Vec<String> = mapping
         .columns
         .iter()
@@ -117,6 +134,11 @@ fn upsert(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str
             updates.join(", ")
         )
     };
+    if !distinct {
+        return format!(
+            "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM pg_temp.{stage} {on_conflict}"
+        );
+    }
     format!(
         "INSERT INTO {table} AS t ({columns}) SELECT DISTINCT ON ({keys}) {columns} FROM pg_temp.{stage} ORDER BY {order} {on_conflict}"
     )
@@ -187,6 +209,12 @@ mod tests {
             sql.apply,
             "INSERT INTO \"billing\".\"acct\" AS t (\"amount\", \"id\", \"note\") SELECT DISTINCT ON (\"id\") \"amount\", \"id\", \"note\" \
              FROM pg_temp.kps_stage_3 ORDER BY \"id\", kps_ord DESC \
+             ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", \"note\" = EXCLUDED.\"note\""
+        );
+        assert_eq!(
+            sql.apply_sorted,
+            "INSERT INTO \"billing\".\"acct\" AS t (\"amount\", \"id\", \"note\") SELECT \"amount\", \"id\", \"note\" \
+             FROM pg_temp.kps_stage_3 \
              ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = EXCLUDED.\"amount\", \"note\" = EXCLUDED.\"note\""
         );
         assert_eq!(

@@ -2,8 +2,9 @@
 //! connector, so the connector's rate has something to be compared with.
 //!
 //! Per 10,000 rows of one partition, one transaction: UPDATE of that partition's offsets row,
-//! COPY into a temporary stage, `INSERT ... SELECT DISTINCT ON (id) ... ON CONFLICT (id)
-//! DO UPDATE` (newest row per id wins, as in the connector). The COPY is in binary format, the
+//! COPY into a temporary stage, `INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE`. The stage
+//! holds the newest row of each id, in id order, as the connector sends rows with integer keys:
+//! Postgres neither sorts nor removes duplicates. The COPY is in binary format, the
 //! server's fastest input (it parses no number or timestamp text), which the connector also uses
 //! for these column types; it is formatted before the clock starts, so the figure is the
 //! database's, not this process's. Run on one connection and
@@ -41,8 +42,8 @@ const TYPES: [BinType; 6] = [
     BinType::Int8,
 ];
 const UPSERT: &str = "INSERT INTO bench_ceiling AS t (id, account, amount, ts, meta) \
-    SELECT DISTINCT ON (id) id, account, amount, ts, meta FROM pg_temp.bench_stage \
-    ORDER BY id, ord DESC ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, \
+    SELECT id, account, amount, ts, meta FROM pg_temp.bench_stage \
+    ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, \
     amount = EXCLUDED.amount, ts = EXCLUDED.ts, meta = EXCLUDED.meta";
 
 struct Batch {
@@ -177,10 +178,17 @@ fn build(work: &Workload) -> Result<Vec<Batch>> {
             let Some(chunk) = chunks.get(round) else {
                 continue;
             };
+            // The newest record of each id, in id order.
+            let mut newest: std::collections::HashMap<i64, u32> = Default::default();
+            for &i in *chunk {
+                newest.insert(work.records[i as usize].id, i);
+            }
+            let mut rows: Vec<(i64, u32)> = newest.into_iter().collect();
+            rows.sort_unstable();
             let mut data = Vec::with_capacity(chunk.len() * 200);
             data.extend_from_slice(binary::HEADER);
             let mut line = String::new();
-            for &i in *chunk {
+            for (_, i) in rows {
                 line.clear();
                 copy_line(&work.records[i as usize], &mut line);
                 let row = binary::start_row(&mut data);

@@ -515,3 +515,92 @@ fn a_value_binary_cannot_carry_makes_the_whole_batch_text_without_losing_or_doub
         .iter()
         .all(|l| l.contains("2026-01-01")));
 }
+
+/// The fields of each binary COPY row (`None`: NULL).
+fn binary_rows(set: &RowSet) -> Vec<Vec<Option<Vec<u8>>>> {
+    (0..set.len())
+        .map(|row| {
+            let bytes = set.bytes(row..row + 1);
+            let count = u16::from_be_bytes([bytes[0], bytes[1]]);
+            let mut at = 2;
+            (0..count)
+                .map(|_| {
+                    let len = i32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+                    at += 4;
+                    (len >= 0).then(|| {
+                        at += len as usize;
+                        bytes[at - len as usize..at].to_vec()
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn int8_of(field: &Option<Vec<u8>>) -> i64 {
+    i64::from_be_bytes(field.as_deref().unwrap().try_into().unwrap())
+}
+
+#[test]
+fn integer_keys_spelled_differently_leave_one_row_per_value_in_key_order() {
+    let config = "key=['id']\ncolumns={ id='key', v='value.v' }\ntypes={ id='bigint', v='bigint' }";
+    let mappings = decoder(config).mappings.clone();
+    let id = mappings[0]
+        .columns
+        .iter()
+        .position(|c| c.name.as_str() == "id")
+        .unwrap();
+    let d = Decoder::with_binary(mappings, vec![Some(vec![BinType::Int8, BinType::Int8])]);
+    for seed in 1..200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let n = 1 + rng.below(40) as i64;
+        let mut records = Vec::new();
+        let mut expected = std::collections::BTreeMap::new();
+        for offset in 0..n {
+            let k = rng.below(5) as i64 - 2;
+            // The same value as `7` or `007`: equal in SQL, different as text.
+            let key = match rng.below(3) {
+                0 => k.to_string(),
+                zeros if k >= 0 => format!("{}{k}", "0".repeat(zeros as usize)),
+                zeros => format!("-{}{}", "0".repeat(zeros as usize), -k),
+            };
+            if rng.below(4) == 0 {
+                records.push(record(offset, Some(&key), None));
+                expected.remove(&k);
+            } else {
+                records.push(record(
+                    offset,
+                    Some(&key),
+                    Some(&format!(r#"{{"v":{offset}}}"#)),
+                ));
+                expected.insert(k, offset);
+            }
+        }
+        let mut table = std::collections::BTreeMap::new();
+        let mut start = 0;
+        while start < records.len() {
+            let end = (start + 1 + rng.below(25) as usize).min(records.len());
+            let out = decode(&d, &records[start..end]);
+            assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+            let rows = &out.tables[0];
+            assert!(rows.binary && rows.sorted, "seed {seed}");
+            for fields in binary_rows(&rows.deletes) {
+                table.remove(&int8_of(&fields[0]));
+            }
+            let upserts = binary_rows(&rows.upserts);
+            let ids: Vec<i64> = upserts.iter().map(|f| int8_of(&f[id])).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "seed {seed}: {ids:?}");
+            for (fields, &record) in upserts.iter().zip(&rows.upserts.records) {
+                let v = int8_of(&fields[1 - id]);
+                assert_eq!(
+                    v,
+                    records[start + record].offset,
+                    "seed {seed}: row and record differ"
+                );
+                table.insert(int8_of(&fields[id]), v);
+            }
+            start = end;
+        }
+        assert_eq!(table, expected, "seed {seed}");
+    }
+}
