@@ -15,7 +15,7 @@ use kafka_pg_sink::sink::{migrate, Outcome};
 /// Every type binary COPY covers, with type modifiers the server applies on input.
 const COLUMNS: &str = "(id bigint PRIMARY KEY, small smallint, mid integer, amount numeric(14,2), \
     raw numeric, label varchar(8), note text, ok boolean, at timestamptz, at_ms timestamptz(3), \
-    doc jsonb, js json)";
+    doc jsonb, js json, ref uuid)";
 
 fn config(db: &TestDb, table: &str, binary: bool) -> Config {
     let text = format!(
@@ -24,7 +24,8 @@ fn config(db: &TestDb, table: &str, binary: bool) -> Config {
          [[mappings]]\ntopic = 't'\ntable = '{table}'\nkey = ['id']\n\
          columns = {{ id = 'value.id', small = 'value.small', mid = 'value.mid', \
          amount = 'value.amount', raw = 'value.raw', label = 'value.label', note = 'value.note', \
-         ok = 'value.ok', at = 'value.at', at_ms = 'value.at', doc = 'value.doc', js = 'value.doc' }}\n\
+         ok = 'value.ok', at = 'value.at', at_ms = 'value.at', doc = 'value.doc', js = 'value.doc', \
+         ref = 'value.ref' }}\n\
          types = {{ amount = 'numeric', at = 'timestamptz' }}\n",
         db.url
     );
@@ -50,7 +51,7 @@ fn batches() -> Vec<Vec<Record>> {
         &[
             r#"{"id":1,"small":-32768,"mid":2147483647,"amount":"12.345","raw":1.5E-3,"label":"tab\tx","note":"back\\slash\nnewline ü 😀","ok":true,"at":"2026-11-03t10:20:30.123456-02:30","doc":{"a":[1,2,{"b":"\u00e9"}]}}"#,
             r#"{"id":2,"small":5,"raw":"0.0001","note":"older id 2","at":"2026-01-01T00:00:00Z"}"#,
-            r#"{"id":3,"raw":"123456789012345678901234567890.123456789","amount":1e3,"at":"2000-02-29T00:00:00+14:00","doc":[]}"#,
+            r#"{"id":3,"raw":"123456789012345678901234567890.123456789","amount":1e3,"at":"2000-02-29T00:00:00+14:00","doc":[],"ref":"0F8E4C2A1B3D4E5F8A9B0C1D2E3F4A5B"}"#,
             r#"{"id":4,"raw":1e20,"mid":"+7","at":"2026-01-01T00:00:00.5Z","doc":{"n":null}}"#,
             // Id 2 again, spelled differently: in binary the batch is reduced on the integer
             // values and written without DISTINCT ON, which would fail on two rows of one id.
@@ -59,10 +60,10 @@ fn batches() -> Vec<Vec<Record>> {
         ],
         &[
             r#"{"id":5,"raw":"1","at":"2026-11-03T10:20:30.1234567Z"}"#,
-            r#"{"id":6,"raw":"-12345.6789","at":"2026-11-03T10:20:30.1Z"}"#,
+            r#"{"id":6,"raw":"-12345.6789","at":"2026-11-03T10:20:30.1Z","ref":"{0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b}"}"#,
         ],
         &[
-            r#"{"id":7,"label":"short","at":"2026-11-03T10:20:30Z"}"#,
+            r#"{"id":7,"label":"short","at":"2026-11-03T10:20:30Z","ref":"0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5c"}"#,
             r#"{"id":8,"label":"far too long for eight"}"#,
             r#"{"id":9,"label":"ok too","amount":"99999999999.99"}"#,
         ],
@@ -181,6 +182,10 @@ async fn binary_and_text_copy_leave_the_same_rows() {
     );
     assert_eq!(value(4, "mid").await.as_deref(), Some("7"));
     assert_eq!(value(6, "raw").await.as_deref(), Some("-12345.6789"));
+    for (id, uuid) in [(3, "5b"), (6, "5b"), (7, "5c")] {
+        let want = format!("0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a{uuid}");
+        assert_eq!(value(id, "ref").await, Some(want));
+    }
     // The too-long label is a dead letter in both runs; its neighbours are in the table.
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM bin_on WHERE id IN (7, 9)")
@@ -325,5 +330,54 @@ async fn random_numerics_and_timestamps_read_the_same_in_binary_and_text() {
         encoded
     );
     drop(conn);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn uuid_keys_spelled_differently_are_one_row_in_a_sorted_binary_batch() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE by_uuid (id uuid PRIMARY KEY, n bigint NOT NULL)")
+        .await;
+    let config = Config::from_toml(&format!(
+        "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_uuid'\n\
+         [postgres]\nurl = '{}'\n\
+         [[mappings]]\ntopic = 't'\ntable = 'by_uuid'\nkey = ['id']\n\
+         columns = {{ id = 'value.id', n = 'value.n' }}\n",
+        db.url
+    ))
+    .unwrap();
+    migrate(&db.pool, &config.schema).await.unwrap();
+    let (mut writer, decoder) =
+        sink_writer(&config, &config.kafka.group_id, Metrics::new().unwrap()).await;
+    // One uuid three ways, another once, and the first again, upper case: newest wins.
+    let values = [
+        r#"{"id":"0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","n":1}"#,
+        r#"{"id":"0F8E4C2A1B3D4E5F8A9B0C1D2E3F4A5B","n":2}"#,
+        r#"{"id":"ffffffff-0000-0000-0000-000000000000","n":3}"#,
+        r#"{"id":"0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B","n":4}"#,
+    ];
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| record(i as i64, v))
+        .collect();
+    let decoded = decoder.decode(&records, &HashSet::new());
+    assert!(decoded.tables[0].binary && decoded.tables[0].sorted);
+    let outcome = writer.write(&batch_of_records(records, None)).await;
+    assert!(
+        matches!(outcome, Outcome::Committed { next_offset: 4 }),
+        "{outcome:?}"
+    );
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id::text, n FROM by_uuid ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b".to_string(), 4),
+            ("ffffffff-0000-0000-0000-000000000000".to_string(), 3),
+        ]
+    );
     db.drop_db().await;
 }

@@ -28,6 +28,8 @@ pub enum BinType {
     Numeric,
     Timestamptz,
     Bool,
+    /// The 16 bytes.
+    Uuid,
 }
 
 impl BinType {
@@ -51,8 +53,20 @@ impl BinType {
             "numeric" => Self::Numeric,
             "timestamp with time zone" => Self::Timestamptz,
             "boolean" => Self::Bool,
+            "uuid" => Self::Uuid,
             _ => return None,
         })
+    }
+
+    /// How many values [`key_values`] gives for a key column of this type: 0 for a type whose
+    /// binary form is not equal exactly when the values are equal in SQL (text under a
+    /// collation, numeric's scale, ...).
+    pub fn key_width(self) -> usize {
+        match self {
+            Self::Int2 | Self::Int4 | Self::Int8 => 1,
+            Self::Uuid => 2,
+            _ => 0,
+        }
     }
 }
 
@@ -77,16 +91,35 @@ pub fn int8(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&n.to_be_bytes());
 }
 
-/// The value of an integer field as [`encode`] wrote it (length word included); `None` for a
-/// NULL or a type that is not an integer.
-pub fn int_value(ty: BinType, field: &[u8]) -> Option<i64> {
-    let bytes = field.get(4..)?;
-    match ty {
-        BinType::Int2 => Some(i16::from_be_bytes(bytes.try_into().ok()?).into()),
-        BinType::Int4 => Some(i32::from_be_bytes(bytes.try_into().ok()?).into()),
-        BinType::Int8 => Some(i64::from_be_bytes(bytes.try_into().ok()?)),
-        _ => None,
-    }
+/// Appends the [`BinType::key_width`] values of a key field as [`encode`] wrote it (length word
+/// included), in the order Postgres sorts them: an integer as it is, a uuid as two words that
+/// compare as its bytes do. A NULL gives `i64::MIN`s; false for a type with no key width.
+pub fn key_values(ty: BinType, field: &[u8], out: &mut Vec<i64>) -> bool {
+    let bytes = field.get(4..).unwrap_or_default();
+    let word = |b: &[u8]| {
+        b.try_into()
+            .ok()
+            .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+    };
+    let values: Option<[i64; 2]> = match ty {
+        BinType::Int2 => bytes
+            .try_into()
+            .ok()
+            .map(|b| [i16::from_be_bytes(b).into(), 0]),
+        BinType::Int4 => bytes
+            .try_into()
+            .ok()
+            .map(|b| [i32::from_be_bytes(b).into(), 0]),
+        BinType::Int8 => bytes.try_into().ok().map(|b| [i64::from_be_bytes(b), 0]),
+        BinType::Uuid if bytes.len() == 16 => word(&bytes[..8])
+            .zip(word(&bytes[8..]))
+            .map(|(a, b)| [a, b]),
+        BinType::Uuid => None,
+        _ => return false,
+    };
+    let width = ty.key_width();
+    out.extend_from_slice(&values.unwrap_or([i64::MIN; 2])[..width]);
+    true
 }
 
 /// Appends `text` as a value of type `ty`; false (with `out` possibly extended, for the caller
@@ -105,6 +138,7 @@ pub fn encode(ty: BinType, text: &str, out: &mut Vec<u8>) -> bool {
             },
         ),
         BinType::Timestamptz => fixed(out, timestamptz_micros(text).map(i64::to_be_bytes)),
+        BinType::Uuid => fixed(out, uuid(text)),
         // A NUL is refused by the text path with its own message: let it say so.
         BinType::Text | BinType::Jsonb if text.as_bytes().contains(&0) => false,
         BinType::Text => length_prefixed(out, |out| out.extend_from_slice(text.as_bytes())),
@@ -121,6 +155,27 @@ pub fn encode(ty: BinType, text: &str, out: &mut Vec<u8>) -> bool {
             set_length(out, at)
         }
     }
+}
+
+/// The standard form (`8-4-4-4-12` hex digits) or 32 hex digits, in either case: forms the
+/// server reads as the same 16 bytes. Braces and other hyphen positions are left to its parser.
+fn uuid(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    let hyphens = match b.len() {
+        36 if [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') => true,
+        32 => false,
+        _ => return None,
+    };
+    let mut digits = b
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !hyphens || ![8, 13, 18, 23].contains(&i));
+    let mut out = [0u8; 16];
+    for byte in &mut out {
+        let mut next = || digits.next().and_then(|(_, &c)| (c as char).to_digit(16));
+        *byte = (next()? << 4 | next()?) as u8;
+    }
+    Some(out)
 }
 
 fn fixed<const N: usize>(out: &mut Vec<u8>, bytes: Option<[u8; N]>) -> bool {
@@ -402,5 +457,74 @@ mod tests {
         out.clear();
         assert!(encode(BinType::Jsonb, "{}", &mut out));
         assert_eq!(out, [0, 0, 0, 3, 1, b'{', b'}']);
+    }
+
+    #[test]
+    fn uuids_in_the_standard_and_plain_forms_are_their_sixteen_bytes_and_others_go_as_text() {
+        let want: [u8; 16] = [
+            0x0f, 0x8e, 0x4c, 0x2a, 0x1b, 0x3d, 0x4e, 0x5f, 0x8a, 0x9b, 0x0c, 0x1d, 0x2e, 0x3f,
+            0x4a, 0x5b,
+        ];
+        for text in [
+            "0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B",
+            "0f8e4c2a1b3d4e5f8a9b0c1d2e3f4a5b",
+        ] {
+            assert_eq!(uuid(text), Some(want), "{text}");
+        }
+        for text in [
+            "{0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b}",
+            "0f8e-4c2a-1b3d-4e5f-8a9b-0c1d-2e3f-4a5b",
+            "0f8e4c2a-1b3d-4e5f-8a9b0c1d2e3f4a5b00",
+            "0f8e4c2a11b3d14e5f18a9b10c1d2e3f4a5b",
+            "0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5g",
+            "0f8e4c2a1b3d4e5f8a9b0c1d2e3f4a5",
+            "0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b ",
+            "",
+        ] {
+            assert_eq!(uuid(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn key_values_order_as_postgres_orders_the_keys() {
+        let values = |ty: BinType, text: Option<&str>| {
+            let mut field = Vec::new();
+            match text {
+                Some(text) => assert!(encode(ty, text, &mut field), "{text}"),
+                None => null(&mut field),
+            }
+            let mut out = Vec::new();
+            assert!(key_values(ty, &field, &mut out));
+            assert_eq!(out.len(), ty.key_width());
+            out
+        };
+        // Ascending as Postgres sorts them: uuids bytewise, integers by value.
+        let uuids = [
+            "00000000-0000-0000-0000-000000000000",
+            "00000000-0000-0000-7fff-ffffffffffff",
+            "00000000-0000-0000-8000-000000000000",
+            "7fffffff-ffff-ffff-0000-000000000000",
+            "80000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        ];
+        for pair in uuids.windows(2) {
+            assert!(values(BinType::Uuid, Some(pair[0])) < values(BinType::Uuid, Some(pair[1])));
+        }
+        for (ty, pair) in [
+            (BinType::Int2, ["-32768", "32767"]),
+            (BinType::Int4, ["-1", "0"]),
+            (
+                BinType::Int8,
+                ["-9223372036854775807", "9223372036854775807"],
+            ),
+        ] {
+            assert!(values(ty, Some(pair[0])) < values(ty, Some(pair[1])));
+        }
+        assert_eq!(values(BinType::Uuid, None), [i64::MIN, i64::MIN]);
+        assert_eq!(values(BinType::Int8, None), [i64::MIN]);
+        let mut out = Vec::new();
+        assert!(!key_values(BinType::Text, b"\0\0\0\x01a", &mut out));
+        assert!(out.is_empty());
     }
 }

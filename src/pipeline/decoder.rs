@@ -60,7 +60,7 @@ pub struct RowSet {
     ends: Vec<usize>,
     /// Batch index of the record each row came from.
     pub records: Vec<usize>,
-    /// In batches reduced on integer keys ([`TableRows::sorted`]): each row's key values.
+    /// In batches reduced on key values ([`TableRows::sorted`]): each row's, in key order.
     keys: Vec<i64>,
 }
 
@@ -152,7 +152,7 @@ pub struct TableRows {
     /// Whether both row sets are in binary COPY format (else text).
     pub binary: bool,
     /// The upserts hold one row per key, in key order: they need no `DISTINCT ON` (see
-    /// [`Plan::sorted`]).
+    /// [`Plan::sort_width`]).
     pub sorted: bool,
 }
 
@@ -181,12 +181,13 @@ struct Plan {
     is_key: Vec<bool>,
     /// Each column's binary COPY type, when every column has one (else rows are COPY text).
     binary: Option<Vec<BinType>>,
-    /// An upsert without a version guard whose key columns are all integers: in a binary batch
-    /// the reduction keys on the integer values written (equal here exactly when equal in SQL,
-    /// unlike their texts: `7`, `07` and `+7`), so one row per key is left, and the rows go in
-    /// key order. Postgres then neither sorts nor removes duplicates, and writers that share keys
-    /// still lock them in one order.
-    sorted: bool,
+    /// For an upsert without a version guard whose key columns are all integers or uuids: how
+    /// many sort values a row's key has ([`BinType::key_width`]). In a binary batch the reduction
+    /// keys on the values written (equal here exactly when equal in SQL, unlike their texts: `7`
+    /// and `007`, a uuid in either case), so one row per key is left, and the rows go in key
+    /// order. Postgres then neither sorts nor removes duplicates, and writers that share keys
+    /// still lock them in one order. 0: rows go unsorted, through `DISTINCT ON`.
+    sort_width: usize,
 }
 
 impl Plan {
@@ -194,12 +195,16 @@ impl Plan {
         let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
         let keys: Vec<usize> = (0..m.columns.len()).filter(|&i| is_key[i]).collect();
         let binary = binary.filter(|types| types.len() == m.columns.len());
-        let int_keys = binary.as_ref().is_some_and(|types| {
-            keys.iter()
-                .all(|&k| matches!(types[k], BinType::Int2 | BinType::Int4 | BinType::Int8))
-        });
+        let widths: Option<Vec<usize>> = binary
+            .as_ref()
+            .filter(|_| m.mode == Mode::Upsert && m.only_if_newer.is_none())
+            .map(|types| keys.iter().map(|&k| types[k].key_width()).collect());
+        let sort_width = match widths {
+            Some(w) if w.iter().all(|&w| w > 0) => w.iter().sum(),
+            _ => 0,
+        };
         Self {
-            sorted: int_keys && m.mode == Mode::Upsert && m.only_if_newer.is_none(),
+            sort_width,
             keys,
             is_key,
             binary,
@@ -319,7 +324,7 @@ impl Decoder {
             .zip(text)
             .map(|(&i, &text)| {
                 let binary = self.plans[i].binary.as_deref().filter(|_| !text);
-                MappingRows::new(i, records, binary, self.plans[i].sorted)
+                MappingRows::new(i, records, binary, self.plans[i].sort_width > 0)
             })
             .collect();
         // A chunk's top-level members go into one buffer, reused for every chunk.
@@ -355,7 +360,7 @@ impl Decoder {
         let mut decoded = Decoded::default();
         for mut out in outs {
             if out.sorted {
-                let stride = self.plans[out.rows.mapping].keys.len();
+                let stride = self.plans[out.rows.mapping].sort_width;
                 out.rows.sorted = out.rows.upserts.sort_by_keys(stride);
             }
             decoded.rejected.append(&mut out.rejected);
@@ -482,7 +487,7 @@ struct MappingRows<'d> {
     states: KeyMap<KeyState>,
     /// The current record's key text.
     key: String,
-    /// The current record's key values, when the rows are reduced on them ([`Plan::sorted`]).
+    /// The current record's key values, when the rows are reduced on them ([`Plan::sort_width`]).
     ints: Vec<i64>,
     sorted: bool,
     /// Column types when the rows are written in binary.
@@ -581,7 +586,7 @@ impl<'a> Row<'a> {
                 if let Some(text) = self.direct(column, types[c], line) {
                     if self.plan.is_key[c] {
                         match ints.as_deref_mut() {
-                            Some(ints) => int_key(key, ints, types[c], &line[at..]),
+                            Some(ints) => sort_key(key, ints, types[c], &line[at..]),
                             None => {
                                 key.push_str(text);
                                 key.push('\u{1f}');
@@ -617,7 +622,7 @@ impl<'a> Row<'a> {
                     .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
             }
             if let (true, Some(ints), Some(types)) = (int_typed, ints.as_deref_mut(), binary) {
-                int_key(key, ints, types[c], &line[at..]);
+                sort_key(key, ints, types[c], &line[at..]);
             }
         }
         match count_at {
@@ -664,6 +669,7 @@ impl<'a> Row<'a> {
                 Scalar::Text(Cow::Borrowed(t)),
             )
             | (None | Some(ColumnType::Text), BinType::Text, Scalar::Text(Cow::Borrowed(t)))
+            | (None | Some(ColumnType::Uuid), BinType::Uuid, Scalar::Text(Cow::Borrowed(t)))
             | (None | Some(ColumnType::Bigint), BinType::Int8, Scalar::Number(t))
             | (None | Some(ColumnType::Integer), BinType::Int4, Scalar::Number(t))
             | (
@@ -677,18 +683,17 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Appends an integer key column's value, as written in binary, to the reduction key and to
-/// `ints`; a NULL (which the table will refuse) gets a text no integer has.
-fn int_key(key: &mut String, ints: &mut Vec<i64>, ty: BinType, written: &[u8]) {
-    match binary::int_value(ty, written) {
-        Some(v) => {
-            key.push_str(itoa::Buffer::new().format(v));
-            ints.push(v);
-        }
-        None => {
-            key.push('\u{0}');
-            ints.push(i64::MIN);
-        }
+/// Appends a key column's sort values ([`binary::key_values`] of the field as written) to `ints`
+/// and, as decimal text, to the reduction key: equal exactly when the values are.
+fn sort_key(key: &mut String, ints: &mut Vec<i64>, ty: BinType, written: &[u8]) {
+    let from = ints.len();
+    if !binary::key_values(ty, written, ints) || written.starts_with(&(-1i32).to_be_bytes()) {
+        // NULL (which the table will refuse): a text no value has.
+        key.push('\u{0}');
+    }
+    for v in &ints[from..] {
+        key.push_str(itoa::Buffer::new().format(*v));
+        key.push(',');
     }
     key.push('\u{1f}');
 }

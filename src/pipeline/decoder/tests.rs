@@ -418,8 +418,9 @@ fn escape_test_finds_every_special_byte_at_every_position() {
 #[test]
 fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes() {
     let config = "key=['id']\ncolumns={ id='value.id', n='value.n', nt='value.nt', t='value.t', \
-        tu='value.tu', s='value.s', st='value.st', i='value.i', big='value.big' }\n\
-        types={ id='bigint', nt='numeric', t='timestamptz', st='text', i='integer' }";
+        tu='value.tu', s='value.s', st='value.st', i='value.i', big='value.big', u='value.u', \
+        ut='value.ut' }\n\
+        types={ id='bigint', nt='numeric', t='timestamptz', st='text', i='integer', ut='uuid' }";
     let mappings = decoder(config).mappings.clone();
     let types: Vec<BinType> = mappings[0]
         .columns
@@ -429,6 +430,7 @@ fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes
             "i" => BinType::Int4,
             "n" | "nt" => BinType::Numeric,
             "t" | "tu" => BinType::Timestamptz,
+            "u" | "ut" => BinType::Uuid,
             _ => BinType::Text,
         })
         .collect();
@@ -436,10 +438,10 @@ fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes
     // Values the direct path takes, and values it leaves to the checked path (escaped strings,
     // an epoch number for a typed timestamp, numbers and booleans for a text column).
     let values = [
-        r#"{"id":1,"n":12.30,"nt":"-0.005","t":"2026-01-01T00:00:00Z","tu":"2026-11-03t10:20:30.123456-02:30","s":"plain","st":"x","i":-7,"big":9223372036854775807}"#,
-        r#"{"id":2,"n":"1e5","nt":1.5E-3,"t":"2016-12-31T23:59:59.1234-00:30","tu":"2000-02-29 00:00:00+14:00","s":"tab\tand \u00e9","st":"\u0041","i":"12","big":-1}"#,
-        r#"{"id":"3","n":null,"nt":"+.5","t":1700000000123,"tu":"1999-12-31T23:59:59.999999Z","s":"","st":42,"i":2147483647}"#,
-        r#"{"id":4,"nt":"\u0031.5","t":"2026-01-01T00:00:00.5+00:00","s":"\"quoted\"","st":true,"big":0}"#,
+        r#"{"id":1,"n":12.30,"nt":"-0.005","t":"2026-01-01T00:00:00Z","tu":"2026-11-03t10:20:30.123456-02:30","s":"plain","st":"x","i":-7,"big":9223372036854775807,"u":"0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","ut":"0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B"}"#,
+        r#"{"id":2,"n":"1e5","nt":1.5E-3,"t":"2016-12-31T23:59:59.1234-00:30","tu":"2000-02-29 00:00:00+14:00","s":"tab\tand \u00e9","st":"\u0041","i":"12","big":-1,"u":"0F8E4C2A1B3D4E5F8A9B0C1D2E3F4A5B","ut":"ffffffff-ffff-ffff-ffff-ffffffffffff"}"#,
+        r#"{"id":"3","n":null,"nt":"+.5","t":1700000000123,"tu":"1999-12-31T23:59:59.999999Z","s":"","st":42,"i":2147483647,"ut":"00000000000000000000000000000000"}"#,
+        r#"{"id":4,"nt":"\u0031.5","t":"2026-01-01T00:00:00.5+00:00","s":"\"quoted\"","st":true,"big":0,"u":"\u0030f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","ut":"0f8e4c2a1b3d4e5f8a9b0c1d2e3f4a5b"}"#,
     ];
     let records: Vec<Record> = values
         .iter()
@@ -602,5 +604,70 @@ fn integer_keys_spelled_differently_leave_one_row_per_value_in_key_order() {
             start = end;
         }
         assert_eq!(table, expected, "seed {seed}");
+    }
+}
+
+#[test]
+fn composite_uuid_and_integer_keys_spelled_differently_leave_one_row_per_key_in_key_order() {
+    let config = "key=['u','n']\ncolumns={ u='value.u', n='value.n', v='value.v' }\n\
+        types={ u='uuid', n='bigint', v='bigint' }";
+    let mappings = decoder(config).mappings.clone();
+    let at = |name: &str| {
+        mappings[0]
+            .columns
+            .iter()
+            .position(|c| c.name.as_str() == name)
+            .unwrap()
+    };
+    let (u, n, v) = (at("u"), at("n"), at("v"));
+    // Rows sort by the key columns in column order, as `ORDER BY` does in `DISTINCT ON`'s path.
+    assert!(n < u, "columns in name order");
+    let mut types = vec![BinType::Int8; 3];
+    types[u] = BinType::Uuid;
+    let d = Decoder::with_binary(mappings.clone(), vec![Some(types)]);
+    let uuids = [
+        "80000000-0000-0000-0000-0000000000ab",
+        "0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b",
+        "0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5c",
+    ];
+    for seed in 1..200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let count = 1 + rng.below(30) as usize;
+        let mut expected = std::collections::BTreeMap::new();
+        let records: Vec<Record> = (0..count as i64)
+            .map(|offset| {
+                let id = uuids[rng.below(3) as usize];
+                // One uuid as lower case, upper case or without hyphens; one number as 1 or 01.
+                let spelled = match rng.below(3) {
+                    0 => id.to_string(),
+                    1 => id.to_uppercase(),
+                    _ => id.replace('-', ""),
+                };
+                let number = rng.below(2);
+                let zero = if rng.below(2) == 0 { "" } else { "0" };
+                expected.insert((number as i64, id.replace('-', "")), offset);
+                let value = format!(r#"{{"u":"{spelled}","n":"{zero}{number}","v":{offset}}}"#);
+                record(offset, None, Some(&value))
+            })
+            .collect();
+        let out = decode(&d, &records);
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        let rows = &out.tables[0];
+        assert!(rows.binary && rows.sorted, "seed {seed}");
+        let got: Vec<((i64, String), i64)> = binary_rows(&rows.upserts)
+            .iter()
+            .map(|f| {
+                let hex: String = f[u]
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                ((int8_of(&f[n]), hex), int8_of(&f[v]))
+            })
+            .collect();
+        // The number, then the uuid bytewise (the order of their hex texts).
+        let want: Vec<((i64, String), i64)> = expected.into_iter().collect();
+        assert_eq!(got, want, "seed {seed}");
     }
 }
