@@ -125,41 +125,52 @@ pub async fn row_plan(
 ) -> Result<(Arc<Decoder>, Arc<[MappingSql]>), crate::error::Error> {
     let mappings: Arc<[Mapping]> = config.mappings.clone().into();
     let stages = stage_types(pool, config).await?;
-    let decoder = Arc::new(Decoder::with_binary(
-        Arc::clone(&mappings),
-        stages
-            .iter()
-            .map(|s| s.as_ref().map(|(b, _)| b.clone()))
-            .collect(),
-    ));
+    let exact: Vec<bool> = stages
+        .iter()
+        .map(|s| s.as_ref().is_some_and(|s| s.2))
+        .collect();
+    let decoder = Arc::new(
+        Decoder::with_binary(
+            Arc::clone(&mappings),
+            stages
+                .iter()
+                .map(|s| s.as_ref().map(|(b, _, _)| b.clone()))
+                .collect(),
+        )
+        .with_exact_text_keys(&exact),
+    );
     let sql = mappings
         .iter()
         .zip(&stages)
         .enumerate()
-        .map(|(i, (m, s))| MappingSql::new(m, i, s.as_ref().map(|(_, t)| t.as_slice())))
+        .map(|(i, (m, s))| MappingSql::new(m, i, s.as_ref().map(|(_, t, _)| t.as_slice())))
         .collect();
     Ok((decoder, sql))
 }
 
-/// Per mapping, when its rows go as binary COPY: each column's binary type and its catalog type
-/// (for the stage tables). `None` for a mapping with a column binary COPY does not cover, or
-/// for every mapping with `postgres.binary_copy = false`.
+/// A mapping's binary COPY plan: each column's binary type, its stage table column type (with
+/// the column's collation), and whether the key's text columns compare bytewise.
+type StageTypes = (Vec<BinType>, Vec<String>, bool);
+
+/// Per mapping, when its rows go as binary COPY, its [`StageTypes`]. `None` for a mapping with a
+/// column binary COPY does not cover, or for every mapping with `postgres.binary_copy = false`.
 async fn stage_types(
     pool: &PgPool,
     config: &Config,
-) -> Result<Vec<Option<(Vec<BinType>, Vec<String>)>>, crate::error::Error> {
+) -> Result<Vec<Option<StageTypes>>, crate::error::Error> {
     let mut all = Vec::new();
     for mapping in &config.mappings {
         let types = match config.postgres.binary_copy {
             true => column_types(pool, mapping).await?,
             false => None,
         };
-        let binary = types.and_then(|types| {
-            let binary = types
+        let binary = types.and_then(|found| {
+            let binary = found
+                .types
                 .iter()
                 .map(|t| BinType::from_catalog(t))
                 .collect::<Option<Vec<_>>>()?;
-            Some((binary, types))
+            Some((binary, found.stage, found.exact_text_keys))
         });
         if binary.is_none() && config.postgres.binary_copy {
             tracing::info!(table = %mapping.table, "Rows go as COPY text: a column's type has no binary encoding here.");

@@ -381,3 +381,82 @@ async fn uuid_keys_spelled_differently_are_one_row_in_a_sorted_binary_batch() {
     );
     db.drop_db().await;
 }
+
+/// Writes one batch of `values` to `table` (key `sku`); returns whether it went sorted.
+async fn write_skus(db: &TestDb, table: &str, values: &[&str]) -> bool {
+    let config = Config::from_toml(&format!(
+        "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_{table}'\n\
+         [postgres]\nurl = '{}'\n\
+         [[mappings]]\ntopic = 't'\ntable = '{table}'\nkey = ['sku']\n\
+         columns = {{ sku = 'value.sku', n = 'value.n' }}\n",
+        db.url
+    ))
+    .unwrap();
+    migrate(&db.pool, &config.schema).await.unwrap();
+    let (mut writer, decoder) =
+        sink_writer(&config, &config.kafka.group_id, Metrics::new().unwrap()).await;
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| record(i as i64, v))
+        .collect();
+    let decoded = decoder.decode(&records, &HashSet::new());
+    assert!(decoded.tables[0].binary);
+    let next = records.len() as i64;
+    let outcome = writer.write(&batch_of_records(records, None)).await;
+    assert!(
+        matches!(outcome, Outcome::Committed { next_offset } if next_offset == next),
+        "{outcome:?}"
+    );
+    decoded.tables[0].sorted
+}
+
+#[tokio::test]
+async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_elsewhere() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE by_sku (sku text PRIMARY KEY, n bigint NOT NULL)")
+        .await;
+    db.exec(
+        "CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', \
+         deterministic = false)",
+    )
+    .await;
+    db.exec("CREATE TABLE by_sku_ci (sku text COLLATE case_blind PRIMARY KEY, n bigint NOT NULL)")
+        .await;
+    // `a\u0062` is `ab`; `AB` differs from `ab` bytewise but not under the case-blind collation.
+    let values = [
+        r#"{"sku":"ab","n":1}"#,
+        r#"{"sku":"a\u0062","n":2}"#,
+        r#"{"sku":"AB","n":3}"#,
+        r#"{"sku":"b","n":4}"#,
+    ];
+    assert!(write_skus(&db, "by_sku", &values).await, "bytewise: sorted");
+    assert!(
+        !write_skus(&db, "by_sku_ci", &values).await,
+        "case-blind collation: DISTINCT ON"
+    );
+    let rows = |table: &str| {
+        let sql = format!("SELECT sku, n FROM {table} ORDER BY n");
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, i64)>(&sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let owned = |rows: &[(&str, i64)]| -> Vec<(String, i64)> {
+        rows.iter().map(|&(s, n)| (s.to_string(), n)).collect()
+    };
+    assert_eq!(
+        rows("by_sku").await,
+        owned(&[("ab", 2), ("AB", 3), ("b", 4)])
+    );
+    assert_eq!(rows("by_sku_ci").await, owned(&[("AB", 3), ("b", 4)]));
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM kafka_pg_sink.dead_letters")
+            .await,
+        0
+    );
+    db.drop_db().await;
+}

@@ -58,14 +58,15 @@ impl BinType {
         })
     }
 
-    /// How many values [`key_values`] gives for a key column of this type: 0 for a type whose
-    /// binary form is not equal exactly when the values are equal in SQL (text under a
-    /// collation, numeric's scale, ...).
-    pub fn key_width(self) -> usize {
+    /// Whether [`sort_key`] takes a key column of this type: its binary form is equal exactly
+    /// when the values are equal in SQL. Integers and uuids always; text only where the caller
+    /// knows the column and its unique indexes compare bytewise (deterministic collations), so
+    /// `text` says so. Never numeric (`1.0` = `1.00`), timestamps, booleans or JSON.
+    pub fn sorts_exactly(self, text: bool) -> bool {
         match self {
-            Self::Int2 | Self::Int4 | Self::Int8 => 1,
-            Self::Uuid => 2,
-            _ => 0,
+            Self::Int2 | Self::Int4 | Self::Int8 | Self::Uuid => true,
+            Self::Text => text,
+            _ => false,
         }
     }
 }
@@ -91,34 +92,44 @@ pub fn int8(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&n.to_be_bytes());
 }
 
-/// Appends the [`BinType::key_width`] values of a key field as [`encode`] wrote it (length word
-/// included), in the order Postgres sorts them: an integer as it is, a uuid as two words that
-/// compare as its bytes do. A NULL gives `i64::MIN`s; false for a type with no key width.
-pub fn key_values(ty: BinType, field: &[u8], out: &mut Vec<i64>) -> bool {
+/// Appends a key field as [`encode`] wrote it (length word included) in a form whose bytes are
+/// equal exactly when the values are, and order as Postgres orders the values (text as its
+/// bytes, the `C` collation's order): NULL is `0`; a value is `1`, then an integer as 8
+/// big-endian bytes with the sign bit flipped, a uuid's 16 bytes, or a text's bytes and a `0`
+/// (text holds no NUL), so the keys of several columns can follow each other. False for a type
+/// [`BinType::sorts_exactly`] never takes.
+pub fn sort_key(ty: BinType, field: &[u8], out: &mut Vec<u8>) -> bool {
+    if field.starts_with(&(-1i32).to_be_bytes()) {
+        out.push(0);
+        return true;
+    }
     let bytes = field.get(4..).unwrap_or_default();
-    let word = |b: &[u8]| {
-        b.try_into()
-            .ok()
-            .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
-    };
-    let values: Option<[i64; 2]> = match ty {
+    let int = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes();
+    let int = match ty {
         BinType::Int2 => bytes
             .try_into()
             .ok()
-            .map(|b| [i16::from_be_bytes(b).into(), 0]),
+            .map(|b| int(i16::from_be_bytes(b).into())),
         BinType::Int4 => bytes
             .try_into()
             .ok()
-            .map(|b| [i32::from_be_bytes(b).into(), 0]),
-        BinType::Int8 => bytes.try_into().ok().map(|b| [i64::from_be_bytes(b), 0]),
-        BinType::Uuid if bytes.len() == 16 => word(&bytes[..8])
-            .zip(word(&bytes[8..]))
-            .map(|(a, b)| [a, b]),
-        BinType::Uuid => None,
-        _ => return false,
+            .map(|b| int(i32::from_be_bytes(b).into())),
+        BinType::Int8 => bytes.try_into().ok().map(|b| int(i64::from_be_bytes(b))),
+        _ => None,
     };
-    let width = ty.key_width();
-    out.extend_from_slice(&values.unwrap_or([i64::MIN; 2])[..width]);
+    out.push(1);
+    match (ty, int) {
+        (_, Some(int)) => out.extend_from_slice(&int),
+        (BinType::Uuid, None) => out.extend_from_slice(bytes),
+        (BinType::Text, None) => {
+            out.extend_from_slice(bytes);
+            out.push(0);
+        }
+        _ => {
+            out.pop();
+            return false;
+        }
+    }
     true
 }
 
@@ -487,44 +498,58 @@ mod tests {
     }
 
     #[test]
-    fn key_values_order_as_postgres_orders_the_keys() {
-        let values = |ty: BinType, text: Option<&str>| {
+    fn sort_keys_are_equal_and_ordered_as_postgres_compares_the_keys() {
+        let key = |ty: BinType, text: Option<&str>| {
             let mut field = Vec::new();
             match text {
                 Some(text) => assert!(encode(ty, text, &mut field), "{text}"),
                 None => null(&mut field),
             }
             let mut out = Vec::new();
-            assert!(key_values(ty, &field, &mut out));
-            assert_eq!(out.len(), ty.key_width());
+            assert!(sort_key(ty, &field, &mut out));
             out
         };
-        // Ascending as Postgres sorts them: uuids bytewise, integers by value.
-        let uuids = [
-            "00000000-0000-0000-0000-000000000000",
-            "00000000-0000-0000-7fff-ffffffffffff",
-            "00000000-0000-0000-8000-000000000000",
-            "7fffffff-ffff-ffff-0000-000000000000",
-            "80000000-0000-0000-0000-000000000000",
-            "ffffffff-ffff-ffff-ffff-ffffffffffff",
-        ];
-        for pair in uuids.windows(2) {
-            assert!(values(BinType::Uuid, Some(pair[0])) < values(BinType::Uuid, Some(pair[1])));
-        }
-        for (ty, pair) in [
-            (BinType::Int2, ["-32768", "32767"]),
-            (BinType::Int4, ["-1", "0"]),
+        // Ascending as Postgres sorts them (uuids bytewise, text in the C collation).
+        let cases: [(BinType, &[&str]); 5] = [
+            (BinType::Int2, &["-32768", "-1", "0", "255", "256", "32767"]),
+            (
+                BinType::Int4,
+                &["-2147483648", "-256", "-1", "0", "1", "2147483647"],
+            ),
             (
                 BinType::Int8,
-                ["-9223372036854775807", "9223372036854775807"],
+                &["-9223372036854775808", "-1", "0", "9223372036854775807"],
             ),
-        ] {
-            assert!(values(ty, Some(pair[0])) < values(ty, Some(pair[1])));
+            (
+                BinType::Uuid,
+                &[
+                    "00000000-0000-0000-0000-000000000000",
+                    "00000000-0000-0000-8000-000000000000",
+                    "7fffffff-ffff-ffff-0000-000000000000",
+                    "80000000-0000-0000-0000-000000000000",
+                    "ffffffff-ffff-ffff-ffff-ffffffffffff",
+                ],
+            ),
+            (BinType::Text, &["", "A", "a", "a b", "ab", "b", "é", "😀"]),
+        ];
+        for (ty, values) in cases {
+            // NULL first, then every value above the one before it.
+            let mut before = key(ty, None);
+            for value in values {
+                let now = key(ty, Some(value));
+                assert!(before < now, "{ty:?}: {value:?}");
+                before = now;
+            }
         }
-        assert_eq!(values(BinType::Uuid, None), [i64::MIN, i64::MIN]);
-        assert_eq!(values(BinType::Int8, None), [i64::MIN]);
+        // Composite keys: a shorter text before a longer one with the same start.
+        let pair =
+            |a: &str, b: &str| [key(BinType::Text, Some(a)), key(BinType::Int8, Some(b))].concat();
+        assert!(pair("a", "9") < pair("ab", "0"));
+        assert!(pair("a", "-1") < pair("a", "0"));
         let mut out = Vec::new();
-        assert!(!key_values(BinType::Text, b"\0\0\0\x01a", &mut out));
+        assert!(!sort_key(BinType::Numeric, &[0, 0, 0, 1, 5], &mut out));
         assert!(out.is_empty());
+        assert!(!BinType::Text.sorts_exactly(false) && BinType::Text.sorts_exactly(true));
+        assert!(!BinType::Numeric.sorts_exactly(true) && BinType::Uuid.sorts_exactly(false));
     }
 }

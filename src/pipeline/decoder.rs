@@ -60,8 +60,10 @@ pub struct RowSet {
     ends: Vec<usize>,
     /// Batch index of the record each row came from.
     pub records: Vec<usize>,
-    /// In batches reduced on key values ([`TableRows::sorted`]): each row's, in key order.
-    keys: Vec<i64>,
+    /// In batches reduced on sort keys ([`TableRows::sorted`]): each row's sort key
+    /// ([`binary::sort_key`] of its key columns), ending at `key_ends`.
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
 }
 
 impl RowSet {
@@ -111,28 +113,38 @@ impl RowSet {
         self.data.truncate(start);
     }
 
-    /// Puts the rows in the order of their key values (`stride` per row), which are unique.
-    /// False, with the rows left as they are, if the key values do not match the rows.
-    fn sort_by_keys(&mut self, stride: usize) -> bool {
-        if self.keys.len() != self.len() * stride {
+    /// Ends the row written since the last kept one, as the row of `record`, with its sort key.
+    fn keep_sorted(&mut self, record: usize, key: &[u8]) {
+        self.keep(record);
+        self.keys.extend_from_slice(key);
+        self.key_ends.push(self.keys.len());
+    }
+
+    /// Puts the rows in the order of their sort keys, which are unique. False, with the rows left
+    /// as they are, if not every row has a sort key.
+    fn sort_by_keys(&mut self) -> bool {
+        if self.key_ends.len() != self.len() {
             debug_assert!(
                 false,
-                "{} key values for {} rows",
-                self.keys.len(),
+                "{} sort keys for {} rows",
+                self.key_ends.len(),
                 self.len()
             );
             return false;
         }
-        let key = |row: usize| &self.keys[row * stride..(row + 1) * stride];
+        let key = |row: usize| {
+            let start = if row == 0 { 0 } else { self.key_ends[row - 1] };
+            &self.keys[start..self.key_ends[row]]
+        };
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
         let mut sorted = RowSet::default();
         sorted.reserve(order.len(), self.data.len());
         sorted.keys.reserve(self.keys.len());
+        sorted.key_ends.reserve(order.len());
         for row in order {
             sorted.data.extend_from_slice(self.bytes(row..row + 1));
-            sorted.keys.extend_from_slice(key(row));
-            sorted.keep(self.records[row]);
+            sorted.keep_sorted(self.records[row], key(row));
         }
         *self = sorted;
         true
@@ -152,7 +164,7 @@ pub struct TableRows {
     /// Whether both row sets are in binary COPY format (else text).
     pub binary: bool,
     /// The upserts hold one row per key, in key order: they need no `DISTINCT ON` (see
-    /// [`Plan::sort_width`]).
+    /// [`Plan::sorted`]).
     pub sorted: bool,
 }
 
@@ -181,30 +193,28 @@ struct Plan {
     is_key: Vec<bool>,
     /// Each column's binary COPY type, when every column has one (else rows are COPY text).
     binary: Option<Vec<BinType>>,
-    /// For an upsert without a version guard whose key columns are all integers or uuids: how
-    /// many sort values a row's key has ([`BinType::key_width`]). In a binary batch the reduction
-    /// keys on the values written (equal here exactly when equal in SQL, unlike their texts: `7`
-    /// and `007`, a uuid in either case), so one row per key is left, and the rows go in key
-    /// order. Postgres then neither sorts nor removes duplicates, and writers that share keys
-    /// still lock them in one order. 0: rows go unsorted, through `DISTINCT ON`.
-    sort_width: usize,
+    /// An upsert without a version guard whose key columns all sort exactly
+    /// ([`BinType::sorts_exactly`]: integers, uuids, text where the table compares it bytewise):
+    /// in a binary batch the reduction keys on the values written (equal here exactly when equal
+    /// in SQL, unlike their texts: `7` and `007`, a uuid in either case), so one row per key is
+    /// left, and the rows go in key order. Postgres then neither sorts nor removes duplicates,
+    /// and writers that share keys still lock them in one order. Otherwise rows go unsorted,
+    /// through `DISTINCT ON`.
+    sorted: bool,
 }
 
 impl Plan {
-    fn new(m: &Mapping, binary: Option<Vec<BinType>>) -> Self {
+    fn sorts(m: &Mapping, keys: &[usize], binary: Option<&[BinType]>, exact_text: bool) -> bool {
+        let exact = |types: &[BinType]| keys.iter().all(|&k| types[k].sorts_exactly(exact_text));
+        m.mode == Mode::Upsert && m.only_if_newer.is_none() && binary.is_some_and(exact)
+    }
+
+    fn new(m: &Mapping, binary: Option<Vec<BinType>>, exact_text: bool) -> Self {
         let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
         let keys: Vec<usize> = (0..m.columns.len()).filter(|&i| is_key[i]).collect();
         let binary = binary.filter(|types| types.len() == m.columns.len());
-        let widths: Option<Vec<usize>> = binary
-            .as_ref()
-            .filter(|_| m.mode == Mode::Upsert && m.only_if_newer.is_none())
-            .map(|types| keys.iter().map(|&k| types[k].key_width()).collect());
-        let sort_width = match widths {
-            Some(w) if w.iter().all(|&w| w > 0) => w.iter().sum(),
-            _ => 0,
-        };
         Self {
-            sort_width,
+            sorted: Self::sorts(m, &keys, binary.as_deref(), exact_text),
             keys,
             is_key,
             binary,
@@ -262,13 +272,23 @@ impl Decoder {
         let plans = mappings
             .iter()
             .zip(binary)
-            .map(|(m, types)| Plan::new(m, types))
+            .map(|(m, types)| Plan::new(m, types, false))
             .collect();
         Self {
             mappings,
             plans,
             by_topic,
         }
+    }
+
+    /// Declares, per mapping, whether its text key columns compare bytewise in the table (the
+    /// column and every unique index on it have deterministic collations): its upserts can then
+    /// go sorted ([`Plan::sorted`]) with text keys too.
+    pub fn with_exact_text_keys(mut self, exact: &[bool]) -> Self {
+        for ((plan, m), &exact) in self.plans.iter_mut().zip(self.mappings.iter()).zip(exact) {
+            plan.sorted = Plan::sorts(m, &plan.keys, plan.binary.as_deref(), exact);
+        }
+        self
     }
 
     pub fn mappings(&self) -> &[Mapping] {
@@ -324,7 +344,7 @@ impl Decoder {
             .zip(text)
             .map(|(&i, &text)| {
                 let binary = self.plans[i].binary.as_deref().filter(|_| !text);
-                MappingRows::new(i, records, binary, self.plans[i].sort_width > 0)
+                MappingRows::new(i, records, binary, self.plans[i].sorted)
             })
             .collect();
         // A chunk's top-level members go into one buffer, reused for every chunk.
@@ -360,8 +380,7 @@ impl Decoder {
         let mut decoded = Decoded::default();
         for mut out in outs {
             if out.sorted {
-                let stride = self.plans[out.rows.mapping].sort_width;
-                out.rows.sorted = out.rows.upserts.sort_by_keys(stride);
+                out.rows.sorted = out.rows.upserts.sort_by_keys();
             }
             decoded.rejected.append(&mut out.rejected);
             decoded.tables.push(out.rows);
@@ -377,8 +396,8 @@ impl Decoder {
         let rows = &mut out.rows;
         let key = &mut out.key;
         key.clear();
-        let ints = &mut out.ints;
-        ints.clear();
+        let sort = &mut out.sort;
+        sort.clear();
         let sorted = out.sorted;
         let mut reject = |(stage, error): Failure| {
             out.rejected.push(Rejected {
@@ -408,7 +427,7 @@ impl Decoder {
                         &mut rows.deletes.data,
                         key,
                         binary,
-                        sorted.then_some(&mut *ints),
+                        sorted.then_some(&mut *sort),
                     ) {
                         Err(Miss::Text) => return Err(()),
                         Err(Miss::Reject(failure)) => {
@@ -416,7 +435,7 @@ impl Decoder {
                             reject(failure);
                         }
                         Ok(()) => {
-                            let state = out.states.slot(key);
+                            let state = out.states.slot(if sorted { sort } else { key.as_bytes() });
                             if matches!(state, Some(KeyState::Done)) {
                                 rows.deletes.drop_from(start);
                             } else {
@@ -436,13 +455,12 @@ impl Decoder {
             p,
             with_ord: true,
         };
-        let sort = sorted.then_some(&mut *ints);
         match row.write(
             0..m.columns.len(),
             &mut rows.upserts.data,
             key,
             binary,
-            sort,
+            sorted.then_some(&mut *sort),
         ) {
             Ok(()) => {}
             Err(Miss::Text) => return Err(()),
@@ -456,10 +474,13 @@ impl Decoder {
             rows.upserts.keep(i);
             return Ok(());
         }
-        let state = out.states.slot(key);
+        let state = out.states.slot(if sorted { sort } else { key.as_bytes() });
         match state {
+            None if sorted => {
+                rows.upserts.keep_sorted(i, sort);
+                *state = Some(KeyState::SeekingDelete);
+            }
             None => {
-                rows.upserts.keys.extend_from_slice(ints);
                 rows.upserts.keep(i);
                 *state = Some(if m.only_if_newer.is_some() {
                     KeyState::Collecting
@@ -487,8 +508,9 @@ struct MappingRows<'d> {
     states: KeyMap<KeyState>,
     /// The current record's key text.
     key: String,
-    /// The current record's key values, when the rows are reduced on them ([`Plan::sort_width`]).
-    ints: Vec<i64>,
+    /// The current record's sort key, on which the rows are reduced when they go sorted
+    /// ([`Plan::sorted`]) instead of on `key`.
+    sort: Vec<u8>,
     sorted: bool,
     /// Column types when the rows are written in binary.
     binary: Option<&'d [BinType]>,
@@ -517,7 +539,7 @@ impl<'d> MappingRows<'d> {
             rejected: Vec::new(),
             states: KeyMap::with_capacity(records.len()),
             key: String::new(),
-            ints: Vec::new(),
+            sort: Vec::new(),
             sorted: binary.is_some() && plan_sorted,
             binary,
         }
@@ -570,7 +592,7 @@ impl<'a> Row<'a> {
         line: &mut Vec<u8>,
         key: &mut String,
         binary: Option<&[BinType]>,
-        mut ints: Option<&mut Vec<i64>>,
+        mut sort: Option<&mut Vec<u8>>,
     ) -> Result<(), Miss> {
         let (m, p) = (self.m, self.p);
         let count_at = binary.map(|_| binary::start_row(line));
@@ -585,8 +607,10 @@ impl<'a> Row<'a> {
                 let at = line.len();
                 if let Some(text) = self.direct(column, types[c], line) {
                     if self.plan.is_key[c] {
-                        match ints.as_deref_mut() {
-                            Some(ints) => sort_key(key, ints, types[c], &line[at..]),
+                        match sort.as_deref_mut() {
+                            Some(sort) => {
+                                binary::sort_key(types[c], &line[at..], sort);
+                            }
                             None => {
                                 key.push_str(text);
                                 key.push('\u{1f}');
@@ -599,8 +623,8 @@ impl<'a> Row<'a> {
             }
             let text = extract(m, p, &column.source, column.ty, column.name.as_str())?;
             let at = line.len();
-            let int_typed = self.plan.is_key[c] && ints.is_some();
-            if self.plan.is_key[c] && !int_typed {
+            let sorted_key = self.plan.is_key[c] && sort.is_some();
+            if self.plan.is_key[c] && !sorted_key {
                 key.push_str(text.as_deref().unwrap_or("\u{0}"));
                 key.push('\u{1f}');
             }
@@ -621,8 +645,8 @@ impl<'a> Row<'a> {
                 (Some(text), None) => copy_escape(line, &text)
                     .map_err(|e| (Stage::Convert, format!("column `{}`: {e}", column.name)))?,
             }
-            if let (true, Some(ints), Some(types)) = (int_typed, ints.as_deref_mut(), binary) {
-                sort_key(key, ints, types[c], &line[at..]);
+            if let (true, Some(sort), Some(types)) = (sorted_key, sort.as_deref_mut(), binary) {
+                binary::sort_key(types[c], &line[at..], sort);
             }
         }
         match count_at {
@@ -681,21 +705,6 @@ impl<'a> Row<'a> {
         };
         binary::encode(bin, text, line).then_some(text)
     }
-}
-
-/// Appends a key column's sort values ([`binary::key_values`] of the field as written) to `ints`
-/// and, as decimal text, to the reduction key: equal exactly when the values are.
-fn sort_key(key: &mut String, ints: &mut Vec<i64>, ty: BinType, written: &[u8]) {
-    let from = ints.len();
-    if !binary::key_values(ty, written, ints) || written.starts_with(&(-1i32).to_be_bytes()) {
-        // NULL (which the table will refuse): a text no value has.
-        key.push('\u{0}');
-    }
-    for v in &ints[from..] {
-        key.push_str(itoa::Buffer::new().format(*v));
-        key.push(',');
-    }
-    key.push('\u{1f}');
 }
 
 /// The column's value as text for its type; `None` is SQL NULL. Borrowed from the record

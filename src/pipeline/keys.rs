@@ -1,5 +1,5 @@
 //! The keys seen while reducing one batch, with a value each, without an allocation per key:
-//! key texts share one buffer and the table maps their hashes to chained entries. A key's text is
+//! keys (bytes) share one buffer and the table maps their hashes to chained entries. A key is
 //! hashed once per lookup (foldhash with a per-map random seed, so crafted keys cannot force
 //! collisions without knowing it; SipHash cost about 3 % of the connector's CPU here); the table
 //! of hashes does not hash them again.
@@ -10,14 +10,14 @@ use std::ops::Range;
 
 use foldhash::quality::RandomState;
 
-/// A map from key text to `V` for the life of one batch.
+/// A map from key bytes to `V` for the life of one batch.
 pub struct KeyMap<V> {
     hasher: RandomState,
     /// Hash → the newest entry with that hash.
     heads: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
-    /// (key text in `text`, value, the next older entry with the same hash).
+    /// (key in `text`, value, the next older entry with the same hash).
     entries: Vec<(Range<usize>, Option<V>, Option<usize>)>,
-    text: String,
+    text: Vec<u8>,
 }
 
 /// The table's keys are already hashes: they are used as they are.
@@ -47,7 +47,7 @@ impl<V> Default for KeyMap<V> {
             hasher: RandomState::default(),
             heads: HashMap::default(),
             entries: Vec::new(),
-            text: String::new(),
+            text: Vec::new(),
         }
     }
 }
@@ -62,7 +62,7 @@ impl<V> KeyMap<V> {
         }
     }
 
-    fn find(&self, hash: u64, key: &str) -> Option<usize> {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let mut next = self.heads.get(&hash).copied();
         while let Some(i) = next {
             let (range, _, older) = &self.entries[i];
@@ -76,13 +76,13 @@ impl<V> KeyMap<V> {
 
     /// The value of `key`: `None` for a key not seen before (which is added, so the caller can
     /// set it through the returned reference).
-    pub fn slot(&mut self, key: &str) -> &mut Option<V> {
+    pub fn slot(&mut self, key: &[u8]) -> &mut Option<V> {
         let hash = self.hasher.hash_one(key);
         let i = match self.find(hash, key) {
             Some(i) => i,
             None => {
                 let start = self.text.len();
-                self.text.push_str(key);
+                self.text.extend_from_slice(key);
                 let older = self.heads.insert(hash, self.entries.len());
                 self.entries.push((start..self.text.len(), None, older));
                 self.entries.len() - 1
@@ -102,7 +102,7 @@ mod tests {
         let mut reference = HashMap::new();
         for i in 0..5000u32 {
             let key = format!("k{}", i % 1700);
-            let slot = map.slot(&key);
+            let slot = map.slot(key.as_bytes());
             assert_eq!(slot.as_ref(), reference.get(&key));
             *slot = Some(i);
             reference.insert(key, i);
@@ -111,19 +111,19 @@ mod tests {
         let mut chained: KeyMap<u32> = KeyMap::default();
         for (i, key) in ["a", "b", "", "ab"].iter().enumerate() {
             let start = chained.text.len();
-            chained.text.push_str(key);
+            chained.text.extend_from_slice(key.as_bytes());
             let older = chained.heads.insert(7, chained.entries.len());
             chained
                 .entries
                 .push((start..chained.text.len(), Some(i as u32), older));
         }
         for (i, key) in ["a", "b", "", "ab"].iter().enumerate() {
-            assert_eq!(chained.find(7, key), Some(i));
+            assert_eq!(chained.find(7, key.as_bytes()), Some(i));
         }
-        assert_eq!(chained.find(7, "ba"), None);
+        assert_eq!(chained.find(7, b"ba"), None);
         for (key, value) in &reference {
-            assert_eq!(map.slot(key).as_ref(), Some(value));
+            assert_eq!(map.slot(key.as_bytes()).as_ref(), Some(value));
         }
-        assert_eq!(map.slot("never seen"), &None);
+        assert_eq!(map.slot(b"never seen"), &None);
     }
 }

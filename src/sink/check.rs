@@ -49,18 +49,59 @@ pub async fn check_database(pool: &PgPool, config: &Config) -> Result<Vec<String
     Ok(problems)
 }
 
-/// The catalog type (`format_type()`) of each of the mapping's columns, in mapping order; `None`
-/// when the table or a column does not exist.
-pub async fn column_types(pool: &PgPool, mapping: &Mapping) -> Result<Option<Vec<String>>, Error> {
+/// What the catalog says about a mapping's columns, in mapping order.
+pub struct ColumnTypes {
+    /// `format_type()` of each column.
+    pub types: Vec<String>,
+    /// The same with the column's collation where it is not its type's default: the column
+    /// definitions of a stage table that compares as the target table does.
+    pub stage: Vec<String>,
+    /// Whether the key's text columns compare bytewise ([`exact_text_keys`]).
+    pub exact_text_keys: bool,
+}
+
+/// The catalog types of the mapping's columns; `None` when the table or a column does not exist.
+pub async fn column_types(pool: &PgPool, mapping: &Mapping) -> Result<Option<ColumnTypes>, Error> {
     let Ok(oid) = find_table(pool, &mapping.table).await? else {
         return Ok(None);
     };
     let table = Table::load(pool, oid).await?;
-    Ok(mapping
+    let Some(found) = mapping
         .columns
         .iter()
-        .map(|c| table.column(&c.name).map(|found| found.ty.clone()))
-        .collect())
+        .map(|c| table.column(&c.name))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ColumnTypes {
+        types: found.iter().map(|c| c.ty.clone()).collect(),
+        stage: found
+            .iter()
+            .map(|c| match &c.collation {
+                Some(collation) => format!("{} COLLATE {collation}", c.ty),
+                None => c.ty.clone(),
+            })
+            .collect(),
+        exact_text_keys: exact_text_keys(mapping, &table),
+    }))
+}
+
+/// Whether two key values are equal in the table exactly when their bytes are: every key column
+/// and every unique index on exactly the key columns (the `ON CONFLICT` arbiters) use
+/// deterministic collations (a case-insensitive ICU collation, say, is not).
+fn exact_text_keys(mapping: &Mapping, table: &Table) -> bool {
+    let key: BTreeSet<&str> = mapping.key.iter().map(|k| k.as_str()).collect();
+    let columns = mapping
+        .key
+        .iter()
+        .all(|k| table.column(k).is_some_and(|c| c.deterministic));
+    let indexes = table
+        .unique_indexes
+        .iter()
+        .filter(|i| i.has_columns(&key))
+        .all(|i| i.deterministic);
+    columns && indexes
 }
 
 async fn own_tables(pool: &PgPool, schema: &Ident) -> Result<Vec<String>, Error> {
@@ -156,6 +197,10 @@ struct CatalogColumn {
     identity: String,
     /// `s` (GENERATED ALWAYS AS (...) STORED) or empty; such columns cannot be written at all.
     generated: String,
+    /// Its collation, if it has one, compares bytewise for equality.
+    deterministic: bool,
+    /// Its collation, qualified and quoted, where it is not its type's default.
+    collation: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -168,6 +213,8 @@ struct UniqueIndex {
     expressions: bool,
     /// Deferrable constraints cannot be `ON CONFLICT` arbiters.
     deferrable: bool,
+    /// Every collation of its columns compares bytewise for equality.
+    deterministic: bool,
 }
 
 impl UniqueIndex {
@@ -201,7 +248,13 @@ impl Table {
                          ELSE format_type(a.atttypid, a.atttypmod) END AS base_ty, \
                     a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' \
                          AND a.attgenerated = '' AS needs_value, \
-                    a.attidentity::text AS identity, a.attgenerated::text AS generated \
+                    a.attidentity::text AS identity, a.attgenerated::text AS generated, \
+                    COALESCE((SELECT co.collisdeterministic FROM pg_collation co \
+                              WHERE co.oid = a.attcollation), true) AS deterministic, \
+                    (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) \
+                     FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace \
+                     WHERE co.oid = a.attcollation AND a.attcollation <> t.typcollation) \
+                         AS collation \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         )
@@ -215,7 +268,10 @@ impl Table {
                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
                           WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS columns, \
                     i.indisvalid AS valid, i.indpred IS NOT NULL AS partial, \
-                    i.indexprs IS NOT NULL AS expressions, NOT i.indimmediate AS deferrable \
+                    i.indexprs IS NOT NULL AS expressions, NOT i.indimmediate AS deferrable, \
+                    NOT EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) AS k(coll) \
+                                JOIN pg_collation co ON co.oid = k.coll \
+                                WHERE NOT co.collisdeterministic) AS deterministic \
              FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
              WHERE i.indrelid = $1 AND i.indisunique ORDER BY ic.relname",
         )

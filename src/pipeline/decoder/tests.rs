@@ -671,3 +671,60 @@ fn composite_uuid_and_integer_keys_spelled_differently_leave_one_row_per_key_in_
         assert_eq!(got, want, "seed {seed}");
     }
 }
+
+#[test]
+fn text_keys_go_sorted_only_where_the_table_compares_them_bytewise() {
+    let config = "key=['sku']\ncolumns={ sku='value.sku', v='value.v' }\ntypes={ v='bigint' }";
+    let mappings = decoder(config).mappings.clone();
+    let sku = mappings[0]
+        .columns
+        .iter()
+        .position(|c| c.name.as_str() == "sku")
+        .unwrap();
+    let mut types = vec![BinType::Int8; 2];
+    types[sku] = BinType::Text;
+    // `a\u0062` is `ab` once read, and `é` is the same two bytes escaped or not.
+    let values = [
+        r#"{"sku":"ab","v":0}"#,
+        r#"{"sku":"b","v":1}"#,
+        r#"{"sku":"a\u0062","v":2}"#,
+        r#"{"sku":"a","v":3}"#,
+        r#"{"sku":"\u00e9","v":4}"#,
+        r#"{"sku":"","v":5}"#,
+        r#"{"sku":"é","v":6}"#,
+        r#"{"sku":"B","v":7}"#,
+        r#"{"sku":"a b","v":8}"#,
+    ];
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| record(i as i64, None, Some(v)))
+        .collect();
+    let unsure = Decoder::with_binary(mappings.clone(), vec![Some(types.clone())]);
+    let out = decode(&unsure, &records);
+    assert!(out.tables[0].binary && !out.tables[0].sorted);
+    let exact = Decoder::with_binary(mappings, vec![Some(types)]).with_exact_text_keys(&[true]);
+    let out = decode(&exact, &records);
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    let rows = &out.tables[0];
+    assert!(rows.binary && rows.sorted);
+    let got: Vec<(String, i64)> = binary_rows(&rows.upserts)
+        .iter()
+        .map(|f| {
+            let text = String::from_utf8(f[sku].clone().unwrap()).unwrap();
+            (text, int8_of(&f[1 - sku]))
+        })
+        .collect();
+    // Byte order (the C collation's), the newest record of each string.
+    let want = [
+        ("", 5),
+        ("B", 7),
+        ("a", 3),
+        ("a b", 8),
+        ("ab", 2),
+        ("b", 1),
+        ("é", 6),
+    ];
+    let want: Vec<(String, i64)> = want.iter().map(|&(t, v)| (t.to_string(), v)).collect();
+    assert_eq!(got, want);
+}
