@@ -136,13 +136,21 @@ impl RowSet {
             let start = if row == 0 { 0 } else { self.key_ends[row - 1] };
             &self.keys[start..self.key_ends[row]]
         };
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
+        // The first 16 bytes as one integer (zero-padded, which keeps the order) decide almost
+        // every comparison; only keys that share them are compared in full.
+        let prefix = |key: &[u8]| {
+            let mut bytes = [0u8; 16];
+            let n = key.len().min(16);
+            bytes[..n].copy_from_slice(&key[..n]);
+            u128::from_be_bytes(bytes)
+        };
+        let mut order: Vec<(u128, usize)> = (0..self.len()).map(|r| (prefix(key(r)), r)).collect();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
         let mut sorted = RowSet::default();
         sorted.reserve(order.len(), self.data.len());
         sorted.keys.reserve(self.keys.len());
         sorted.key_ends.reserve(order.len());
-        for row in order {
+        for (_, row) in order {
             sorted.data.extend_from_slice(self.bytes(row..row + 1));
             sorted.keep_sorted(self.records[row], key(row));
         }
