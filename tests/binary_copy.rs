@@ -333,62 +333,14 @@ async fn random_numerics_and_timestamps_read_the_same_in_binary_and_text() {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn uuid_keys_spelled_differently_are_one_row_in_a_sorted_binary_batch() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE by_uuid (id uuid PRIMARY KEY, n bigint NOT NULL)")
-        .await;
-    let config = Config::from_toml(&format!(
-        "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_uuid'\n\
-         [postgres]\nurl = '{}'\n\
-         [[mappings]]\ntopic = 't'\ntable = 'by_uuid'\nkey = ['id']\n\
-         columns = {{ id = 'value.id', n = 'value.n' }}\n",
-        db.url
-    ))
-    .unwrap();
-    migrate(&db.pool, &config.schema).await.unwrap();
-    let (mut writer, decoder) =
-        sink_writer(&config, &config.kafka.group_id, Metrics::new().unwrap()).await;
-    // One uuid three ways, another once, and the first again, upper case: newest wins.
-    let values = [
-        r#"{"id":"0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","n":1}"#,
-        r#"{"id":"0F8E4C2A1B3D4E5F8A9B0C1D2E3F4A5B","n":2}"#,
-        r#"{"id":"ffffffff-0000-0000-0000-000000000000","n":3}"#,
-        r#"{"id":"0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B","n":4}"#,
-    ];
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| record(i as i64, v))
-        .collect();
-    let decoded = decoder.decode(&records, &HashSet::new());
-    assert!(decoded.tables[0].binary && decoded.tables[0].sorted);
-    let outcome = writer.write(&batch_of_records(records, None)).await;
-    assert!(
-        matches!(outcome, Outcome::Committed { next_offset: 4 }),
-        "{outcome:?}"
-    );
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id::text, n FROM by_uuid ORDER BY id")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        rows,
-        [
-            ("0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b".to_string(), 4),
-            ("ffffffff-0000-0000-0000-000000000000".to_string(), 3),
-        ]
-    );
-    db.drop_db().await;
-}
-
-/// Writes one batch of `values` to `table` (key `sku`); returns whether it went sorted.
-async fn write_skus(db: &TestDb, table: &str, values: &[&str]) -> bool {
+/// Writes one batch of `values` (JSON with fields `key` and `n`) to `table`, keyed on `key`;
+/// returns whether the batch went sorted. Every record must commit: none is a dead letter.
+async fn write_keyed(db: &TestDb, table: &str, key: &str, values: &[&str]) -> bool {
     let config = Config::from_toml(&format!(
         "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_{table}'\n\
          [postgres]\nurl = '{}'\n\
-         [[mappings]]\ntopic = 't'\ntable = '{table}'\nkey = ['sku']\n\
-         columns = {{ sku = 'value.sku', n = 'value.n' }}\n",
+         [[mappings]]\ntopic = 't'\ntable = '{table}'\nkey = ['{key}']\n\
+         columns = {{ {key} = 'value.{key}', n = 'value.n' }}\n",
         db.url
     ))
     .unwrap();
@@ -408,7 +360,39 @@ async fn write_skus(db: &TestDb, table: &str, values: &[&str]) -> bool {
         matches!(outcome, Outcome::Committed { next_offset } if next_offset == next),
         "{outcome:?}"
     );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM kafka_pg_sink.dead_letters")
+            .await,
+        0
+    );
     decoded.tables[0].sorted
+}
+
+#[tokio::test]
+async fn uuid_keys_spelled_differently_are_one_row_in_a_sorted_binary_batch() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE by_uuid (id uuid PRIMARY KEY, n bigint NOT NULL)")
+        .await;
+    // One uuid three ways, another once, and the first again, upper case: newest wins.
+    let values = [
+        r#"{"id":"0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","n":1}"#,
+        r#"{"id":"0F8E4C2A1B3D4E5F8A9B0C1D2E3F4A5B","n":2}"#,
+        r#"{"id":"ffffffff-0000-0000-0000-000000000000","n":3}"#,
+        r#"{"id":"0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B","n":4}"#,
+    ];
+    assert!(write_keyed(&db, "by_uuid", "id", &values).await);
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id::text, n FROM by_uuid ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b".to_string(), 4),
+            ("ffffffff-0000-0000-0000-000000000000".to_string(), 3),
+        ]
+    );
+    db.drop_db().await;
 }
 
 #[tokio::test]
@@ -430,9 +414,12 @@ async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_else
         r#"{"sku":"AB","n":3}"#,
         r#"{"sku":"b","n":4}"#,
     ];
-    assert!(write_skus(&db, "by_sku", &values).await, "bytewise: sorted");
     assert!(
-        !write_skus(&db, "by_sku_ci", &values).await,
+        write_keyed(&db, "by_sku", "sku", &values).await,
+        "bytewise: sorted"
+    );
+    assert!(
+        !write_keyed(&db, "by_sku_ci", "sku", &values).await,
         "case-blind collation: DISTINCT ON"
     );
     let rows = |table: &str| {
@@ -453,10 +440,5 @@ async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_else
         owned(&[("ab", 2), ("AB", 3), ("b", 4)])
     );
     assert_eq!(rows("by_sku_ci").await, owned(&[("AB", 3), ("b", 4)]));
-    assert_eq!(
-        db.scalar_i64("SELECT count(*) FROM kafka_pg_sink.dead_letters")
-            .await,
-        0
-    );
     db.drop_db().await;
 }

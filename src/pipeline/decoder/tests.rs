@@ -543,15 +543,20 @@ fn int8_of(field: &Option<Vec<u8>>) -> i64 {
     i64::from_be_bytes(field.as_deref().unwrap().try_into().unwrap())
 }
 
+/// The position of column `name` in the first mapping (columns are kept in name order).
+fn column_at(mappings: &[Mapping], name: &str) -> usize {
+    mappings[0]
+        .columns
+        .iter()
+        .position(|c| c.name.as_str() == name)
+        .unwrap()
+}
+
 #[test]
 fn integer_keys_spelled_differently_leave_one_row_per_value_in_key_order() {
     let config = "key=['id']\ncolumns={ id='key', v='value.v' }\ntypes={ id='bigint', v='bigint' }";
     let mappings = decoder(config).mappings.clone();
-    let id = mappings[0]
-        .columns
-        .iter()
-        .position(|c| c.name.as_str() == "id")
-        .unwrap();
+    let id = column_at(&mappings, "id");
     let d = Decoder::with_binary(mappings, vec![Some(vec![BinType::Int8, BinType::Int8])]);
     for seed in 1..200u64 {
         let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
@@ -612,13 +617,7 @@ fn composite_uuid_and_integer_keys_spelled_differently_leave_one_row_per_key_in_
     let config = "key=['u','n']\ncolumns={ u='value.u', n='value.n', v='value.v' }\n\
         types={ u='uuid', n='bigint', v='bigint' }";
     let mappings = decoder(config).mappings.clone();
-    let at = |name: &str| {
-        mappings[0]
-            .columns
-            .iter()
-            .position(|c| c.name.as_str() == name)
-            .unwrap()
-    };
+    let at = |name: &str| column_at(&mappings, name);
     let (u, n, v) = (at("u"), at("n"), at("v"));
     // Rows sort by the key columns in column order, as `ORDER BY` does in `DISTINCT ON`'s path.
     assert!(n < u, "columns in name order");
@@ -676,11 +675,7 @@ fn composite_uuid_and_integer_keys_spelled_differently_leave_one_row_per_key_in_
 fn text_keys_go_sorted_only_where_the_table_compares_them_bytewise() {
     let config = "key=['sku']\ncolumns={ sku='value.sku', v='value.v' }\ntypes={ v='bigint' }";
     let mappings = decoder(config).mappings.clone();
-    let sku = mappings[0]
-        .columns
-        .iter()
-        .position(|c| c.name.as_str() == "sku")
-        .unwrap();
+    let sku = column_at(&mappings, "sku");
     let mut types = vec![BinType::Int8; 2];
     types[sku] = BinType::Text;
     // `a\u0062` is `ab` once read, and `é` is the same two bytes escaped or not.
