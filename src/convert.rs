@@ -320,7 +320,12 @@ fn is_integer(s: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// An integer column's value, written canonically; a leading `+` is accepted, as Postgres does.
 fn integer(ty: ColumnType, s: &str, found: &str) -> Result<String, String> {
+    let s = s
+        .strip_prefix('+')
+        .filter(|rest| rest.bytes().next().is_some_and(|b| b.is_ascii_digit()))
+        .unwrap_or(s);
     if !is_integer(s) {
         let why = if is_decimal(s) {
             "has a fraction or exponent"

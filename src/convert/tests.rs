@@ -122,6 +122,10 @@ fn integers_reject_fractions_exponents_and_other_values() {
         &["expected an integer for integer, found boolean true"],
     );
     assert_eq!(bytes(T::Bigint, b" -17\n"), ok("-17"));
+    assert_eq!(bytes(T::Bigint, b"+0017"), ok("17"));
+    assert_eq!(json(T::Smallint, r#""+7""#), ok("7"));
+    assert_err(bytes(T::Bigint, b"+-7"), &["found \"+-7\""]);
+    assert_err(bytes(T::Bigint, b"++7"), &["not an integer"]);
     assert_err(bytes(T::Smallint, b"12x"), &["found \"12x\""]);
 }
 
