@@ -333,15 +333,17 @@ async fn random_numerics_and_timestamps_read_the_same_in_binary_and_text() {
     db.drop_db().await;
 }
 
-/// Writes one batch of `values` (JSON with fields `key` and `n`) to `table`, keyed on `key`;
+/// Writes one batch of `values` (JSON with the `key` fields and `n`) to `table`, keyed on `key`;
 /// returns whether the batch went sorted. Every record must commit: none is a dead letter.
-async fn write_keyed(db: &TestDb, table: &str, key: &str, values: &[&str]) -> bool {
+async fn write_keyed(db: &TestDb, table: &str, key: &[&str], values: &[&str]) -> bool {
+    let columns: Vec<String> = key.iter().map(|k| format!("{k} = 'value.{k}'")).collect();
     let config = Config::from_toml(&format!(
         "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_{table}'\n\
          [postgres]\nurl = '{}'\n\
-         [[mappings]]\ntopic = 't'\ntable = '{table}'\nkey = ['{key}']\n\
-         columns = {{ {key} = 'value.{key}', n = 'value.n' }}\n",
-        db.url
+         [[mappings]]\ntopic = 't'\ntable = '{table}'\nkey = {key:?}\n\
+         columns = {{ {}, n = 'value.n' }}\n",
+        db.url,
+        columns.join(", ")
     ))
     .unwrap();
     migrate(&db.pool, &config.schema).await.unwrap();
@@ -380,7 +382,7 @@ async fn uuid_keys_spelled_differently_are_one_row_in_a_sorted_binary_batch() {
         r#"{"id":"ffffffff-0000-0000-0000-000000000000","n":3}"#,
         r#"{"id":"0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B","n":4}"#,
     ];
-    assert!(write_keyed(&db, "by_uuid", "id", &values).await);
+    assert!(write_keyed(&db, "by_uuid", &["id"], &values).await);
     let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id::text, n FROM by_uuid ORDER BY id")
         .fetch_all(&db.pool)
         .await
@@ -415,11 +417,11 @@ async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_else
         r#"{"sku":"b","n":4}"#,
     ];
     assert!(
-        write_keyed(&db, "by_sku", "sku", &values).await,
+        write_keyed(&db, "by_sku", &["sku"], &values).await,
         "bytewise: sorted"
     );
     assert!(
-        !write_keyed(&db, "by_sku_ci", "sku", &values).await,
+        !write_keyed(&db, "by_sku_ci", &["sku"], &values).await,
         "case-blind collation: DISTINCT ON"
     );
     let rows = |table: &str| {
@@ -440,5 +442,39 @@ async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_else
         owned(&[("ab", 2), ("AB", 3), ("b", 4)])
     );
     assert_eq!(rows("by_sku_ci").await, owned(&[("AB", 3), ("b", 4)]));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn one_instant_written_with_two_offsets_is_one_key() {
+    let db = TestDb::create().await;
+    db.exec(
+        "CREATE TABLE by_time (id bigint, at timestamptz, n bigint NOT NULL, \
+         PRIMARY KEY (id, at))",
+    )
+    .await;
+    let values = [
+        r#"{"id":1,"at":"2026-01-01T01:30:00+01:30","n":1}"#,
+        r#"{"id":1,"at":"2026-01-01T00:00:00.000001Z","n":2}"#,
+        r#"{"id":2,"at":"2026-01-01T00:00:00Z","n":3}"#,
+        r#"{"id":1,"at":"2025-12-31T19:00:00-05:00","n":4}"#,
+    ];
+    assert!(write_keyed(&db, "by_time", &["id", "at"], &values).await);
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), n \
+         FROM by_time ORDER BY id, at",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let at = |t: &str| format!("2026-01-01 00:00:00.{t}");
+    assert_eq!(
+        rows,
+        [
+            (1, at("000000"), 4),
+            (1, at("000001"), 2),
+            (2, at("000000"), 3)
+        ]
+    );
     db.drop_db().await;
 }

@@ -59,12 +59,13 @@ impl BinType {
     }
 
     /// Whether [`sort_key`] takes a key column of this type: its binary form is equal exactly
-    /// when the values are equal in SQL. Integers and uuids always; text only where the caller
-    /// knows the column and its unique indexes compare bytewise (deterministic collations), so
-    /// `text` says so. Never numeric (`1.0` = `1.00`), timestamps, booleans or JSON.
+    /// when the values are equal in SQL. Integers, timestamptz (microseconds: one instant, one
+    /// value, whatever offset its text had) and uuids always; text only where the caller knows
+    /// the column and its unique indexes compare bytewise (deterministic collations), so `text`
+    /// says so. Never numeric (`1.0` = `1.00`), booleans or JSON.
     pub fn sorts_exactly(self, text: bool) -> bool {
         match self {
-            Self::Int2 | Self::Int4 | Self::Int8 | Self::Uuid => true,
+            Self::Int2 | Self::Int4 | Self::Int8 | Self::Timestamptz | Self::Uuid => true,
             Self::Text => text,
             _ => false,
         }
@@ -94,8 +95,9 @@ pub fn int8(out: &mut Vec<u8>, n: i64) {
 
 /// Appends a key field as [`encode`] wrote it (length word included) in a form whose bytes are
 /// equal exactly when the values are, and order as Postgres orders the values (text as its
-/// bytes, the `C` collation's order): NULL is `0`; a value is `1`, then an integer as 8
-/// big-endian bytes with the sign bit flipped, a uuid's 16 bytes, or a text's bytes and a `0`
+/// bytes, the `C` collation's order): NULL is `0`; a value is `1`, then an integer or a
+/// timestamp's microseconds as 8 big-endian bytes with the sign bit flipped, a uuid's 16 bytes,
+/// or a text's bytes and a `0`
 /// (text holds no NUL), so the keys of several columns can follow each other. False for a type
 /// [`BinType::sorts_exactly`] never takes.
 pub fn sort_key(ty: BinType, field: &[u8], out: &mut Vec<u8>) -> bool {
@@ -114,7 +116,9 @@ pub fn sort_key(ty: BinType, field: &[u8], out: &mut Vec<u8>) -> bool {
             .try_into()
             .ok()
             .map(|b| int(i32::from_be_bytes(b).into())),
-        BinType::Int8 => bytes.try_into().ok().map(|b| int(i64::from_be_bytes(b))),
+        BinType::Int8 | BinType::Timestamptz => {
+            bytes.try_into().ok().map(|b| int(i64::from_be_bytes(b)))
+        }
         _ => None,
     };
     out.push(1);
@@ -510,7 +514,7 @@ mod tests {
             out
         };
         // Ascending as Postgres sorts them (uuids bytewise, text in the C collation).
-        let cases: [(BinType, &[&str]); 5] = [
+        let cases: [(BinType, &[&str]); 6] = [
             (BinType::Int2, &["-32768", "-1", "0", "255", "256", "32767"]),
             (
                 BinType::Int4,
@@ -531,6 +535,15 @@ mod tests {
                 ],
             ),
             (BinType::Text, &["", "A", "a", "a b", "ab", "b", "é", "😀"]),
+            (
+                BinType::Timestamptz,
+                &[
+                    "1969-12-31T23:59:59.999999Z",
+                    "2000-01-01T00:00:00Z",
+                    "2026-01-01T00:00:00+01:00",
+                    "2026-01-01T00:00:00.000001Z",
+                ],
+            ),
         ];
         for (ty, values) in cases {
             // NULL first, then every value above the one before it.
@@ -551,5 +564,10 @@ mod tests {
         assert!(out.is_empty());
         assert!(!BinType::Text.sorts_exactly(false) && BinType::Text.sorts_exactly(true));
         assert!(!BinType::Numeric.sorts_exactly(true) && BinType::Uuid.sorts_exactly(false));
+        // One instant written with two offsets is one key.
+        assert_eq!(
+            key(BinType::Timestamptz, Some("2026-01-01T01:30:00+01:30")),
+            key(BinType::Timestamptz, Some("2026-01-01T00:00:00Z"))
+        );
     }
 }
