@@ -137,7 +137,7 @@ pub async fn row_plan(
                 .map(|s| s.as_ref().map(|(b, _, _)| b.clone()))
                 .collect(),
         )
-        .with_exact_text_keys(&exact),
+        .with_exact_keys(&exact),
     );
     let sql = mappings
         .iter()
@@ -149,7 +149,8 @@ pub async fn row_plan(
 }
 
 /// A mapping's binary COPY plan: each column's binary type, its stage table column type (with
-/// the column's collation), and whether the key's text columns compare bytewise.
+/// the column's collation), and whether key values are equal in the table exactly when they are
+/// as written.
 type StageTypes = (Vec<BinType>, Vec<String>, bool);
 
 /// Per mapping, when its rows go as binary COPY, its [`StageTypes`]. `None` for a mapping with a
@@ -170,7 +171,7 @@ async fn stage_types(
                 .iter()
                 .map(|t| BinType::from_catalog(t))
                 .collect::<Option<Vec<_>>>()?;
-            Some((binary, found.stage, found.exact_text_keys))
+            Some((binary, found.stage, found.exact_keys))
         });
         if binary.is_none() && config.postgres.binary_copy {
             tracing::info!(table = %mapping.table, "Rows go as COPY text: a column's type has no binary encoding here.");

@@ -50,6 +50,12 @@ pub fn classify(error: &Error) -> ErrorClass {
     }
 }
 
+/// `ON CONFLICT DO UPDATE` met one key twice in a statement (SQLSTATE 21000): for a batch sent
+/// sorted, two rows the connector took for different keys are one key in the table.
+pub fn is_key_affected_twice(error: &Error) -> bool {
+    matches!(error, Error::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("21000"))
+}
+
 fn is_fatal_kafka_code(code: rdkafka::types::RDKafkaErrorCode) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use common::*;
 use kafka_pg_sink::config::Config;
@@ -475,6 +476,89 @@ async fn one_instant_written_with_two_offsets_is_one_key() {
             (1, at("000001"), 2),
             (2, at("000000"), 3)
         ]
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn keys_the_table_rounds_or_cuts_go_through_distinct_on() {
+    let db = TestDb::create().await;
+    // `ab ` fits `varchar(2)` as `ab`, and timestamptz(0) rounds both instants to one second.
+    db.exec(
+        "CREATE TABLE by_code (code varchar(2), at timestamptz(0), n bigint NOT NULL, \
+         PRIMARY KEY (code, at))",
+    )
+    .await;
+    let values = [
+        r#"{"code":"ab","at":"2026-01-01T00:00:00.4Z","n":1}"#,
+        r#"{"code":"ab ","at":"2026-01-01T00:00:00.1Z","n":2}"#,
+        r#"{"code":"b","at":"2026-01-01T00:00:00Z","n":3}"#,
+    ];
+    assert!(!write_keyed(&db, "by_code", &["code", "at"], &values).await);
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT code::text, n FROM by_code ORDER BY n")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, [("ab".to_string(), 2), ("b".to_string(), 3)]);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_sorted_batch_whose_keys_collide_in_the_table_is_written_again_through_distinct_on() {
+    let db = TestDb::create().await;
+    db.exec(
+        "CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', \
+         deterministic = false)",
+    )
+    .await;
+    db.exec("CREATE TABLE by_sku_ci (sku text COLLATE case_blind PRIMARY KEY, n bigint NOT NULL)")
+        .await;
+    let config = Config::from_toml(&format!(
+        "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_collide'\n\
+         [postgres]\nurl = '{}'\n\
+         [[mappings]]\ntopic = 't'\ntable = 'by_sku_ci'\nkey = ['sku']\n\
+         columns = {{ sku = 'value.sku', n = 'value.n' }}\n",
+        db.url
+    ))
+    .unwrap();
+    migrate(&db.pool, &config.schema).await.unwrap();
+    // The catalog says no; a decoder told otherwise sends `ab` and `AB` as two sorted rows.
+    let (decoder, sql) = kafka_pg_sink::app::row_plan(&db.pool, &config)
+        .await
+        .unwrap();
+    let decoder = Arc::new(Arc::try_unwrap(decoder).unwrap().with_exact_keys(&[true]));
+    let records: Vec<Record> = [
+        r#"{"sku":"ab","n":1}"#,
+        r#"{"sku":"AB","n":2}"#,
+        r#"{"sku":"b","n":3}"#,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, v)| record(i as i64, v))
+    .collect();
+    assert!(decoder.decode(&records, &HashSet::new()).tables[0].sorted);
+    let mut writer = kafka_pg_sink::sink::Writer::new(
+        std::str::FromStr::from_str(&db.url).unwrap(),
+        decoder,
+        sql,
+        &config.schema,
+        config.kafka.group_id.clone(),
+        Metrics::new().unwrap(),
+    );
+    let outcome = writer.write(&batch_of_records(records, None)).await;
+    assert!(
+        matches!(outcome, Outcome::Committed { next_offset: 3 }),
+        "{outcome:?}"
+    );
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT sku, n FROM by_sku_ci ORDER BY n")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, [("AB".to_string(), 2), ("b".to_string(), 3)]);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM kafka_pg_sink.dead_letters")
+            .await,
+        0
     );
     db.drop_db().await;
 }

@@ -147,8 +147,9 @@ pub struct PostgresConfig {
     pub synchronous_commit: bool,
     /// Send rows in PostgreSQL's binary COPY format for mappings whose columns are all of types
     /// it covers (smallint, integer, bigint, numeric, text, varchar, json, jsonb, boolean,
-    /// timestamptz, uuid): the server then parses no number, timestamp or uuid text. A batch holding a value
-    /// that binary cannot carry exactly as its text would be read goes as COPY text instead.
+    /// timestamptz, uuid): the server then parses no number, timestamp or uuid text. A batch
+    /// holding a value that binary cannot carry exactly as its text would be read goes as COPY
+    /// text instead.
     /// `false` always sends text. Default `true`.
     #[serde(default = "default_true")]
     pub binary_copy: bool,

@@ -59,14 +59,15 @@ impl BinType {
     }
 
     /// Whether [`sort_key`] takes a key column of this type: its binary form is equal exactly
-    /// when the values are equal in SQL. Integers, timestamptz (microseconds: one instant, one
-    /// value, whatever offset its text had) and uuids always; text only where the caller knows
-    /// the column and its unique indexes compare bytewise (deterministic collations), so `text`
-    /// says so. Never numeric (`1.0` = `1.00`), booleans or JSON.
-    pub fn sorts_exactly(self, text: bool) -> bool {
+    /// when the values are equal in SQL. Integers and uuids always. Text and timestamptz
+    /// (microseconds: one instant, one value, whatever offset its text had) only where the
+    /// caller knows from the catalog that the table keeps them as written (`exact`: no
+    /// `varchar(n)` or `timestamptz(p)` modifier, deterministic collations). Never numeric
+    /// (`1.0` = `1.00`), booleans or JSON.
+    pub fn sorts_exactly(self, exact: bool) -> bool {
         match self {
-            Self::Int2 | Self::Int4 | Self::Int8 | Self::Timestamptz | Self::Uuid => true,
-            Self::Text => text,
+            Self::Int2 | Self::Int4 | Self::Int8 | Self::Uuid => true,
+            Self::Text | Self::Timestamptz => exact,
             _ => false,
         }
     }
@@ -97,9 +98,8 @@ pub fn int8(out: &mut Vec<u8>, n: i64) {
 /// equal exactly when the values are, and order as Postgres orders the values (text as its
 /// bytes, the `C` collation's order): NULL is `0`; a value is `1`, then an integer or a
 /// timestamp's microseconds as 8 big-endian bytes with the sign bit flipped, a uuid's 16 bytes,
-/// or a text's bytes and a `0`
-/// (text holds no NUL), so the keys of several columns can follow each other. False for a type
-/// [`BinType::sorts_exactly`] never takes.
+/// or a text's bytes and a `0` (text holds no NUL), so the keys of several columns can follow
+/// each other. False for a type [`BinType::sorts_exactly`] never takes.
 pub fn sort_key(ty: BinType, field: &[u8], out: &mut Vec<u8>) -> bool {
     if field.starts_with(&(-1i32).to_be_bytes()) {
         out.push(0);
@@ -563,6 +563,8 @@ mod tests {
         assert!(!sort_key(BinType::Numeric, &[0, 0, 0, 1, 5], &mut out));
         assert!(out.is_empty());
         assert!(!BinType::Text.sorts_exactly(false) && BinType::Text.sorts_exactly(true));
+        assert!(!BinType::Timestamptz.sorts_exactly(false));
+        assert!(BinType::Timestamptz.sorts_exactly(true));
         assert!(!BinType::Numeric.sorts_exactly(true) && BinType::Uuid.sorts_exactly(false));
         // One instant written with two offsets is one key.
         assert_eq!(

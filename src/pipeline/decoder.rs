@@ -202,7 +202,8 @@ struct Plan {
     /// Each column's binary COPY type, when every column has one (else rows are COPY text).
     binary: Option<Vec<BinType>>,
     /// An upsert without a version guard whose key columns all sort exactly
-    /// ([`BinType::sorts_exactly`]: integers, uuids, text where the table compares it bytewise):
+    /// ([`BinType::sorts_exactly`]: integers, uuids; text and timestamps where the table keeps
+    /// them as written):
     /// in a binary batch the reduction keys on the values written (equal here exactly when equal
     /// in SQL, unlike their texts: `7` and `007`, a uuid in either case), so one row per key is
     /// left, and the rows go in key order. Postgres then neither sorts nor removes duplicates,
@@ -212,17 +213,17 @@ struct Plan {
 }
 
 impl Plan {
-    fn sorts(m: &Mapping, keys: &[usize], binary: Option<&[BinType]>, exact_text: bool) -> bool {
-        let exact = |types: &[BinType]| keys.iter().all(|&k| types[k].sorts_exactly(exact_text));
+    fn sorts(m: &Mapping, keys: &[usize], binary: Option<&[BinType]>, exact_keys: bool) -> bool {
+        let exact = |types: &[BinType]| keys.iter().all(|&k| types[k].sorts_exactly(exact_keys));
         m.mode == Mode::Upsert && m.only_if_newer.is_none() && binary.is_some_and(exact)
     }
 
-    fn new(m: &Mapping, binary: Option<Vec<BinType>>, exact_text: bool) -> Self {
+    fn new(m: &Mapping, binary: Option<Vec<BinType>>, exact_keys: bool) -> Self {
         let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
         let keys: Vec<usize> = (0..m.columns.len()).filter(|&i| is_key[i]).collect();
         let binary = binary.filter(|types| types.len() == m.columns.len());
         Self {
-            sorted: Self::sorts(m, &keys, binary.as_deref(), exact_text),
+            sorted: Self::sorts(m, &keys, binary.as_deref(), exact_keys),
             keys,
             is_key,
             binary,
@@ -289,10 +290,10 @@ impl Decoder {
         }
     }
 
-    /// Declares, per mapping, whether its text key columns compare bytewise in the table (the
-    /// column and every unique index on it have deterministic collations): its upserts can then
-    /// go sorted ([`Plan::sorted`]) with text keys too.
-    pub fn with_exact_text_keys(mut self, exact: &[bool]) -> Self {
+    /// Declares, per mapping, whether the table keeps its key values as written (see
+    /// [`BinType::sorts_exactly`]): its upserts can then go sorted ([`Plan::sorted`]) with text
+    /// and timestamp keys too.
+    pub fn with_exact_keys(mut self, exact: &[bool]) -> Self {
         for ((plan, m), &exact) in self.plans.iter_mut().zip(self.mappings.iter()).zip(exact) {
             plan.sorted = Plan::sorts(m, &plan.keys, plan.binary.as_deref(), exact);
         }

@@ -56,8 +56,9 @@ pub struct ColumnTypes {
     /// The same with the column's collation where it is not its type's default: the column
     /// definitions of a stage table that compares as the target table does.
     pub stage: Vec<String>,
-    /// Whether the key's text columns compare bytewise ([`exact_text_keys`]).
-    pub exact_text_keys: bool,
+    /// Whether key values are equal in the table exactly when they are as written
+    /// ([`exact_keys`]).
+    pub exact_keys: bool,
 }
 
 /// The catalog types of the mapping's columns; `None` when the table or a column does not exist.
@@ -83,19 +84,22 @@ pub async fn column_types(pool: &PgPool, mapping: &Mapping) -> Result<Option<Col
                 None => c.ty.clone(),
             })
             .collect(),
-        exact_text_keys: exact_text_keys(mapping, &table),
+        exact_keys: exact_keys(mapping, &table),
     }))
 }
 
-/// Whether two key values are equal in the table exactly when their bytes are: every key column
-/// and every unique index on exactly the key columns (the `ON CONFLICT` arbiters) use
-/// deterministic collations (a case-insensitive ICU collation, say, is not).
-fn exact_text_keys(mapping: &Mapping, table: &Table) -> bool {
+/// Whether two key values are equal in the table exactly when they are as written (text as its
+/// bytes, a timestamp to the microsecond): every key column has no type modifier (the server
+/// would cut `varchar(n)` overflow made of spaces and round `timestamptz(p)`, making different
+/// values one) and, with every unique index on exactly the key columns (the `ON CONFLICT`
+/// arbiters), uses deterministic collations (a case-insensitive ICU collation, say, is not).
+fn exact_keys(mapping: &Mapping, table: &Table) -> bool {
     let key: BTreeSet<&str> = mapping.key.iter().map(|k| k.as_str()).collect();
-    let columns = mapping
-        .key
-        .iter()
-        .all(|k| table.column(k).is_some_and(|c| c.deterministic));
+    let columns = mapping.key.iter().all(|k| {
+        table
+            .column(k)
+            .is_some_and(|c| c.deterministic && !c.ty.contains('('))
+    });
     let indexes = table
         .unique_indexes
         .iter()

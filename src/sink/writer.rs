@@ -23,7 +23,7 @@ use super::dead_letters::{self, DeadLetterSql};
 use super::offsets::{compare_and_set, load_one, OffsetSql};
 use super::sql::MappingSql;
 use crate::config::{Mode, OnError};
-use crate::error::{classify, Error, ErrorClass};
+use crate::error::{classify, is_key_affected_twice, Error, ErrorClass};
 use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Decoder, Rejected};
 pub use batch::{Batch, Outcome, WriteBatch};
@@ -47,6 +47,9 @@ pub struct Writer {
 enum AttemptError {
     /// Postgres rejected these records' rows; write the batch again without them.
     Rows(Vec<Rejected>),
+    /// Rows sent sorted held one key twice in the table's eyes: write the batch again through
+    /// `DISTINCT ON`, which merges keys as the table does.
+    Unsort(Error),
     Db(Error),
 }
 
@@ -68,9 +71,21 @@ struct Work {
     /// Rejected by Postgres in earlier attempts, `(mapping, record)`.
     excluded: HashSet<(usize, usize)>,
     rejected_by_db: Vec<Rejected>,
+    /// Never send this batch's rows sorted ([`AttemptError::Unsort`]).
+    unsorted: bool,
 }
 
 impl Work {
+    /// Takes a new decoding of the batch, unsorted if the batch must be.
+    fn set_decoded(&mut self, mut decoded: Decoded) {
+        if self.unsorted {
+            for table in &mut decoded.tables {
+                table.sorted = false;
+            }
+        }
+        self.decoded = decoded;
+    }
+
     fn rejected(&self) -> impl Iterator<Item = &Rejected> {
         self.decoded.rejected.iter().chain(&self.rejected_by_db)
     }
@@ -114,6 +129,7 @@ impl Writer {
             decoded,
             excluded: HashSet::new(),
             rejected_by_db: Vec::new(),
+            unsorted: false,
         };
         let mut delay = Duration::from_millis(50);
         let mut uncertain = false;
@@ -136,7 +152,13 @@ impl Writer {
                         work.excluded.insert((r.mapping, r.record));
                         work.rejected_by_db.push(r);
                     }
-                    work.decoded = self.decoder.decode(&batch.records, &work.excluded);
+                    work.set_decoded(self.decoder.decode(&batch.records, &work.excluded));
+                }
+                Err(AttemptError::Unsort(error)) => {
+                    tracing::warn!(%error, partition = %batch.tp, "Two keys taken as different are one in the table; writing the batch again through DISTINCT ON.");
+                    work.unsorted = true;
+                    let decoded = std::mem::take(&mut work.decoded);
+                    work.set_decoded(decoded);
                 }
                 Err(AttemptError::Db(error)) if classify(&error) == ErrorClass::Transient => {
                     self.conn = None;
@@ -222,6 +244,14 @@ impl Writer {
         }
         let written = match apply_batch(&mut tx, &self.sql, &work.decoded).await {
             Ok(written) => written,
+            Err(error)
+                if is_key_affected_twice(&error)
+                    && work.decoded.tables.iter().any(|t| t.sorted) =>
+            {
+                tx.rollback().await?;
+                self.conn = Some(conn);
+                return Err(AttemptError::Unsort(error));
+            }
             Err(error) if classify(&error) == ErrorClass::BadRecord => {
                 tx.rollback().await?;
                 let rows = diagnose(&mut conn, &self.sql, &work.decoded).await?;

@@ -698,7 +698,7 @@ fn text_keys_go_sorted_only_where_the_table_compares_them_bytewise() {
     let unsure = Decoder::with_binary(mappings.clone(), vec![Some(types.clone())]);
     let out = decode(&unsure, &records);
     assert!(out.tables[0].binary && !out.tables[0].sorted);
-    let exact = Decoder::with_binary(mappings, vec![Some(types)]).with_exact_text_keys(&[true]);
+    let exact = Decoder::with_binary(mappings, vec![Some(types)]).with_exact_keys(&[true]);
     let out = decode(&exact, &records);
     assert!(out.rejected.is_empty(), "{:?}", out.rejected);
     let rows = &out.tables[0];
