@@ -398,11 +398,9 @@ async fn uuid_keys_spelled_differently_are_one_row_in_a_sorted_binary_batch() {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_elsewhere() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE by_sku (sku text PRIMARY KEY, n bigint NOT NULL)")
-        .await;
+/// `by_sku_ci (sku text PRIMARY KEY, n bigint)` under an ICU collation blind to case, which
+/// compares `AB` and `ab` equal (a nondeterministic collation).
+async fn create_case_blind_table(db: &TestDb) {
     db.exec(
         "CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', \
          deterministic = false)",
@@ -410,6 +408,14 @@ async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_else
     .await;
     db.exec("CREATE TABLE by_sku_ci (sku text COLLATE case_blind PRIMARY KEY, n bigint NOT NULL)")
         .await;
+}
+
+#[tokio::test]
+async fn text_keys_go_sorted_where_the_table_compares_them_bytewise_and_not_elsewhere() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE by_sku (sku text PRIMARY KEY, n bigint NOT NULL)")
+        .await;
+    create_case_blind_table(&db).await;
     // `a\u0062` is `ab`; `AB` differs from `ab` bytewise but not under the case-blind collation.
     let values = [
         r#"{"sku":"ab","n":1}"#,
@@ -506,13 +512,7 @@ async fn keys_the_table_rounds_or_cuts_go_through_distinct_on() {
 #[tokio::test]
 async fn a_sorted_batch_whose_keys_collide_in_the_table_is_written_again_through_distinct_on() {
     let db = TestDb::create().await;
-    db.exec(
-        "CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', \
-         deterministic = false)",
-    )
-    .await;
-    db.exec("CREATE TABLE by_sku_ci (sku text COLLATE case_blind PRIMARY KEY, n bigint NOT NULL)")
-        .await;
+    create_case_blind_table(&db).await;
     let config = Config::from_toml(&format!(
         "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g_collide'\n\
          [postgres]\nurl = '{}'\n\
