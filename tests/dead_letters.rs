@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use common::*;
 use kafka_pg_sink::config::Config;
+use kafka_pg_sink::error::{classify, Error, ErrorClass};
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
 use kafka_pg_sink::sink::replay::{self, DeadLetter, Filter, ReplayReport};
@@ -60,10 +61,13 @@ async fn setup() -> (TestDb, Config) {
 
 /// Writes `records` (one partition, in offset order) with the real writer.
 async fn write(config: &Config, expected: Option<i64>, records: Vec<Record>) {
-    let (mut writer, _) = sink_writer(config, GROUP, Metrics::new().unwrap()).await;
-    let batch = batch_of_records(records, expected);
-    let outcome = writer.write(&batch).await;
+    let outcome = write_outcome(config, expected, records).await;
     assert!(matches!(outcome, Outcome::Committed { .. }), "{outcome:?}");
+}
+
+async fn write_outcome(config: &Config, expected: Option<i64>, records: Vec<Record>) -> Outcome {
+    let (mut writer, _) = sink_writer(config, GROUP, Metrics::new().unwrap()).await;
+    writer.write(&batch_of_records(records, expected)).await
 }
 
 fn item(offset: i64, value: &str) -> Record {
@@ -78,18 +82,17 @@ fn item(offset: i64, value: &str) -> Record {
 }
 
 /// Two good records around a convert failure (offset 1) and a CHECK violation (offset 2).
+fn mixed_batch() -> Vec<Record> {
+    vec![
+        item(0, r#"{"id":1,"n":1,"label":"ok"}"#),
+        item(1, r#"{"id":2,"n":"many","label":"ok"}"#),
+        item(2, r#"{"id":3,"n":3,"label":"far too long"}"#),
+        item(3, r#"{"id":4,"n":4,"label":"fine"}"#),
+    ]
+}
+
 async fn write_mixed_batch(config: &Config) {
-    write(
-        config,
-        None,
-        vec![
-            item(0, r#"{"id":1,"n":1,"label":"ok"}"#),
-            item(1, r#"{"id":2,"n":"many","label":"ok"}"#),
-            item(2, r#"{"id":3,"n":3,"label":"far too long"}"#),
-            item(3, r#"{"id":4,"n":4,"label":"fine"}"#),
-        ],
-    )
-    .await;
+    write(config, None, mixed_batch()).await;
 }
 
 fn all() -> Filter {
@@ -390,6 +393,155 @@ async fn concurrent_replays_apply_each_dead_letter_exactly_once() {
     db.drop_db().await;
 }
 
+/// Every dead letter of the group, replayed or not, oldest first.
+async fn everything(db: &TestDb, config: &Config) -> Vec<DeadLetter> {
+    let filter = Filter {
+        include_replayed: true,
+        ..all()
+    };
+    replay::list(&db.pool, config, &filter).await.unwrap()
+}
+
+async fn replayed_at(db: &TestDb, id: i64) -> String {
+    db.scalar_text(&format!(
+        "SELECT replayed_at::text FROM kafka_pg_sink.dead_letters WHERE id = {id}"
+    ))
+    .await
+}
+
+/// Replays the CHECK violation of [`mixed_batch`] (offset 2), then brings the constraint back
+/// for new writes only (the replayed row breaks it), so reading that record again rejects it
+/// again. Returns the dead letter's id.
+async fn replay_the_check_violation(db: &TestDb, config: &Config) -> i64 {
+    let (_, database) = mixed_ids(db, config).await;
+    db.exec("ALTER TABLE items DROP CONSTRAINT label_short")
+        .await;
+    let report = run_replay(db, config, &only(&[database]), false).await;
+    assert_eq!(report.replayed, vec![database], "{report:?}");
+    db.exec("ALTER TABLE items ADD CONSTRAINT label_short CHECK (length(label) <= 5) NOT VALID")
+        .await;
+    database
+}
+
+#[tokio::test]
+async fn dead_lettering_a_record_again_keeps_its_dead_letter_and_replay_state() {
+    let (db, config) = setup().await;
+    write_mixed_batch(&config).await;
+    let (convert, database) = mixed_ids(&db, &config).await;
+    replay_the_check_violation(&db, &config).await;
+    let replayed = replayed_at(&db, database).await;
+    assert!(!replayed.is_empty());
+    let stored = |rows: Vec<DeadLetter>| {
+        rows.into_iter()
+            .map(|d| {
+                (
+                    d.id,
+                    d.offset,
+                    d.stage,
+                    d.error,
+                    d.value,
+                    d.created_at,
+                    d.replayed_at,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = stored(everything(&db, &config).await);
+
+    // `offsets set` back to the start: the batch is read, and its bad records rejected, again.
+    db.exec("UPDATE kafka_pg_sink.offsets SET next_offset = 0")
+        .await;
+    write(&config, Some(0), mixed_batch()).await;
+    // The offsets row deleted: the same once more from the first commit on.
+    db.exec("DELETE FROM kafka_pg_sink.offsets").await;
+    write(&config, None, mixed_batch()).await;
+
+    assert_eq!(stored(everything(&db, &config).await), before);
+    assert_eq!(replayed_at(&db, database).await, replayed);
+    let pending_ids: Vec<i64> = pending(&db, &config).await.iter().map(|d| d.id).collect();
+    assert_eq!(pending_ids, vec![convert]);
+    assert_eq!(db.stored_offsets(GROUP, "items").await, vec![(0, 4)]);
+    assert_eq!(item_ids(&db).await, vec![1, 3, 4]);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM applied WHERE id = 3")
+            .await,
+        1,
+        "the replayed record is rejected again when read again, not applied"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_different_record_at_a_dead_lettered_offset_is_pending_again() {
+    let (db, config) = setup().await;
+    write_mixed_batch(&config).await;
+    let (convert, database) = mixed_ids(&db, &config).await;
+    replay_the_check_violation(&db, &config).await;
+
+    // The topic recreated: other records at the same offsets, rejected for the same reasons.
+    db.exec("DELETE FROM kafka_pg_sink.offsets").await;
+    let lots = r#"{"id":2,"n":"lots","label":"ok"}"#;
+    let long = r#"{"id":5,"n":5,"label":"much too long"}"#;
+    write(
+        &config,
+        None,
+        vec![
+            item(0, r#"{"id":1,"n":1,"label":"ok"}"#),
+            item(1, lots),
+            item(2, long),
+        ],
+    )
+    .await;
+
+    let rows = everything(&db, &config).await;
+    let seen: Vec<_> = rows
+        .iter()
+        .map(|d| (d.id, d.offset, d.value.as_deref(), d.replayed_at.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (convert, 1, Some(lots.as_bytes()), None),
+            (database, 2, Some(long.as_bytes()), None)
+        ]
+    );
+    assert!(rows[0].error.contains("\"lots\""), "{}", rows[0].error);
+    assert_eq!(rows[1].stage, "database");
+
+    // The new record is replayed like any other.
+    db.exec("ALTER TABLE items DROP CONSTRAINT label_short")
+        .await;
+    let report = run_replay(&db, &config, &only(&[database]), false).await;
+    assert_eq!(report.replayed, vec![database], "{report:?}");
+    assert_eq!(item_ids(&db).await, vec![1, 3, 4, 5]);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_stops_as_such_not_as_a_bad_record() {
+    let (db, config) = setup().await;
+    db.exec(
+        "ALTER TABLE kafka_pg_sink.dead_letters ADD CONSTRAINT refuse CHECK (stage <> 'convert')",
+    )
+    .await;
+    let outcome = write_outcome(&config, None, mixed_batch()).await;
+    let Outcome::Failed(error) = outcome else {
+        panic!("expected a failure, got {outcome:?}");
+    };
+    assert!(matches!(error, Error::Fatal(_)), "{error:?}");
+    assert_eq!(classify(&error), ErrorClass::Fatal);
+    let text = error.to_string();
+    assert!(
+        text.starts_with("cannot write the dead letter of items/0@1 for table public.items: ")
+            && text.contains("refuse"),
+        "{text}"
+    );
+    assert!(item_ids(&db).await.is_empty());
+    assert!(db.stored_offsets(GROUP, "items").await.is_empty());
+    assert!(everything(&db, &config).await.is_empty());
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn replay_rebuilds_key_headers_and_timestamp() {
     let db = TestDb::create().await;
@@ -491,5 +643,70 @@ async fn replays_of_different_mappings_use_their_own_stage_tables() {
             .await,
         2
     );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn replay_rebuilds_header_bytes_that_are_not_text() {
+    let db = TestDb::create().await;
+    db.exec(
+        "CREATE TABLE events (k text PRIMARY KEY, nul bytea, latin1 bytea, empty bytea, \
+         absent bytea, names text, CONSTRAINT closed CHECK (false))",
+    )
+    .await;
+    let config = config_with(
+        &db,
+        "[[mappings]]\ntopic = 'events'\ntable = 'events'\nkey = ['k']\n\
+         columns = { k = 'key', nul = 'header.nul', latin1 = 'header.latin1', \
+         empty = 'header.empty', absent = 'header.absent', names = 'headers' }\n\
+         types = { nul = 'bytea', latin1 = 'bytea', empty = 'bytea', absent = 'bytea' }\n",
+    );
+    migrate(&db.pool, &config.schema).await.unwrap();
+    let record = Record::new(
+        TopicPartition::new("events", 0),
+        7,
+        None,
+        Some(b"k1"),
+        Some(b"{}"),
+        vec![
+            ("nul".into(), Some(b"a\0b".to_vec())),
+            ("latin1".into(), Some(b"caf\xe9".to_vec())),
+            ("empty".into(), Some(Vec::new())),
+            ("absent".into(), None),
+            ("nul\0name".into(), Some(b"x".to_vec())),
+        ],
+    );
+    write(&config, None, vec![record]).await;
+    let stored: serde_json::Value = serde_json::from_str(
+        &db.scalar_text("SELECT headers::text FROM kafka_pg_sink.dead_letters")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!([
+            ["nul", {"base64": "YQBi"}],
+            ["latin1", {"base64": "Y2Fm6Q=="}],
+            ["empty", ""],
+            ["absent", null],
+            [{"base64": "bnVsAG5hbWU="}, "x"]
+        ])
+    );
+
+    db.exec("ALTER TABLE events DROP CONSTRAINT closed").await;
+    let report = run_replay(&db, &config, &all(), false).await;
+    assert_eq!(report.replayed.len(), 1, "{report:?}");
+    type Bytes = Option<Vec<u8>>;
+    let row: (Bytes, Bytes, Bytes, Bytes, String) =
+        sqlx::query_as("SELECT nul, latin1, empty, absent, names FROM events")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(row.0.as_deref(), Some(&b"a\0b"[..]));
+    assert_eq!(row.1.as_deref(), Some(&b"caf\xe9"[..]));
+    assert_eq!(row.2.as_deref(), Some(&b""[..]));
+    assert_eq!(row.3, None);
+    let names: serde_json::Value = serde_json::from_str(&row.4).unwrap();
+    assert_eq!(names["nul\0name"], "x", "{names}");
     db.drop_db().await;
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::apply::{apply_batch, describe};
+use super::dead_letters::headers_from_json;
 use super::sql::MappingSql;
 use crate::config::{Config, Mapping};
 use crate::error::{classify, Error, ErrorClass};
@@ -298,21 +299,17 @@ impl Replayer {
 }
 
 impl Stored {
-    /// The record as it was consumed. Header values come back as the UTF-8 text they were
-    /// stored as (invalid bytes were replaced when the dead letter was written).
+    /// The record as it was consumed, header bytes included (dead letters written before
+    /// headers were stored losslessly give back their text, with invalid bytes replaced).
     fn record(&self) -> Result<Record, String> {
-        let headers: Vec<(String, Option<String>)> = serde_json::from_str(&self.headers)
-            .map_err(|e| format!("stored headers are not a list of [name, value] pairs: {e}"))?;
+        let headers = headers_from_json(&self.headers)?;
         Ok(Record::new(
             TopicPartition::new(self.topic.as_str(), self.partition),
             self.offset,
             self.timestamp_ms,
             self.record_key.as_deref(),
             self.record_value.as_deref(),
-            headers
-                .into_iter()
-                .map(|(name, value)| (name, value.map(String::into_bytes)))
-                .collect(),
+            headers,
         ))
     }
 }
