@@ -26,17 +26,38 @@ pub use source::{ColumnSource, KafkaMeta, PathSegment};
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "KAFKA_PG_SINK";
 
-/// librdkafka properties the connector sets itself; letting a user change them would break the
-/// exactly-once contract (offsets live in Postgres) or the resume logic.
-const OWNED_PROPERTIES: &[&str] = &[
-    "group.instance.id",
-    "bootstrap.servers",
-    "metadata.broker.list",
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "auto.offset.reset",
-    "enable.partition.eof",
+/// librdkafka properties the connector sets itself, and why: letting a user change them would
+/// break the exactly-once contract (offsets live in Postgres, aborted transactions are never
+/// applied, corrupt batches stop their partition) or the resume logic.
+const OWNED_PROPERTIES: &[(&str, &str)] = &[
+    ("group.instance.id", "derived from kafka.group_instance_id"),
+    ("bootstrap.servers", "use kafka.brokers"),
+    ("metadata.broker.list", "use kafka.brokers"),
+    ("group.id", "use kafka.group_id"),
+    (
+        "enable.auto.commit",
+        "offsets are committed in Postgres with the rows",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed in Postgres with the rows",
+    ),
+    (
+        "auto.offset.reset",
+        "use kafka.auto_offset_reset and kafka.offset_out_of_range",
+    ),
+    (
+        "enable.partition.eof",
+        "the poll loop does not expect end-of-partition events",
+    ),
+    (
+        "isolation.level",
+        "always read_committed: read_uncommitted would apply records of aborted transactions",
+    ),
+    (
+        "check.crcs",
+        "always true: a corrupt record batch must stop its partition, not be applied",
+    ),
 ];
 
 /// Problems found while loading or validating a configuration.
@@ -391,10 +412,12 @@ impl RawConfig {
             "kafka.group_id: must not be empty".into(),
         );
         for name in self.kafka.properties.keys() {
-            check(
-                !OWNED_PROPERTIES.contains(&name.as_str()),
-                format!("kafka.properties.\"{name}\": set by the connector itself and cannot be overridden"),
-            );
+            if let Some((_, why)) = OWNED_PROPERTIES.iter().find(|(owned, _)| owned == name) {
+                check(
+                    false,
+                    format!("kafka.properties.\"{name}\": set by the connector itself and cannot be overridden ({why})"),
+                );
+            }
         }
         let url = self.postgres.url.expose();
         check(

@@ -46,7 +46,7 @@ fn every_problem_is_reported_at_once_with_its_key_path() {
     let text = r#"
 [kafka]
 brokers = ""
-properties = { "enable.auto.commit" = "true", "security.protocol" = "SSL" }
+properties = { "enable.auto.commit" = "true", "security.protocol" = "SSL", "isolation.level" = "read_uncommitted", "check.crcs" = "false" }
 [postgres]
 url = "mysql://x"
 schema = "bad schema"
@@ -65,6 +65,8 @@ columns = { id = "value.id", "bad col" = "value.x", other = "vaule.y" }
     for expected in [
         "kafka.brokers:",
         "kafka.properties.\"enable.auto.commit\":",
+        "kafka.properties.\"isolation.level\": set by the connector itself and cannot be overridden (always read_committed: read_uncommitted would apply records of aborted transactions)",
+        "kafka.properties.\"check.crcs\": set by the connector itself and cannot be overridden (always true",
         "postgres.url:",
         "postgres.schema:",
         "postgres.writers:",
@@ -81,7 +83,7 @@ columns = { id = "value.id", "bad col" = "value.x", other = "vaule.y" }
             "missing problem `{expected}` in {found:#?}"
         );
     }
-    assert_eq!(found.len(), 12, "{found:#?}");
+    assert_eq!(found.len(), 14, "{found:#?}");
 }
 
 #[test]

@@ -20,9 +20,6 @@ const DEFAULTS: &[(&str, &str)] = &[
     // arrives, so this costs nothing there; brokers that hold the fetch for the whole time
     // (librdkafka's mock cluster) would otherwise add up to 500 ms of latency.
     ("fetch.wait.max.ms", "100"),
-    // Verify each record batch's checksum (the Java consumer's default; librdkafka's is off).
-    // A corrupt batch then stops its partition (see the poller) instead of being skipped.
-    ("check.crcs", "true"),
     // Statistics feed the log-end and lag metrics without extra broker requests.
     ("statistics.interval.ms", "5000"),
 ];
@@ -50,6 +47,12 @@ pub fn build_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "false")
+        // Records of aborted transactions are never applied; librdkafka moves the position past
+        // them and past commit/abort markers (the pipeline advances the stored offset there).
+        .set("isolation.level", "read_committed")
+        // Verify each record batch's checksum (the Java consumer's default; librdkafka's is off).
+        // A corrupt batch then stops its partition (see the poller) instead of being skipped.
+        .set("check.crcs", "true")
         // librdkafka's `debug` property asks for its debug log; otherwise warnings and up.
         .set_log_level(if config.kafka.properties.contains_key("debug") {
             RDKafkaLogLevel::Debug
