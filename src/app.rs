@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mapping};
+use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext};
 use crate::metrics::Metrics;
@@ -80,29 +81,30 @@ async fn watch_postgres(
     }
 }
 
-/// Opens the pool, waiting for Postgres to come up (or the token to be cancelled).
+/// Opens the pool, waiting for Postgres to come up (or the token to be cancelled). Only what
+/// [`classify`] calls transient is waited out (server down or starting, connection refused); a
+/// wrong password, an unknown role or database stops at once with the server's reason.
 pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow::Result<PgPool> {
     let options = connect_options(config)?;
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let attempt = PgPoolOptions::new()
             .max_connections(config.postgres.pool_size)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await;
-        match attempt {
+        let error = match attempt {
             Ok(pool) => return Ok(pool),
-            Err(error) if token.is_cancelled() => {
-                return Err(error).context("connecting to Postgres")
-            }
-            Err(error) => {
-                tracing::warn!(%error, url = %config.postgres.url, "Postgres is not reachable yet; retrying.");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = token.cancelled() => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
+            Err(error) => Error::from(error),
+        };
+        if token.is_cancelled() || classify(&error) != ErrorClass::Transient {
+            return Err(error)
+                .with_context(|| format!("connecting to Postgres at {}", config.postgres.url));
+        }
+        tracing::warn!(%error, url = %config.postgres.url, "Postgres is not reachable yet; retrying.");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = token.cancelled() => {}
         }
     }
 }
@@ -179,6 +181,26 @@ async fn stage_types(
         all.push(binary);
     }
     Ok(all)
+}
+
+/// How long writers get to report their batch once the pipeline has stopped.
+const WRITERS_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for the writers (whose queue is closed), at most [`WRITERS_GRACE`]; a writer still
+/// busy then (retrying a batch the drain gave up on, or blocked on an unresponsive server) is
+/// stopped: its connection is dropped and any open transaction rolls back on the server.
+async fn stop_writers(writers: Vec<tokio::task::JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + WRITERS_GRACE;
+    for mut writer in writers {
+        if tokio::time::timeout_at(deadline, &mut writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("A database writer did not finish in time; stopping it (its transaction rolls back).");
+            writer.abort();
+            let _ = writer.await;
+        }
+    }
 }
 
 /// Runs the connector until `token` is cancelled or a fatal error occurs.
@@ -295,9 +317,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     // Whether the pipeline drained or failed, the poll thread must leave the group now.
     token.cancel();
     let _ = tokio::task::spawn_blocking(move || poller.join()).await;
-    for writer in writers {
-        let _ = writer.await;
-    }
+    stop_writers(writers).await;
     let _ = http.await;
     pool.close().await;
     result.map_err(anyhow::Error::from)

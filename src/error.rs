@@ -4,6 +4,9 @@
 //! retried with backoff and never advances an offset; a **bad record** error is the fault of one
 //! record's data; a **fatal** error stops the process with a non-zero exit.
 
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
 use rdkafka::error::KafkaError;
 
 /// Errors raised inside the connector.
@@ -50,6 +53,36 @@ pub fn classify(error: &Error) -> ErrorClass {
     }
 }
 
+/// The one backoff of every retry loop (batch writes, connecting, reading stored offsets): the
+/// wait doubles from `initial` up to `max`, and each wait is jittered to between half and all of
+/// it, so replicas that failed together do not retry together. What is retried at all is
+/// [`classify`]'s decision ([`ErrorClass::Transient`]), never the loop's.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self { next: initial, max }
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = jitter(self.next);
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+}
+
+/// Between half and the whole delay.
+fn jitter(delay: Duration) -> Duration {
+    let random = RandomState::new().hash_one(Instant::now());
+    let half = delay / 2;
+    half + Duration::from_nanos(random % (half.as_nanos().max(1) as u64))
+}
+
 /// `ON CONFLICT DO UPDATE` met one key twice in a statement (SQLSTATE 21000): for a batch sent
 /// sorted, two rows the connector took for different keys are one key in the table.
 pub fn is_key_affected_twice(error: &Error) -> bool {
@@ -84,8 +117,10 @@ fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
 /// Classifies a PostgreSQL SQLSTATE code.
 pub fn classify_sqlstate(code: &str) -> ErrorClass {
     match code {
-        // serialization failure, deadlock, admin/crash shutdown, cannot connect now,
-        // too many connections, lock timeout, query cancelled, out of memory/disk.
+        // serialization failure, deadlock, admin/crash shutdown, cannot connect now (the server
+        // is starting or in recovery), too many connections, lock timeout, query cancelled, out
+        // of memory/disk. Not retried: wrong password (28P01), unknown role or database (28000,
+        // 3D000) and every other problem a person must fix.
         "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "55P03" | "57014" | "53100"
         | "53200" => ErrorClass::Transient,
         // ON CONFLICT touching a row twice: two records of one batch with keys that are equal in SQL.
@@ -116,8 +151,24 @@ mod tests {
             ("42P01", ErrorClass::Fatal),
             ("42703", ErrorClass::Fatal),
             ("42501", ErrorClass::Fatal),
+            ("28P01", ErrorClass::Fatal),
+            ("28000", ErrorClass::Fatal),
+            ("3D000", ErrorClass::Fatal),
         ] {
             assert_eq!(classify_sqlstate(code), class, "{code}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_jitter() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(700));
+        for ceiling in [100, 200, 400, 700, 700] {
+            let delay = backoff.next_delay();
+            let ceiling = Duration::from_millis(ceiling);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{delay:?} for {ceiling:?}"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! Liveness and readiness state, shared by the processing loop and the HTTP server.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The processing loop beats at least this often while it runs.
@@ -15,6 +16,7 @@ pub struct Health {
     group_joined: AtomicBool,
     stopping: AtomicBool,
     stopped_partitions: AtomicI64,
+    stalled: Mutex<Vec<String>>,
 }
 
 /// What `/readyz` and `/healthz` report.
@@ -27,6 +29,10 @@ pub struct Status {
     pub stopping: bool,
     /// Partitions stopped by a bad record under `on_error = "fail"`.
     pub stopped_partitions: i64,
+    /// Partitions that are assigned and not paused, but not advancing while the broker has data
+    /// past their position (or librdkafka stopped fetching them), each with why; the poll thread
+    /// restarts their fetching.
+    pub stalled_partitions: Vec<String>,
     pub last_loop_beat_ms_ago: u64,
 }
 
@@ -39,6 +45,7 @@ impl Default for Health {
             group_joined: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             stopped_partitions: AtomicI64::new(0),
+            stalled: Mutex::new(Vec::new()),
         }
     }
 }
@@ -66,6 +73,11 @@ impl Health {
         self.stopped_partitions.store(count, Ordering::Relaxed);
     }
 
+    /// The stalled partitions and why, as the poll thread last found them.
+    pub fn set_stalled(&self, stalled: Vec<String>) {
+        *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = stalled;
+    }
+
     pub fn status(&self) -> Status {
         let now = self.started.elapsed().as_millis() as u64;
         let ago = now.saturating_sub(self.last_beat_ms.load(Ordering::Relaxed));
@@ -74,10 +86,21 @@ impl Health {
         let group_joined = self.group_joined.load(Ordering::Relaxed);
         let stopping = self.stopping.load(Ordering::Relaxed);
         let stopped_partitions = self.stopped_partitions.load(Ordering::Relaxed);
+        let stalled_partitions = self
+            .stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Status {
             live,
-            ready: live && postgres && group_joined && !stopping && stopped_partitions == 0,
+            ready: live
+                && postgres
+                && group_joined
+                && !stopping
+                && stopped_partitions == 0
+                && stalled_partitions.is_empty(),
             stopped_partitions,
+            stalled_partitions,
             postgres,
             group_joined,
             stopping,

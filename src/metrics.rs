@@ -41,6 +41,8 @@ pub struct Metrics {
     pub skipped_records: IntCounterVec,
     pub ignored_tombstones: IntCounterVec,
     pub stopped_partitions: IntGauge,
+    pub stalled_partitions: IntGauge,
+    pub stall_restarts: IntCounterVec,
     pub offset_resets: IntCounterVec,
     pub assigned_partitions: IntGauge,
     pub buffered_records: IntGauge,
@@ -103,7 +105,7 @@ impl Metrics {
         )?;
         let offset_resets = counter(
             "offset_resets_total",
-            "Stored offsets found outside the partition's log and moved by offset_out_of_range.",
+            "Offset-out-of-range answers handled: moved by offset_out_of_range (policy earliest or latest), or fetched again from a position inside the log (policy refetch).",
             &["topic", "partition", "policy"],
         )?;
         let stopped_partitions = IntGauge::new(
@@ -111,6 +113,16 @@ impl Metrics {
             "Partitions stopped by a bad record under on_error = \"fail\", or at a record batch that cannot be read (not ready while > 0).",
         )?;
         registry.register(Box::new(stopped_partitions.clone()))?;
+        let stalled_partitions = IntGauge::new(
+            "stalled_partitions",
+            "Assigned partitions not paused by the connector that do not advance while the broker has data past their position, or that librdkafka stopped fetching (not ready while > 0).",
+        )?;
+        registry.register(Box::new(stalled_partitions.clone()))?;
+        let stall_restarts = counter(
+            "stall_restarts_total",
+            "Times fetching of a stalled partition was restarted from its position.",
+            &["topic", "partition"],
+        )?;
         let batch_records = HistogramVec::new(
             HistogramOpts::new("batch_records", "Records per committed batch.").buckets(vec![
                 1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
@@ -209,6 +221,8 @@ impl Metrics {
             skipped_records,
             ignored_tombstones,
             stopped_partitions,
+            stalled_partitions,
+            stall_restarts,
             offset_resets,
             assigned_partitions,
             buffered_records,

@@ -1,4 +1,5 @@
-//! SIGTERM or SIGINT cancels the run token (drain and exit 0); a second signal exits at once.
+//! SIGTERM or SIGINT cancels the run token (drain and exit 0); a second signal exits at once, as
+//! does a signal while the process stops for another reason (a fatal error).
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -12,13 +13,15 @@ pub fn install(token: CancellationToken) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-            _ = token.cancelled() => return,
+            _ = term.recv() => {
+                tracing::info!("Stop signal received: draining buffered records; a second signal exits at once.");
+            }
+            _ = int.recv() => {
+                tracing::info!("Stop signal received: draining buffered records; a second signal exits at once.");
+            }
+            // Stopping for another reason (a fatal error): a signal meanwhile still exits.
+            _ = token.cancelled() => {}
         }
-        tracing::info!(
-            "Stop signal received: draining buffered records; a second signal exits at once."
-        );
         token.cancel();
         tokio::select! {
             _ = term.recv() => {}

@@ -72,6 +72,7 @@ fn batch_of(partition: i32, expected: Option<i64>, records: &[(i64, u64, Option<
         expected,
         rewind: false,
         records,
+        advance_to: None,
         epoch: 1,
         cancel: Arc::new(AtomicBool::new(false)),
     }
@@ -275,5 +276,61 @@ async fn a_prefetched_batch_of_a_revoked_partition_is_aborted_unwritten() {
     assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 2)]);
     drop(tx);
     run.await.unwrap();
+    db.drop_db().await;
+}
+
+/// Issue 17 (transactional upstreams): the mock broker writes no transaction markers, so the
+/// pipeline's move past them is tested at this seam: an offsets-only batch moves the stored offset
+/// from exactly `expected` to librdkafka's position, writes no row, and is fenced like any batch.
+#[tokio::test]
+async fn an_offsets_only_batch_moves_the_stored_offset_past_markers_and_is_fenced() {
+    let (db, config) = setup().await;
+    let metrics = Metrics::new().unwrap();
+    let mut w = writer(&config, &metrics).await;
+    assert!(matches!(
+        w.write(&batch(None, &[(0, 1, Some("1")), (1, 2, Some("2"))]))
+            .await,
+        Outcome::Committed { next_offset: 2 }
+    ));
+    let markers = |expected, to| Batch {
+        advance_to: Some(to),
+        ..batch(Some(expected), &[])
+    };
+    // Offsets 2 (commit marker) and 3..5 (an aborted transaction and its marker).
+    assert!(matches!(
+        w.write(&markers(2, 6)).await,
+        Outcome::Committed { next_offset: 6 }
+    ));
+    assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 6)]);
+    assert_eq!(
+        metrics
+            .committed_offset
+            .with_label_values(&["t", "0"])
+            .get(),
+        6
+    );
+    // A stale expectation writes nothing, and the offset never moves back.
+    assert!(matches!(
+        w.write(&markers(2, 9)).await,
+        Outcome::Fenced { stored: Some(6) }
+    ));
+    assert!(matches!(
+        w.write(&markers(6, 4)).await,
+        Outcome::Fenced { stored: Some(6) }
+    ));
+    assert_eq!(db.stored_offsets(GROUP, "t").await, vec![(0, 6)]);
+    assert_eq!(
+        table(&db).await,
+        vec![(1, "1".to_string()), (2, "2".to_string())]
+    );
+    // Records after the markers continue from there.
+    assert!(matches!(
+        w.write(&batch(Some(6), &[(6, 1, Some("7"))])).await,
+        Outcome::Committed { next_offset: 7 }
+    ));
+    assert_eq!(
+        table(&db).await,
+        vec![(1, "7".to_string()), (2, "2".to_string())]
+    );
     db.drop_db().await;
 }

@@ -24,9 +24,13 @@ use super::fetch_queue::FetchQueue;
 use super::flow::FlowControl;
 use super::record::{Record, TopicPartition};
 use crate::config::{OffsetReset, OutOfRange};
+use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::sink::OffsetStore;
+
+/// Longest wait for a partition's log bounds at assignment.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the poll thread tells the pipeline, in fetch order.
 #[derive(Debug)]
@@ -46,6 +50,10 @@ pub enum Event {
         offset: Option<i64>,
         epoch: u64,
     },
+    /// librdkafka's consume positions of partitions whose position changed: past the last record
+    /// taken, and past transaction markers and aborted records it skipped. Sent after every
+    /// record taken before.
+    Positions(Vec<(TopicPartition, i64)>),
     /// The stored offset of `tp` was outside its log and the partition now reads from `offset`
     /// (`kafka.offset_out_of_range`); the next commit may move the stored offset backwards.
     Reset { tp: TopicPartition, offset: i64 },
@@ -92,11 +100,19 @@ pub struct SinkContext {
     runtime: Handle,
     events: mpsc::Sender<Event>,
     pending: Mutex<Chunk>,
-    /// Next offset to fetch per assigned partition, as far as this process knows (start offset,
-    /// then past the last record handed over), to tell which partition is out of range.
+    /// Next offset to fetch per assigned partition (start offset, then past the last record the
+    /// poll thread took, whether or not it has been sent yet): where a partition restarts after
+    /// an out-of-range error or a stall, and how one is told to be out of range.
     positions: Mutex<HashMap<TopicPartition, i64>>,
     /// Partitions assigned to this process: statistics about any other partition are stale.
     assigned: Mutex<HashSet<TopicPartition>>,
+    /// What librdkafka's last statistics said of each assigned partition.
+    seen: Mutex<HashMap<TopicPartition, Seen>>,
+    /// Partitions (re)started (assigned, sought, restarted) from which no record has been taken
+    /// since: librdkafka can still report the consume position of an earlier start for them
+    /// (seen in the chaos suite: a position from before a revocation, one record past the
+    /// stored offset), so their positions are not trusted until a record arrives.
+    fresh: Mutex<HashSet<TopicPartition>>,
     reset: OffsetReset,
     out_of_range: OutOfRange,
     health: Arc<Health>,
@@ -110,6 +126,17 @@ pub struct SinkContext {
     /// Where assigned partitions send their records (set by the poll thread, and taken back
     /// before the consumer is dropped); `None`: records come on the consumer queue.
     fetch_queue: Mutex<Option<Arc<FetchQueue>>>,
+}
+
+/// One assigned partition as librdkafka's statistics last described it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// librdkafka is fetching it (`fetch_state` "active"); after an out-of-range error with
+    /// `auto.offset.reset=error` it is "none" and nothing is fetched until a seek or assign.
+    pub fetching: bool,
+    /// The broker's log end (last stable offset where reported), as of the last fetch; -1 when
+    /// not known yet.
+    pub log_end: i64,
 }
 
 /// Records polled but not yet sent, and their [`Record::size`] in total.
@@ -138,6 +165,8 @@ impl SinkContext {
             pending: Mutex::new(Chunk::default()),
             positions: Mutex::new(HashMap::new()),
             assigned: Mutex::new(HashSet::new()),
+            seen: Mutex::new(HashMap::new()),
+            fresh: Mutex::new(HashSet::new()),
             reset,
             out_of_range,
             health,
@@ -153,10 +182,42 @@ impl SinkContext {
     /// Adds a fetched record to the chunk that [`Self::flush`] sends; returns the chunk's
     /// records and bytes so far.
     pub fn push(&self, record: Record) -> (usize, usize) {
+        self.took(std::slice::from_ref(&record));
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.bytes += record.size();
         pending.records.push(record);
         (pending.records.len(), pending.bytes)
+    }
+
+    /// Moves the positions of the partitions of `records` (in poll order) past them: a position
+    /// is where librdkafka must fetch next for nothing taken to be fetched twice, so it counts
+    /// every record the poll thread has taken, sent or not.
+    fn took(&self, records: &[Record]) {
+        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, record) in records.iter().enumerate() {
+            // One update per run of the same partition: its last record.
+            if records.get(i + 1).is_none_or(|next| next.tp != record.tp) {
+                positions.insert(record.tp.clone(), record.offset + 1);
+                if !fresh.is_empty() {
+                    fresh.remove(&record.tp);
+                }
+            }
+        }
+    }
+
+    /// Marks partitions as (re)started: see `fresh`.
+    pub fn restarted<'a>(&self, partitions: impl IntoIterator<Item = &'a TopicPartition>) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        fresh.extend(partitions.into_iter().cloned());
+    }
+
+    /// No record of `tp` has been taken since it was (re)started.
+    pub fn is_fresh(&self, tp: &TopicPartition) -> bool {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tp)
     }
 
     /// Records and bytes of the chunk so far.
@@ -171,6 +232,7 @@ impl SinkContext {
         if records.is_empty() {
             return;
         }
+        self.took(records);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.bytes += bytes;
         if pending.records.is_empty() {
@@ -188,15 +250,6 @@ impl SinkContext {
         } = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if chunk.is_empty() {
             return true;
-        }
-        {
-            let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-            for (i, record) in chunk.iter().enumerate() {
-                // One update per run of the same partition: its last record.
-                if chunk.get(i + 1).is_none_or(|next| next.tp != record.tp) {
-                    positions.insert(record.tp.clone(), record.offset + 1);
-                }
-            }
         }
         if let Some(flow) = self.flow.get() {
             flow.sent(chunk.len(), bytes);
@@ -233,12 +286,22 @@ impl SinkContext {
         }
     }
 
-    /// Records where a partition will read next (after a seek).
+    /// Records where a partition will read next (after a seek), which (re)starts it.
     pub fn set_position(&self, tp: &TopicPartition, offset: i64) {
+        self.restarted([tp]);
         self.positions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(tp.clone(), offset);
+    }
+
+    /// What the last statistics said of `tp`, if it is assigned.
+    pub fn seen(&self, tp: &TopicPartition) -> Option<Seen> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tp)
+            .copied()
     }
 
     /// Known next offsets of the assigned partitions.
@@ -269,6 +332,11 @@ impl SinkContext {
         &self.metrics
     }
 
+    /// Publishes the stalled partitions (with why) for `/readyz`.
+    pub fn set_stalled(&self, stalled: Vec<String>) {
+        self.health.set_stalled(stalled);
+    }
+
     pub fn reset_offset(&self) -> Offset {
         match self.reset {
             OffsetReset::Earliest => Offset::Beginning,
@@ -276,27 +344,78 @@ impl SinkContext {
         }
     }
 
-    /// Reads the stored offsets, retrying while Postgres is unreachable.
+    /// Reads the stored offsets, retrying while Postgres is unreachable (errors [`classify`]
+    /// calls transient); `Err` with the reason for any other error, `Ok(None)` on shutdown.
     fn load_offsets(
         &self,
         partitions: &[TopicPartition],
-    ) -> Option<std::collections::HashMap<TopicPartition, i64>> {
-        let mut delay = Duration::from_millis(100);
+    ) -> Result<Option<HashMap<TopicPartition, i64>>, Error> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             match self.runtime.block_on(self.store.load(partitions)) {
-                Ok(found) => return Some(found),
-                Err(error) if !self.token.is_cancelled() => {
+                Ok(found) => return Ok(Some(found)),
+                Err(_) if self.token.is_cancelled() => return Ok(None),
+                Err(error) if classify(&error) == ErrorClass::Transient => {
                     tracing::warn!(%error, "Cannot read stored offsets for assigned partitions; retrying.");
                     self.metrics
                         .retries
                         .with_label_values(&["offsets_read"])
                         .inc();
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    std::thread::sleep(backoff.next_delay());
                 }
-                Err(_) => return None,
+                Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Where partitions with no stored offset start: the log start or end as `auto_offset_reset`
+    /// says, resolved now and stored (insert-if-absent, so a replica that stored first wins), so
+    /// that a restart, after a crash before the first commit, resumes there and not at a later
+    /// log end. Partitions whose log bounds cannot be read keep `None` (the reset policy).
+    fn store_starts(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        stored: &mut HashMap<TopicPartition, i64>,
+        partitions: &[TopicPartition],
+    ) -> Result<(), Error> {
+        let mut starts = Vec::new();
+        for tp in partitions.iter().filter(|tp| !stored.contains_key(*tp)) {
+            match consumer.fetch_watermarks(&tp.topic, tp.partition, WATERMARK_TIMEOUT) {
+                Ok((low, high)) => starts.push((
+                    tp.clone(),
+                    match self.reset {
+                        OffsetReset::Earliest => low,
+                        OffsetReset::Latest => high,
+                    },
+                )),
+                Err(error) => {
+                    tracing::warn!(%error, partition = %tp, "Cannot read the partition's log bounds; it starts from auto_offset_reset without storing where.")
+                }
+            }
+        }
+        if starts.is_empty() {
+            return Ok(());
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            match self.runtime.block_on(self.store.insert_starts(&starts)) {
+                Ok(()) => break,
+                Err(_) if self.token.is_cancelled() => return Ok(()),
+                Err(error) if classify(&error) == ErrorClass::Transient => {
+                    tracing::warn!(%error, "Cannot store start offsets for new partitions; retrying.");
+                    std::thread::sleep(backoff.next_delay());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let fresh: Vec<TopicPartition> = starts.into_iter().map(|(tp, _)| tp).collect();
+        if let Some(found) = self.load_offsets(&fresh)? {
+            for (tp, start) in found {
+                tracing::info!(partition = %tp, start, "No stored offset: starting at the {:?} offset, stored.", self.reset);
+                stored.insert(tp, start);
+            }
+        }
+        Ok(())
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
@@ -305,9 +424,28 @@ impl SinkContext {
             .iter()
             .map(|e| TopicPartition::new(e.topic(), e.partition()))
             .collect();
-        let Some(stored) = self.load_offsets(&partitions) else {
-            tracing::warn!("Shutting down during assignment; not consuming the new partitions.");
-            return;
+        let loaded = self
+            .load_offsets(&partitions)
+            .and_then(|stored| match stored {
+                Some(mut stored) => self
+                    .store_starts(consumer, &mut stored, &partitions)
+                    .map(|()| Some(stored)),
+                None => Ok(None),
+            });
+        let stored = match loaded {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                tracing::warn!(
+                    "Shutting down during assignment; not consuming the new partitions."
+                );
+                return;
+            }
+            Err(error) => {
+                self.send(Event::Fatal(format!(
+                    "cannot read or store the offsets of the assigned partitions: {error}"
+                )));
+                return;
+            }
         };
         let mut assigned = Vec::with_capacity(partitions.len());
         for tp in partitions {
@@ -334,6 +472,7 @@ impl SinkContext {
             drop(positions);
             assigned.push((tp, start));
         }
+        self.restarted(assigned.iter().map(|(tp, _)| tp));
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.metrics.assigned_partitions.add(assigned.len() as i64);
@@ -369,9 +508,11 @@ impl SinkContext {
         {
             let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
             let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             for tp in &partitions {
                 assigned.remove(tp);
                 positions.remove(tp);
+                seen.remove(tp);
             }
         }
         let forget = partitions.clone();
@@ -435,8 +576,21 @@ impl ClientContext for SinkContext {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .contains(&tp);
-                if log_end >= 0 && mine {
+                if !mine {
+                    continue;
+                }
+                if log_end >= 0 {
                     self.metrics.set_log_end(&tp, log_end);
+                }
+                {
+                    let seen = Seen {
+                        fetching: p.fetch_state == "active",
+                        log_end,
+                    };
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(tp, seen);
                 }
             }
         }

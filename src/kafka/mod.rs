@@ -8,6 +8,7 @@ mod flow;
 mod out_of_range;
 mod poller;
 mod record;
+mod watch;
 
 pub use consumer::build_consumer;
 pub use context::{Command, Event, SinkContext};

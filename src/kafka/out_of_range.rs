@@ -16,25 +16,48 @@ use crate::config::OutOfRange;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Applies the policy; false when the consumer must stop.
-pub fn handle(consumer: &BaseConsumer<SinkContext>) -> bool {
+/// Applies the policy to the partitions whose position is outside their log; a partition the
+/// error named (`at`) that is inside its log is fetched again from its position, as is every
+/// assigned partition when the error named none and none is outside: librdkafka stops fetching a
+/// partition after such an error, and a broker can answer out-of-range for an offset it has
+/// (a transient answer, a new leader after an unclean election). False when the consumer must
+/// stop.
+pub fn handle(consumer: &BaseConsumer<SinkContext>, at: Option<&TopicPartition>) -> bool {
     let context = consumer.context();
     let mut found = Vec::new();
+    let mut inside = Vec::new();
     for (tp, position) in context.positions() {
+        if at.is_some_and(|at| *at != tp) {
+            continue;
+        }
         match consumer.fetch_watermarks(&tp.topic, tp.partition, WATERMARK_TIMEOUT) {
             Ok((low, high)) if position < low || position > high => {
                 found.push((tp, position, low, high))
             }
-            Ok(_) => {}
+            Ok(_) => inside.push((tp, position)),
             Err(error) => {
-                tracing::warn!(%error, partition = %tp, "Cannot read the partition's log bounds.")
+                tracing::warn!(%error, partition = %tp, "Cannot read the partition's log bounds; fetching it again from its position.");
+                inside.push((tp, position));
             }
         }
     }
+    if at.is_some() && found.is_empty() && inside.is_empty() {
+        // Not a partition with a known position (assigned without a stored offset): the reset
+        // policy's position is where it starts.
+        tracing::warn!(partition = ?at, "Offset out of range for a partition with no known position; it restarts from the reset policy.");
+    }
+    for (tp, position) in inside {
+        tracing::warn!(partition = %tp, position, "The broker answered offset out of range for a position inside the log; fetching again from it.");
+        context
+            .metrics()
+            .offset_resets
+            .with_label_values(&[&*tp.topic, &tp.partition.to_string(), "refetch"])
+            .inc();
+        if let Err(error) = restart_at(consumer, &tp, position) {
+            tracing::warn!(%error, partition = %tp, "Cannot restart fetching; the stall check retries.");
+        }
+    }
     if found.is_empty() {
-        tracing::warn!(
-            "The broker reported an offset out of range, but no known position is; retrying."
-        );
         return true;
     }
     let policy = context.out_of_range();
@@ -90,7 +113,7 @@ pub fn handle(consumer: &BaseConsumer<SinkContext>) -> bool {
 /// Points a partition in librdkafka's error state at `offset`. A plain seek is refused in that
 /// state, so the partition is assigned again: alone with the cooperative protocol, or with the
 /// whole assignment (the others at their known positions) with the eager one.
-fn restart_at(
+pub(super) fn restart_at(
     consumer: &BaseConsumer<SinkContext>,
     tp: &TopicPartition,
     offset: i64,
@@ -104,6 +127,7 @@ fn restart_at(
         )
         .is_ok()
     {
+        consumer.context().restarted([tp]);
         return Ok(());
     }
     let mut one = TopicPartitionList::new();
@@ -113,6 +137,7 @@ fn restart_at(
         RebalanceProtocol::Cooperative
     ) {
         consumer.incremental_unassign(&one)?;
+        consumer.context().restarted([tp]);
         consumer.context().route(consumer, &one);
         return consumer.incremental_assign(&one);
     }
@@ -131,5 +156,11 @@ fn restart_at(
         all.add_partition_offset(e.topic(), e.partition(), start)?;
     }
     consumer.context().route(consumer, &all);
+    let restarted: Vec<TopicPartition> = all
+        .elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect();
+    consumer.context().restarted(&restarted);
     consumer.assign(&all)
 }

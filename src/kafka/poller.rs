@@ -20,6 +20,7 @@ use super::context::{Command, Event, SinkContext};
 use super::fetch_queue::{FetchQueue, REROUTE_EVERY};
 use super::flow::FlowControl;
 use super::record::{Record, TopicPartition};
+use super::watch::Watch;
 
 /// Records gathered from consecutive polls before they are sent as one chunk, and the bytes
 /// that end a chunk early (large records): the flow control's overshoot is about one chunk (batch
@@ -74,6 +75,7 @@ pub fn spawn_poller(
         paused_at: None,
         held_since: None,
         stopped: HashSet::new(),
+        watch: Watch::new(),
     };
     let thread = std::thread::Builder::new()
         .name("kafka-poll".into())
@@ -101,6 +103,8 @@ struct Poller {
     held_since: Option<Instant>,
     /// Partitions stopped by a bad record: they stay paused when fetching resumes.
     stopped: HashSet<TopicPartition>,
+    /// Positions for the pipeline, stalled partitions, log ends of partitions not fetched.
+    watch: Watch,
 }
 
 impl Poller {
@@ -115,6 +119,10 @@ impl Poller {
             }
             self.apply_flow_control();
             if !self.poll_chunk() {
+                break;
+            }
+            let held = self.paused_at.is_some() || self.flow.over();
+            if !self.watch.tick(&self.consumer, held, &self.stopped) {
                 break;
             }
         }
@@ -272,7 +280,7 @@ impl Poller {
     /// must stop.
     fn on_error(&mut self, error: &KafkaError, at: Option<ErrorAt>) -> bool {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
-            return super::out_of_range::handle(&self.consumer);
+            return super::out_of_range::handle(&self.consumer, at.as_ref().map(|at| &at.tp));
         }
         let detail = at.as_ref().map(|at| at.detail.as_str());
         if let Some(fatal) = fatal_reason(error, detail) {
@@ -307,10 +315,11 @@ impl Poller {
                 .seek(&tp.topic, tp.partition, target, SEEK_TIMEOUT)
             {
                 Ok(()) => {
-                    return self
-                        .consumer
-                        .context()
-                        .send(Event::Sought { tp, offset, epoch })
+                    let context = self.consumer.context();
+                    if let Some(offset) = offset {
+                        context.set_position(&tp, offset);
+                    }
+                    return context.send(Event::Sought { tp, offset, epoch });
                 }
                 Err(error) => {
                     tracing::warn!(%error, partition = %tp, attempt, "Seek failed.");

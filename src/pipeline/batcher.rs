@@ -98,6 +98,11 @@ impl Batcher {
         self.total == 0
     }
 
+    /// Whether records of `tp` are buffered.
+    pub fn holds(&self, tp: &TopicPartition) -> bool {
+        self.buffers.get(tp).is_some_and(|b| b.len > 0)
+    }
+
     /// Buffers records of one partition, in offset order.
     pub fn push_run(&mut self, tp: TopicPartition, records: Vec<Record>, now: Instant) {
         if records.is_empty() {

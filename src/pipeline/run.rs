@@ -1,9 +1,12 @@
 //! The run loop: events from the poll thread in, batches to the writers out, results back.
 //!
 //! Guarantees kept here: one partition never has two batches in flight; a batch continues from
-//! the offset the previous batch of its partition committed; after a fenced commit the partition's
-//! buffered records are dropped and it is re-read from the stored offset; a revoked partition is
-//! acknowledged only when none of its batches can still commit.
+//! the offset the previous batch of its partition committed; a record is accepted only above
+//! every record already accepted for its partition, so a record fetched twice (a restart of
+//! fetching, an out-of-range refetch) is buffered once; that floor moves back only where the
+//! partition is (re)started: [`Event::Assigned`], [`Event::Sought`], [`Event::Reset`]; after a
+//! fenced commit the partition's buffered records are dropped and it is re-read from the stored
+//! offset; a revoked partition is acknowledged only when none of its batches can still commit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,10 +32,13 @@ const BATCHES_PER_WRITER: usize = 2;
 struct PartitionState {
     /// Stored next offset the next batch continues from (`None`: nothing stored yet).
     expected: Option<i64>,
+    /// Lowest offset the next record may have: past the last record accepted, or where the
+    /// partition was (re)started (`None`: not known yet, any offset).
+    floor: Option<i64>,
     /// Bumped whenever the partition's position is reset; results of older batches are ignored.
     epoch: u64,
-    /// The batch in flight: its epoch and its cancel flag.
-    in_flight: Option<(u64, Arc<AtomicBool>)>,
+    /// The batch in flight: its epoch, its cancel flag and its record count.
+    in_flight: Option<(u64, Arc<AtomicBool>, usize)>,
     /// Waiting for a seek to take effect: records until then are stale.
     seeking: bool,
     /// Revoked while a batch was in flight; removed when that batch reports back.
@@ -42,6 +48,10 @@ struct PartitionState {
     /// A record batch starting here cannot be read (librdkafka skips it): records from this
     /// offset on are dropped, those buffered before it are still written.
     fence: Option<i64>,
+    /// librdkafka's last consume position since the partition's last (re)start. When it is past
+    /// the stored offset while every record accepted is committed and none is buffered, only
+    /// transaction markers or aborted records lie between: an offsets-only batch moves there.
+    position: Option<i64>,
     /// After an out-of-range reset: records start here (possibly below `expected`), and the next
     /// commit may move the stored offset backwards, still only from exactly `expected`.
     rewind_to: Option<i64>,
@@ -138,10 +148,14 @@ impl Pipeline {
         }
     }
 
-    /// Flushes everything buffered and waits for the writers, up to `timeout`.
+    /// Flushes everything buffered and waits for the writers, up to `timeout`. Past it, the
+    /// batches still in flight are cancelled (a writer retrying one gives up; one that is inside
+    /// a transaction loses its connection when the app stops it, so nothing partial commits) and
+    /// the drain fails, saying what was left uncommitted: it is read again on the next start.
     async fn drain(&mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         tracing::info!(buffered = self.batcher.len(), "Draining buffered records.");
+        let mut result = Ok(());
         loop {
             self.health.beat();
             self.dispatch(true).await?;
@@ -153,16 +167,43 @@ impl Pipeline {
                 Some(result) = self.wiring.results.recv() => self.on_result(result)?,
                 event = self.wiring.events.recv(), if !self.input_done => self.on_event(event)?,
                 _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(
-                        uncommitted = self.batcher.len(),
-                        "Drain timeout reached; uncommitted records will be read again on the next start."
-                    );
+                    result = self.abandon(timeout);
                     break;
                 }
             }
         }
         let _ = self.wiring.commands.send(Command::Close);
-        Ok(())
+        result
+    }
+
+    /// The drain timed out: cancels what is in flight and reports what is not committed.
+    fn abandon(&mut self, timeout: Duration) -> Result<(), Error> {
+        let mut in_flight = (0, 0);
+        for state in self.partitions.values() {
+            if let Some((_, cancel, records)) = &state.in_flight {
+                cancel.store(true, Ordering::SeqCst);
+                in_flight = (in_flight.0 + 1, in_flight.1 + records);
+            }
+        }
+        let buffered = self.batcher.len();
+        if buffered == 0 && in_flight.0 == 0 {
+            return Ok(());
+        }
+        tracing::error!(
+            buffered,
+            in_flight_batches = in_flight.0,
+            in_flight_records = in_flight.1,
+            "Drain timeout reached: abandoning uncommitted work."
+        );
+        Err(Error::Fatal(format!(
+            "shutdown.drain_timeout_ms ({} ms) passed with {} records buffered and {} batches \
+             ({} records) not known to be committed; each batch commits whole or not at all \
+             with its offset, and what did not commit is read again on the next start",
+            timeout.as_millis(),
+            buffered,
+            in_flight.0,
+            in_flight.1
+        )))
     }
 
     fn on_event(&mut self, event: Option<Event>) -> Result<(), Error> {
@@ -177,6 +218,8 @@ impl Pipeline {
                     let epoch = self.bump_epoch();
                     let state = PartitionState {
                         expected: stored,
+                        floor: stored,
+                        position: None,
                         epoch,
                         in_flight: None,
                         seeking: false,
@@ -193,6 +236,7 @@ impl Pipeline {
                 }
             }
             Some(Event::Revoked { partitions, ack }) => self.on_revoked(partitions, ack),
+            Some(Event::Positions(positions)) => self.on_positions(positions),
             Some(Event::Sought { tp, offset, epoch }) => {
                 if let Some(state) = self
                     .partitions
@@ -201,6 +245,8 @@ impl Pipeline {
                 {
                     state.seeking = false;
                     state.expected = offset;
+                    state.floor = offset;
+                    state.position = None;
                     tracing::info!(partition = %tp, ?offset, "Re-reading partition from its stored offset.");
                 }
             }
@@ -209,6 +255,8 @@ impl Pipeline {
                 self.batcher.drop_partition(&tp);
                 if let Some(state) = self.partitions.get_mut(&tp) {
                     state.rewind_to = Some(offset);
+                    state.floor = Some(offset);
+                    state.position = None;
                     state.epoch = epoch;
                     state.seeking = false;
                 }
@@ -241,25 +289,50 @@ impl Pipeline {
                 .with_label_values(&[&*tp.topic])
                 .inc_by(run.len() as u64);
             let (from, fence) = match self.partitions.get(&tp) {
-                Some(s) if !s.seeking && !s.revoked && !s.stopped => {
-                    (s.rewind_to.or(s.expected), s.fence)
-                }
+                Some(s) if !s.seeking && !s.revoked && !s.stopped => (s.floor, s.fence),
                 _ => {
                     tracing::debug!(partition = %tp, records = run.len(), "Dropping records of a partition not being read.");
                     continue;
                 }
             };
-            if let Some(from) = from {
+            // Strictly increasing from the floor: a run can hold a record fetched twice too.
+            let mut floor = from.unwrap_or(i64::MIN);
+            let in_order = run.iter().all(|r| {
+                let ok = r.offset >= floor;
+                floor = r.offset + 1;
+                ok
+            });
+            if !in_order {
+                let mut floor = from.unwrap_or(i64::MIN);
                 let before = run.len();
-                run.retain(|r| r.offset >= from);
-                if run.len() < before {
-                    tracing::debug!(partition = %tp, dropped = before - run.len(), "Dropping records before the stored offset.");
-                }
+                run.retain(|r| {
+                    let keep = r.offset >= floor;
+                    if keep {
+                        floor = r.offset + 1;
+                    }
+                    keep
+                });
+                tracing::debug!(partition = %tp, dropped = before - run.len(), "Dropping records below the partition's floor (before the stored offset, or fetched twice).");
             }
             if let Some(fence) = fence {
                 run.retain(|r| r.offset < fence);
             }
+            if let (Some(last), Some(state)) = (run.last(), self.partitions.get_mut(&tp)) {
+                state.floor = Some(last.offset + 1);
+            }
             self.batcher.push_run(tp, run, now);
+        }
+    }
+
+    /// Keeps librdkafka's positions; [`Self::dispatch`] moves a settled partition's stored
+    /// offset there (see `PartitionState::position`), so lag reaches 0 on transactional topics.
+    /// Positions come after every record taken before them, and after the event of any
+    /// (re)start, so a position never describes an earlier start.
+    fn on_positions(&mut self, positions: Vec<(TopicPartition, i64)>) {
+        for (tp, position) in positions {
+            if let Some(state) = self.partitions.get_mut(&tp) {
+                state.position = state.position.max(Some(position));
+            }
         }
     }
 
@@ -269,7 +342,7 @@ impl Pipeline {
             self.batcher.drop_partition(&tp);
             match self.partitions.get_mut(&tp) {
                 Some(state) if state.in_flight.is_some() => {
-                    if let Some((_, cancel)) = &state.in_flight {
+                    if let Some((_, cancel, _)) = &state.in_flight {
                         cancel.store(true, Ordering::SeqCst);
                     }
                     state.revoked = true;
@@ -301,7 +374,11 @@ impl Pipeline {
         let Some(state) = self.partitions.get_mut(&tp) else {
             return Ok(());
         };
-        if state.in_flight.as_ref().is_some_and(|(e, _)| *e == epoch) {
+        if state
+            .in_flight
+            .as_ref()
+            .is_some_and(|(e, _, _)| *e == epoch)
+        {
             state.in_flight = None;
         }
         if state.revoked {
@@ -320,6 +397,7 @@ impl Pipeline {
         match outcome {
             Outcome::Committed { next_offset } => {
                 state.expected = Some(next_offset);
+                state.floor = state.floor.max(Some(next_offset));
                 state.rewind_to = None;
                 if self.commit_to_kafka {
                     let _ = self
@@ -345,6 +423,19 @@ impl Pipeline {
                 });
             }
             Outcome::Aborted => {}
+            Outcome::Stopped { next_offset, error } => {
+                if let Some(next_offset) = next_offset {
+                    state.expected = Some(next_offset);
+                    state.rewind_to = None;
+                    if self.commit_to_kafka {
+                        let _ = self
+                            .wiring
+                            .commands
+                            .send(Command::Commit(vec![(tp.clone(), next_offset)]));
+                    }
+                }
+                self.stop_partition(tp, &error)
+            }
             Outcome::Failed(error) if classify(&error) == ErrorClass::BadRecord => {
                 self.stop_partition(tp, &error)
             }
@@ -429,20 +520,36 @@ impl Pipeline {
         self.metrics.buffered_bytes.set(self.batcher.bytes() as i64);
         self.flow
             .set_buffered(self.batcher.len(), self.batcher.bytes());
+        let mut batches = Vec::with_capacity(ready.len());
         for (tp, records) in ready {
-            let Some(state) = self.partitions.get_mut(&tp) else {
-                continue;
-            };
-            let cancel = Arc::new(AtomicBool::new(false));
-            state.in_flight = Some((state.epoch, Arc::clone(&cancel)));
-            let batch = Batch {
-                tp,
-                expected: state.expected,
-                rewind: state.rewind_to.is_some(),
-                records,
-                epoch: state.epoch,
-                cancel,
-            };
+            batches.extend(self.cut(tp, records, None));
+        }
+        // Offsets-only batches (transaction markers) take what slots are left.
+        let free = slots.saturating_sub(batches.len());
+        let advances: Vec<(TopicPartition, i64)> = self
+            .partitions
+            .iter()
+            .filter(|(tp, s)| {
+                s.in_flight.is_none()
+                    && !s.seeking
+                    && !s.revoked
+                    && !s.is_stopped()
+                    && s.rewind_to.is_none()
+                    && s.expected.is_some()
+                    && s.floor == s.expected
+                    && !self.batcher.holds(tp)
+            })
+            .filter_map(|(tp, s)| match (s.position, s.expected) {
+                (Some(to), Some(stored)) if to > stored => Some((tp.clone(), to)),
+                _ => None,
+            })
+            .take(free)
+            .collect();
+        for (tp, to) in advances {
+            tracing::debug!(partition = %tp, position = to, "Moving the stored offset past transaction markers or aborted records.");
+            batches.extend(self.cut(tp, Vec::new(), Some(to)));
+        }
+        for batch in batches {
             self.batches_out += 1;
             if self.wiring.batches.send(batch).await.is_err() {
                 return Err(Error::Fatal("all database writers stopped".into()));
@@ -451,8 +558,32 @@ impl Pipeline {
         Ok(())
     }
 
+    /// A batch of `tp`, now in flight: its records, or none and the offset to move to.
+    fn cut(
+        &mut self,
+        tp: TopicPartition,
+        records: Vec<Record>,
+        advance_to: Option<i64>,
+    ) -> Option<Batch> {
+        let state = self.partitions.get_mut(&tp)?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        state.in_flight = Some((state.epoch, Arc::clone(&cancel), records.len()));
+        Some(Batch {
+            tp,
+            expected: state.expected,
+            rewind: state.rewind_to.is_some(),
+            records,
+            advance_to,
+            epoch: state.epoch,
+            cancel,
+        })
+    }
+
     fn bump_epoch(&mut self) -> u64 {
         self.next_epoch += 1;
         self.next_epoch
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,9 @@
 //! The offset store: where each partition resumes, and the compare-and-set that fences writers.
 //!
 //! Guarantee: the stored offset of a partition only moves forward, and only inside the
-//! transaction that writes the rows of the records before it.
+//! transaction that writes the rows of the records before it (or, with no row in between, past
+//! transaction markers and aborted records). A partition's first row is where it starts, stored
+//! at its first assignment only if no row exists; an out-of-range reset is the one move back.
 
 use std::collections::HashMap;
 
@@ -90,6 +92,25 @@ impl OffsetStore {
             }
         }
         Ok(found)
+    }
+}
+
+impl OffsetStore {
+    /// Stores where partitions without a stored offset start, unless a row appeared meanwhile
+    /// (another replica stored or committed first: its row stays).
+    pub async fn insert_starts(&self, starts: &[(TopicPartition, i64)]) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        for (tp, start) in starts {
+            sqlx::query(&self.sql.insert_first)
+                .bind(&self.group)
+                .bind(&*tp.topic)
+                .bind(tp.partition)
+                .bind(start)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -27,7 +27,7 @@ use crate::error::{classify, is_key_affected_twice, Error, ErrorClass};
 use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Decoder, Rejected};
 pub use batch::{Batch, Outcome, WriteBatch};
-use retry::{jitter, retry_cause, MAX_BACKOFF};
+use retry::{backoff, retry_cause};
 
 /// Writes batches taken from a shared queue.
 pub struct Writer {
@@ -121,21 +121,20 @@ impl Writer {
 
     /// [`Self::write`] for a batch already decoded.
     async fn write_decoded(&mut self, batch: &Batch, decoded: Decoded) -> Outcome {
-        let Some(last) = batch.records.last() else {
+        let Some(next_offset) = batch.next_offset() else {
             return Outcome::Aborted;
         };
-        let next_offset = last.offset + 1;
         let mut work = Work {
             decoded,
             excluded: HashSet::new(),
             rejected_by_db: Vec::new(),
             unsorted: false,
         };
-        let mut delay = Duration::from_millis(50);
+        let mut backoff = backoff();
         let mut uncertain = false;
         loop {
-            if let Some(error) = self.failing_record(batch, &work) {
-                return Outcome::Failed(error);
+            if let Some((at, error)) = self.failing_record(batch, &work) {
+                return self.write_prefix(batch, at, error).await;
             }
             if batch.cancel.load(Ordering::SeqCst) {
                 return Outcome::Aborted;
@@ -171,23 +170,51 @@ impl Writer {
                         tracing::warn!(%error, partition = %batch.tp, "Database write failed; retrying with backoff.");
                         self.degraded = true;
                     }
-                    tokio::time::sleep(jitter(delay)).await;
-                    delay = (delay * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(AttemptError::Db(error)) => return Outcome::Failed(error),
             }
         }
     }
 
-    /// The first rejected record whose mapping says `on_error = "fail"`, as an error.
-    fn failing_record(&self, batch: &Batch, work: &Work) -> Option<Error> {
+    /// `on_error = "fail"` met the record at index `at`: the records before it are written (their
+    /// own batch, decoded afresh), and the partition stops at the bad record.
+    async fn write_prefix(&mut self, batch: &Batch, at: usize, error: Error) -> Outcome {
+        if at == 0 {
+            return Outcome::Stopped {
+                next_offset: None,
+                error,
+            };
+        }
+        let prefix = Batch {
+            tp: batch.tp.clone(),
+            expected: batch.expected,
+            rewind: batch.rewind,
+            records: batch.records[..at].to_vec(),
+            advance_to: None,
+            epoch: batch.epoch,
+            cancel: Arc::clone(&batch.cancel),
+        };
+        match Box::pin(self.write(&prefix)).await {
+            Outcome::Committed { next_offset } => Outcome::Stopped {
+                next_offset: Some(next_offset),
+                error,
+            },
+            // A bad record earlier in the prefix (rejected by Postgres) stops it sooner.
+            other => other,
+        }
+    }
+
+    /// The first rejected record whose mapping says `on_error = "fail"`: its index in the batch,
+    /// and the error.
+    fn failing_record(&self, batch: &Batch, work: &Work) -> Option<(usize, Error)> {
         let mappings = self.decoder.mappings();
         let r = work
             .rejected()
             .filter(|r| mappings[r.mapping].on_error == OnError::Fail)
             .min_by_key(|r| r.record)?;
         let record = &batch.records[r.record];
-        Some(Error::BadRecord {
+        let error = Error::BadRecord {
             topic: record.tp.topic.to_string(),
             partition: record.tp.partition,
             offset: record.offset,
@@ -197,7 +224,8 @@ impl Writer {
                 r.stage.as_str(),
                 mappings[r.mapping].table
             ),
-        })
+        };
+        Some((r.record, error))
     }
 
     fn recovered(&mut self, outcome: Outcome) -> Outcome {
@@ -241,6 +269,13 @@ impl Writer {
                 .inc();
             tracing::info!(partition = %batch.tp, expected = ?batch.expected, ?stored, "Batch fenced: another writer moved the offset.");
             return Ok(Outcome::Fenced { stored });
+        }
+        if batch.records.is_empty() {
+            // Offsets only: nothing else to write.
+            tx.commit().await?;
+            self.conn = Some(conn);
+            self.metrics.set_committed(&batch.tp, next_offset);
+            return Ok(Outcome::Committed { next_offset });
         }
         let written = match apply_batch(&mut tx, &self.sql, &work.decoded).await {
             Ok(written) => written,

@@ -734,6 +734,7 @@ pub fn batch_of_records(
         expected,
         rewind: false,
         records,
+        advance_to: None,
         epoch: 1,
         cancel: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     }

@@ -1,12 +1,13 @@
-//! Retrying a failed write: the backoff ceiling, the jittered delay, and the cause label of the
-//! retry metric.
+//! Retrying a failed write: the backoff of a batch, and the cause label of the retry metric.
 
-use std::hash::{BuildHasher, RandomState};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{Backoff, Error};
 
-pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The backoff of one batch's attempts.
+pub(super) fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(10))
+}
 
 pub(super) fn retry_cause(error: &Error) -> &'static str {
     match error {
@@ -19,11 +20,4 @@ pub(super) fn retry_cause(error: &Error) -> &'static str {
         Error::Database(_) => "connection",
         _ => "other",
     }
-}
-
-/// Full jitter between half and the whole delay.
-pub(super) fn jitter(delay: Duration) -> Duration {
-    let random = RandomState::new().hash_one(Instant::now());
-    let half = delay / 2;
-    half + Duration::from_nanos(random % (half.as_nanos().max(1) as u64))
 }
