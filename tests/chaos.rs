@@ -92,9 +92,9 @@ fn every_fault_kind_mid_stream_loses_and_doubles_nothing() {
             "dead letters of {table}"
         );
     }
-    let mut kinds = vec!["kill9", "sigterm", "pg-restart", "scale-up-down"];
+    let mut kinds = vec!["kill9", "sigterm", "pg-restart", "scale-up-down", "freeze"];
     if std::env::var("KAFKA_BROKERS").is_err() {
-        kinds.extend(["broker-outage", "request-errors", "latency"]);
+        kinds.extend(["broker-outage", "request-errors", "latency", "out-of-range"]);
     }
     for kind in kinds {
         assert!(

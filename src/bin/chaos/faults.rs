@@ -26,10 +26,12 @@ pub enum Fault {
     Scale,
     RequestErrors,
     Latency,
+    OutOfRange,
+    Freeze,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 9] = [
         Fault::Kill9,
         Fault::Sigterm,
         Fault::PgRestart,
@@ -37,6 +39,8 @@ impl Fault {
         Fault::Scale,
         Fault::RequestErrors,
         Fault::Latency,
+        Fault::OutOfRange,
+        Fault::Freeze,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,8 @@ impl Fault {
             Fault::Scale => "scale-up-down",
             Fault::RequestErrors => "request-errors",
             Fault::Latency => "latency",
+            Fault::OutOfRange => "out-of-range",
+            Fault::Freeze => "freeze",
         }
     }
 
@@ -55,7 +61,7 @@ impl Fault {
     pub fn needs_mock(self) -> bool {
         matches!(
             self,
-            Fault::BrokerOutage | Fault::RequestErrors | Fault::Latency
+            Fault::BrokerOutage | Fault::RequestErrors | Fault::Latency | Fault::OutOfRange
         )
     }
 
@@ -153,7 +159,9 @@ impl Injector {
     async fn apply(&mut self, fault: Fault, env: &mut Env) -> Result<bool> {
         let running = env.fleet.running();
         match fault {
-            Fault::Kill9 | Fault::Sigterm if running.is_empty() => return Ok(false),
+            Fault::Kill9 | Fault::Sigterm | Fault::Freeze if running.is_empty() => {
+                return Ok(false)
+            }
             Fault::Kill9 => {
                 let (slot, restart) = (self.rng.pick(&running), self.ms(500, 4000));
                 say(&format!(
@@ -209,6 +217,34 @@ impl Injector {
                     .push((Instant::now() + after, Undo::ScaleDown(slot)));
             }
             Fault::RequestErrors => self.request_errors(env)?,
+            Fault::OutOfRange => {
+                // Answers for positions inside the log: librdkafka stops fetching the partitions
+                // named, and the connector must fetch them again without a gap or a duplicate.
+                let count = self.rng.range(1, 4);
+                say(&format!(
+                    "FAULT next {count} Fetch requests answered OFFSET_OUT_OF_RANGE"
+                ));
+                env.broker
+                    .command(&format!("request-errors Fetch {count} 1"))?;
+                self.undo.push((
+                    Instant::now() + Duration::from_secs(5),
+                    Undo::ClearErrors("Fetch"),
+                ));
+            }
+            Fault::Freeze => {
+                // Past the replicas' session timeout (6 s): the group expels the frozen replica
+                // while it may hold fetched records and batches in flight; when it thaws, what
+                // it still tries to commit must be fenced.
+                let (slot, frozen) = (self.rng.pick(&running), self.ms(8000, 11000));
+                say(&format!(
+                    "FAULT SIGSTOP {} for {frozen:?}, then SIGCONT",
+                    env.fleet.name(slot)
+                ));
+                env.fleet.signal(slot, "STOP")?;
+                tokio::time::sleep(frozen).await;
+                env.fleet.signal(slot, "CONT")?;
+                say("  thawed");
+            }
             Fault::Latency => {
                 let (rtt, after) = (self.rng.range(50, 301), self.ms(2000, 6000));
                 say(&format!("FAULT broker round trip +{rtt} ms for {after:?}"));

@@ -83,6 +83,18 @@ impl Fleet {
             .map_or_else(|| format!("slot {slot}"), Replica::name)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the slot's process, if it runs.
+    pub fn signal(&self, slot: usize, signal: &str) -> Result<()> {
+        if let Some(replica) = &self.slots[slot].replica {
+            let ok = std::process::Command::new("kill")
+                .args([format!("-{signal}"), replica.pid().to_string()])
+                .status()?
+                .success();
+            anyhow::ensure!(ok, "kill -{signal} {} failed", replica.pid());
+        }
+        Ok(())
+    }
+
     /// `kill -9`, restarted after `restart_in`.
     pub fn kill9(&mut self, slot: usize, restart_in: Duration) {
         if let Some(mut replica) = self.slots[slot].replica.take() {
