@@ -114,12 +114,22 @@ async fn show_lists_stored_offsets_watermarks_and_the_lag_behind_a_stopped_conne
     produce(&broker, &topic, 1, 0..20);
 
     let sink = Sink::start(&broker, &db, &group, &counter_mapping(&topic));
-    wait_for_offsets(&db, &group, &topic, &[(0, 30), (1, 20)]).await;
+    // Partition 2's start (its log start, empty) is stored at assignment.
+    wait_for_offsets(&db, &group, &topic, &[(0, 30), (1, 20), (2, 0)]).await;
     assert!(sink
         .signal_and_wait("TERM", Duration::from_secs(30))
         .success());
+    // As if it never had been: a partition with no stored offset follows auto_offset_reset.
+    sqlx::query(
+        "DELETE FROM kafka_pg_sink.offsets WHERE group_id = $1 AND topic = $2 AND partition = 2",
+    )
+    .bind(&group)
+    .bind(&topic)
+    .execute(&db.pool)
+    .await
+    .unwrap();
 
-    // Produced while stopped: the lag. Partition 2 has never been committed.
+    // Produced while stopped: the lag. Partition 2 has no stored offset.
     produce(&broker, &topic, 0, 30..35);
     produce(&broker, &topic, 1, 20..27);
     produce(&broker, &topic, 2, 0..4);
