@@ -237,7 +237,8 @@ impl Metrics {
             .set(next_offset);
     }
 
-    /// Records the broker's log end of an assigned partition and the lag behind it.
+    /// Records the broker's log end of an assigned partition (as asked of the broker) and the
+    /// lag behind it.
     pub fn set_log_end(&self, tp: &TopicPartition, log_end: i64) {
         let labels = [&*tp.topic, &tp.partition.to_string()];
         self.log_end_offset.with_label_values(&labels).set(log_end);
@@ -247,6 +248,17 @@ impl Metrics {
         self.consumer_lag
             .with_label_values(&labels)
             .set((log_end - committed).max(0));
+    }
+
+    /// [`Self::set_log_end`] from librdkafka's statistics, which keep the log end of the last
+    /// fetch: for a partition not being fetched (paused, stopped) that is stale, so it only
+    /// raises the gauge; the poll thread's own queries set it either way.
+    pub fn raise_log_end(&self, tp: &TopicPartition, log_end: i64) {
+        let labels = [&*tp.topic, &tp.partition.to_string()];
+        let known = self.log_end_offset.with_label_values(&labels).get();
+        if log_end >= known {
+            self.set_log_end(tp, log_end);
+        }
     }
 
     /// Drops per-partition series when a partition leaves this process, so replicas never

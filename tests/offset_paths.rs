@@ -217,6 +217,20 @@ async fn fail_commits_the_good_prefix_then_stops_before_the_bad_record() {
     assert_eq!((rows, distinct, sum), (10, 10, (0..10).sum::<i64>()));
     let (status, body) = sink.get("/readyz").unwrap();
     assert_eq!(status, 503, "{body}");
+    // Finding 8: the stopped partition is not fetched, yet its log end and lag stay true.
+    stream(&broker.bootstrap, &topic, numbered(16, 4, 1), 10_000)
+        .join()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            sink.metric("kafka_pg_sink_log_end_offset", "") == Some(20.0)
+                && sink.metric("kafka_pg_sink_consumer_lag", "") == Some(10.0)
+        })
+        .await,
+        "log end {:?}, lag {:?}",
+        sink.metric("kafka_pg_sink_log_end_offset", ""),
+        sink.metric("kafka_pg_sink_consumer_lag", "")
+    );
     drop(sink);
     db.drop_db().await;
 }

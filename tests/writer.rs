@@ -145,7 +145,8 @@ async fn a_writer_with_a_stale_offset_cannot_commit_or_move_the_offset_back() {
     let (db, config) = setup().await;
     let metrics = Metrics::new().unwrap();
     let mut current = writer(&config, &metrics).await;
-    let mut zombie = writer(&config, &metrics).await;
+    let zombie_metrics = Metrics::new().unwrap();
+    let mut zombie = writer(&config, &zombie_metrics).await;
     assert!(matches!(
         current.write(&batch(None, &[(0, 1, Some("1"))])).await,
         Outcome::Committed { .. }
@@ -163,6 +164,14 @@ async fn a_writer_with_a_stale_offset_cannot_commit_or_move_the_offset_back() {
         zombie.write(&stale).await,
         Outcome::Fenced { stored: Some(3) }
     ));
+    // Its lag is measured from what is stored, not from what it believed.
+    assert_eq!(
+        zombie_metrics
+            .committed_offset
+            .with_label_values(&["t", "0"])
+            .get(),
+        3
+    );
     // A zombie that never saw a stored offset cannot start the partition over either.
     let fresh = batch(None, &[(0, 8, Some("999"))]);
     assert!(matches!(

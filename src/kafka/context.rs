@@ -580,7 +580,7 @@ impl ClientContext for SinkContext {
                     continue;
                 }
                 if log_end >= 0 {
-                    self.metrics.set_log_end(&tp, log_end);
+                    self.metrics.raise_log_end(&tp, log_end);
                 }
                 {
                     let seen = Seen {

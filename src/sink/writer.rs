@@ -142,7 +142,21 @@ impl Writer {
             match self.attempt(batch, &work, next_offset).await {
                 // An earlier attempt's COMMIT may have succeeded before its connection broke.
                 Ok(Outcome::Fenced { stored }) if uncertain && stored == Some(next_offset) => {
-                    return self.recovered(Outcome::Committed { next_offset })
+                    tracing::info!(partition = %batch.tp, next_offset, "The commit whose outcome was unknown had succeeded.");
+                    self.metrics.set_committed(&batch.tp, next_offset);
+                    return self.recovered(Outcome::Committed { next_offset });
+                }
+                Ok(Outcome::Fenced { stored }) => {
+                    self.metrics
+                        .fenced_commits
+                        .with_label_values(&[&*batch.tp.topic])
+                        .inc();
+                    tracing::info!(partition = %batch.tp, expected = ?batch.expected, ?stored, "Batch fenced: another writer moved the offset.");
+                    // Lag is measured from what is stored, whoever stored it.
+                    if let Some(stored) = stored {
+                        self.metrics.set_committed(&batch.tp, stored);
+                    }
+                    return self.recovered(Outcome::Fenced { stored });
                 }
                 Ok(outcome) => return self.recovered(outcome),
                 Err(AttemptError::Rows(rows)) => {
@@ -263,11 +277,6 @@ impl Writer {
             tx.rollback().await?;
             let stored = load_one(&mut conn, &self.offsets, &self.group, &batch.tp).await?;
             self.conn = Some(conn);
-            self.metrics
-                .fenced_commits
-                .with_label_values(&[&*batch.tp.topic])
-                .inc();
-            tracing::info!(partition = %batch.tp, expected = ?batch.expected, ?stored, "Batch fenced: another writer moved the offset.");
             return Ok(Outcome::Fenced { stored });
         }
         if batch.records.is_empty() {
