@@ -108,10 +108,9 @@ pub struct SinkContext {
     assigned: Mutex<HashSet<TopicPartition>>,
     /// What librdkafka's last statistics said of each assigned partition.
     seen: Mutex<HashMap<TopicPartition, Seen>>,
-    /// Partitions (re)started (assigned, sought, restarted) from which no record has been taken
-    /// since: librdkafka can still report the consume position of an earlier start for them
-    /// (seen in the chaos suite: a position from before a revocation, one record past the
-    /// stored offset), so their positions are not trusted until a record arrives.
+    /// Partitions (re)started (assigned, sought, restarted) or with a per-partition error from
+    /// which no record has been taken since: librdkafka's consume position may describe an
+    /// earlier start or an error's offset, so it is not trusted until a record arrives.
     fresh: Mutex<HashSet<TopicPartition>>,
     reset: OffsetReset,
     out_of_range: OutOfRange,

@@ -1,5 +1,15 @@
 //! Kafka: consumer construction, rebalance handling driven by offsets stored in Postgres, and the
 //! poll thread that turns librdkafka messages into owned [`Record`]s for the pipeline.
+//!
+//! - `consumer`: the librdkafka properties the guarantees depend on.
+//! - `context`: rebalances (start offsets read, or resolved and stored), the chunk of records
+//!   taken and not yet sent, and the positions the poll thread has taken.
+//! - `poller`: the poll thread; `fetch_queue`: batch reads of routed partitions; `flow`: the
+//!   memory bound between poll thread and pipeline.
+//! - `out_of_range`: offset-out-of-range answers (policy, or a refetch from the position).
+//! - `watch`: consume positions for the pipeline, stalled partitions, log ends of partitions
+//!   not being fetched.
+//! - `record`: the owned record and its partition.
 
 mod consumer;
 mod context;

@@ -279,6 +279,12 @@ impl Poller {
     /// Handles a consumer error (`at`: where, when librdkafka says); false when the consumer
     /// must stop.
     fn on_error(&mut self, error: &KafkaError, at: Option<ErrorAt>) -> bool {
+        if let Some(at) = &at {
+            // librdkafka's batch read moves the consume position past an error's offset as if a
+            // record were there (its record path checks the error, the batch path does not): the
+            // partition's position is not trusted again until a record arrives.
+            self.consumer.context().restarted([&at.tp]);
+        }
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
             return super::out_of_range::handle(&self.consumer, at.as_ref().map(|at| &at.tp));
         }

@@ -2,9 +2,11 @@
 //!
 //! Guarantee: a batch's rows and its partition's new offset commit together or not at all, and
 //! only if the stored offset still equals the offset the batch starts from (compare-and-set).
-//! A writer whose expectation is stale writes nothing and reports [`Outcome::Fenced`]. Records a
-//! mapping cannot apply go to the dead-letter table in that same transaction (or are skipped, or
-//! stop the partition, per the mapping's `on_error`).
+//! A writer whose expectation is stale writes nothing and reports [`Outcome::Fenced`]. Every
+//! mapping fed by the batch's topic is written in that one transaction, so a record fanned out to
+//! several tables is applied to all of them or to none. Records a mapping cannot apply go to the
+//! dead-letter table in that same transaction (or are skipped, per the mapping's `on_error`);
+//! under `on_error = "fail"` the records before the bad one commit and the partition stops there.
 
 mod batch;
 mod queue;
