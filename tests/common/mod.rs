@@ -285,23 +285,55 @@ impl Drop for Broker {
     }
 }
 
+/// Creates a topic on a real cluster and waits until its partitions are visible (creation is
+/// asynchronous there). On its own thread: tests call this from inside their async runtime, and
+/// a runtime cannot be started inside another.
 fn create_topic_real(bootstrap: &str, name: &str, partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = rt
-        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
-        .unwrap();
-    for r in results {
-        r.unwrap();
-    }
+    let (bootstrap, name) = (bootstrap.to_owned(), name.to_owned());
+    std::thread::spawn(move || {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let results = rt
+            .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+            .unwrap();
+        for r in results {
+            r.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e}"));
+        }
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let visible = consumer
+                .fetch_metadata(Some(&name), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == name && t.error().is_none())
+                        .map(|t| t.partitions().len())
+                });
+            if visible == Some(partitions as usize) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {name} not visible with {partitions} partitions after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .join()
+    .expect("creating a topic on the cluster");
 }
 
 /// Counts delivery failures so a test never silently under-produces.

@@ -72,7 +72,24 @@ pub async fn create_topic_on_cluster(bootstrap: &str, name: &str, partitions: i3
     for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
         result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
     }
-    Ok(())
+    // Creation is asynchronous on a real cluster: wait until every partition is visible.
+    let client = watermark_client(bootstrap)?;
+    for _ in 0..150 {
+        let visible = client
+            .fetch_metadata(Some(name), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .iter()
+                    .find(|t| t.name() == name && t.error().is_none())
+                    .map(|t| t.partitions().len())
+            });
+        if visible == Some(partitions as usize) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("topic {name} not visible with {partitions} partitions after 30 s")
 }
 
 /// A client for watermark queries (no group).
