@@ -111,7 +111,9 @@ pub struct SinkContext {
     /// Partitions (re)started (assigned, sought, restarted) or with a per-partition error from
     /// which no record has been taken since: librdkafka's consume position may describe an
     /// earlier start or an error's offset, so it is not trusted until a record arrives.
-    fresh: Mutex<HashSet<TopicPartition>>,
+    /// Each with librdkafka's consume position when it was marked: a position that differs from
+    /// it was reached after the mark, and is trusted even before a record arrives.
+    fresh: Mutex<HashMap<TopicPartition, Option<i64>>>,
     reset: OffsetReset,
     out_of_range: OutOfRange,
     health: Arc<Health>,
@@ -165,7 +167,7 @@ impl SinkContext {
             positions: Mutex::new(HashMap::new()),
             assigned: Mutex::new(HashSet::new()),
             seen: Mutex::new(HashMap::new()),
-            fresh: Mutex::new(HashSet::new()),
+            fresh: Mutex::new(HashMap::new()),
             reset,
             out_of_range,
             health,
@@ -206,17 +208,28 @@ impl SinkContext {
     }
 
     /// Marks partitions as (re)started: see `fresh`.
-    pub fn restarted<'a>(&self, partitions: impl IntoIterator<Item = &'a TopicPartition>) {
+    /// Call it before librdkafka can consume from the new start (or, for an error, right after
+    /// the read that carried it), so the snapshot is the position to distrust.
+    pub fn restarted<'a>(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: impl IntoIterator<Item = &'a TopicPartition>,
+    ) {
+        let marked: Vec<(TopicPartition, Option<i64>)> = partitions
+            .into_iter()
+            .map(|tp| (tp.clone(), app_position(consumer, tp)))
+            .collect();
         let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
-        fresh.extend(partitions.into_iter().cloned());
+        fresh.extend(marked);
     }
 
-    /// No record of `tp` has been taken since it was (re)started.
-    pub fn is_fresh(&self, tp: &TopicPartition) -> bool {
-        self.fresh
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(tp)
+    /// Whether librdkafka's consume position `position` of `tp` describes what was consumed
+    /// since its last (re)start or error: a record has been taken since, or the position moved.
+    pub fn trusts(&self, tp: &TopicPartition, position: i64) -> bool {
+        match self.fresh.lock().unwrap_or_else(|p| p.into_inner()).get(tp) {
+            None => true,
+            Some(marked) => *marked != Some(position),
+        }
     }
 
     /// Records and bytes of the chunk so far.
@@ -285,9 +298,8 @@ impl SinkContext {
         }
     }
 
-    /// Records where a partition will read next (after a seek), which (re)starts it.
+    /// Records where a partition will read next (after a seek).
     pub fn set_position(&self, tp: &TopicPartition, offset: i64) {
-        self.restarted([tp]);
         self.positions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -471,7 +483,7 @@ impl SinkContext {
             drop(positions);
             assigned.push((tp, start));
         }
-        self.restarted(assigned.iter().map(|(tp, _)| tp));
+        self.restarted(consumer, assigned.iter().map(|(tp, _)| tp));
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.metrics.assigned_partitions.add(assigned.len() as i64);
@@ -611,5 +623,22 @@ impl ConsumerContext for SinkContext {
                 self.on_revoke(consumer, tpl);
             }
         }
+    }
+}
+
+/// librdkafka's consume position of `tp` (past the last message it handed out), for any
+/// partition it knows, assigned or not; `None` when it has none.
+fn app_position(consumer: &BaseConsumer<SinkContext>, tp: &TopicPartition) -> Option<i64> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&tp.topic, tp.partition);
+    // SAFETY: a live client handle and a list owned here; librdkafka fills in the offsets.
+    let err =
+        unsafe { rdkafka::bindings::rd_kafka_position(consumer.client().native_ptr(), list.ptr()) };
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return None;
+    }
+    match list.elements().first()?.offset() {
+        Offset::Offset(at) if at >= 0 => Some(at),
+        _ => None,
     }
 }

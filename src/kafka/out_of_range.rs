@@ -127,7 +127,7 @@ pub(super) fn restart_at(
         )
         .is_ok()
     {
-        consumer.context().restarted([tp]);
+        consumer.context().restarted(consumer, [tp]);
         return Ok(());
     }
     let mut one = TopicPartitionList::new();
@@ -137,7 +137,7 @@ pub(super) fn restart_at(
         RebalanceProtocol::Cooperative
     ) {
         consumer.incremental_unassign(&one)?;
-        consumer.context().restarted([tp]);
+        consumer.context().restarted(consumer, [tp]);
         consumer.context().route(consumer, &one);
         return consumer.incremental_assign(&one);
     }
@@ -161,6 +161,6 @@ pub(super) fn restart_at(
         .iter()
         .map(|e| TopicPartition::new(e.topic(), e.partition()))
         .collect();
-    consumer.context().restarted(&restarted);
+    consumer.context().restarted(consumer, &restarted);
     consumer.assign(&all)
 }

@@ -283,7 +283,7 @@ impl Poller {
             // librdkafka's batch read moves the consume position past an error's offset as if a
             // record were there (its record path checks the error, the batch path does not): the
             // partition's position is not trusted again until a record arrives.
-            self.consumer.context().restarted([&at.tp]);
+            self.consumer.context().restarted(&self.consumer, [&at.tp]);
         }
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
             return super::out_of_range::handle(&self.consumer, at.as_ref().map(|at| &at.tp));
@@ -322,6 +322,7 @@ impl Poller {
             {
                 Ok(()) => {
                     let context = self.consumer.context();
+                    context.restarted(&self.consumer, [&tp]);
                     if let Some(offset) = offset {
                         context.set_position(&tp, offset);
                     }
