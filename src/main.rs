@@ -1,5 +1,6 @@
 //! The `kafka-pg-sink` binary: parse arguments, set up logging, load config, run.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -122,7 +123,10 @@ fn main() -> ExitCode {
             Command::Run => {
                 let token = CancellationToken::new();
                 kafka_pg_sink::shutdown::install(token.clone())?;
-                tracing::info!(config = ?config, "Configuration loaded.");
+                for line in config.summary() {
+                    tracing::info!("{line}");
+                }
+                tracing::debug!(config = ?config, "Resolved configuration.");
                 kafka_pg_sink::app::run(config, token)
                     .await
                     .map(|()| ExitCode::SUCCESS)
@@ -156,8 +160,11 @@ fn main() -> ExitCode {
 
 fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: never in a file or a pipe, nor with NO_COLOR.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

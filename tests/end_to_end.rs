@@ -253,3 +253,42 @@ async fn check_reports_every_problem_and_the_connector_refuses_to_start() {
     );
     db.drop_db().await;
 }
+
+/// Issue 21: the start-up log is a summary a person can read (one line per mapping, the password
+/// redacted), without colour codes when it goes to a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_log_is_a_readable_summary_without_colour_codes_in_a_file() {
+    let db = TestDb::create().await;
+    let broker = Broker::start();
+    let topic = unique("summary");
+    let rest = format!(
+        "[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
+    );
+    let (config, _) = sink_config(&broker, &db, &unique("group"), &rest);
+    // A password to redact, and a database that does not exist, so the run stops at once.
+    let text = std::fs::read_to_string(&config.0).unwrap().replace(
+        &format!("/{}", db.name),
+        &format!("/{}", unique("kps_missing")),
+    );
+    let text = text.replacen("postgres://postgres@", "postgres://postgres:s3cret-pw@", 1);
+    std::fs::write(&config.0, text).unwrap();
+    let (code, stderr) = run_until_exit(&config, Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "mapping {topic} -> public.t: insert, format json, on_error dead_letter"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kafka-pg-sink 0."), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a file: {stderr}"
+    );
+    assert!(
+        !stderr.contains("MappingConfig") && !stderr.contains("Some("),
+        "{stderr}"
+    );
+    db.drop_db().await;
+}

@@ -21,6 +21,17 @@ pub enum Mode {
     Accumulate,
 }
 
+impl Mode {
+    /// The name used in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Upsert => "upsert",
+            Self::Insert => "insert",
+            Self::Accumulate => "accumulate",
+        }
+    }
+}
+
 /// How the record value is read.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +43,17 @@ pub enum Format {
     Text,
     /// Raw bytes; only `value` (for a bytea column) can be mapped.
     Bytes,
+}
+
+impl Format {
+    /// The name used in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Text => "text",
+            Self::Bytes => "bytes",
+        }
+    }
 }
 
 /// What a tombstone (null value) does.
@@ -57,6 +79,17 @@ pub enum OnError {
     Skip,
     /// Stop the partition (nothing after it is committed) and report not ready.
     Fail,
+}
+
+impl OnError {
+    /// The name used in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DeadLetter => "dead_letter",
+            Self::Skip => "skip",
+            Self::Fail => "fail",
+        }
+    }
 }
 
 /// Per-column aggregate of the `accumulate` mode.

@@ -330,6 +330,38 @@ pub struct Config {
 }
 
 impl Config {
+    /// What a person reads at start-up: one line for the connector and one per mapping (topic →
+    /// table, mode, key, format, bad-record policy), the Postgres password redacted. The whole
+    /// resolved configuration is logged at debug level and printed by `check-config`.
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "kafka-pg-sink {}: brokers {}, group {}, postgres {}, {} writer(s)",
+            env!("CARGO_PKG_VERSION"),
+            self.kafka.brokers,
+            self.kafka.group_id,
+            self.postgres.url,
+            self.postgres.writers
+        )];
+        for m in &self.mappings {
+            let key = match m.key.is_empty() {
+                true => String::new(),
+                false => {
+                    let names: Vec<String> = m.key.iter().map(ToString::to_string).collect();
+                    format!(", key ({})", names.join(", "))
+                }
+            };
+            lines.push(format!(
+                "mapping {} -> {}: {}{key}, format {}, on_error {}",
+                m.topic,
+                m.table,
+                m.mode.name(),
+                m.format.name(),
+                m.on_error.name()
+            ));
+        }
+        lines
+    }
+
     /// Loads `path` under the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::load_with_env(path, std::env::vars().collect())

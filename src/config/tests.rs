@@ -258,3 +258,31 @@ fn tombstones_default_to_delete_only_when_the_key_does_not_need_the_value() {
     );
     assert_eq!(acc.on_error, OnError::DeadLetter);
 }
+
+#[test]
+fn the_start_up_summary_names_each_mapping_and_hides_the_password() {
+    let text = format!(
+        "{GOOD}\n[[mappings]]\ntopic = \"payments\"\ntable = \"audit\"\nmode = \"insert\"\non_error = \"fail\"\ncolumns = {{ id = \"value.id\" }}\n"
+    );
+    let summary = Config::from_toml(&text).unwrap().summary();
+    assert_eq!(summary.len(), 3, "{summary:#?}");
+    assert!(
+        summary[0].contains("brokers 127.0.0.1:9092, group kafka-pg-sink"),
+        "{}",
+        summary[0]
+    );
+    assert!(!summary[0].contains("hunter2"), "{}", summary[0]);
+    assert!(
+        summary[0].contains("127.0.0.1:5432/billing"),
+        "{}",
+        summary[0]
+    );
+    assert_eq!(
+        summary[1],
+        "mapping payments -> billing.payments: upsert, key (id), format json, on_error dead_letter"
+    );
+    assert_eq!(
+        summary[2],
+        "mapping payments -> public.audit: insert, format json, on_error fail"
+    );
+}
