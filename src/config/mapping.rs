@@ -333,7 +333,8 @@ pub fn validate(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Op
         }
     }
     columns.sort_by(|a, b| a.name.cmp(&b.name));
-    if columns.is_empty() {
+    // Only when none was given: a column that was given and refused already has its problem.
+    if columns.is_empty() && m.columns.is_empty() && m.constants.is_empty() {
         problem("columns: at least one column is required".into());
     }
     let key = validate_key(m, &mut columns, &mut problem);

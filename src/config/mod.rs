@@ -329,6 +329,47 @@ pub struct Config {
     pub mappings: Vec<Mapping>,
 }
 
+/// Allowed values of every enum in the configuration, by the enum's name as the `config` crate
+/// reports it (a test checks each value parses).
+const ENUM_VALUES: &[(&str, &[&str])] = &[
+    ("Mode", &["upsert", "insert", "accumulate"]),
+    ("Format", &["json", "text", "bytes"]),
+    ("Tombstone", &["delete", "ignore", "bad_record"]),
+    ("OnError", &["dead_letter", "skip", "fail"]),
+    ("AccumulateOp", &["add", "min", "max", "last", "count"]),
+    ("OutOfRange", &["fail", "earliest", "latest"]),
+    ("OffsetReset", &["earliest", "latest"]),
+];
+
+/// Rewrites the `config` crate's message for an unknown enum value ("enum Mode does not have
+/// variant constructor upserrt for key `mappings[0]mode`") into one that says where, what, and
+/// which values are allowed; other messages pass unchanged.
+fn explain(message: &str) -> String {
+    let parsed = message
+        .strip_prefix("enum ")
+        .and_then(|rest| rest.split_once(" does not have variant constructor "))
+        .and_then(|(name, rest)| {
+            let (value, key) = rest.split_once(" for key `")?;
+            Some((name, value, key.strip_suffix('`')?))
+        });
+    let Some((name, value, key)) = parsed else {
+        return message.to_owned();
+    };
+    // `mappings[0]mode` -> `mappings[0].mode`
+    let key = key
+        .replace("]", "].")
+        .replace("].[", "][")
+        .replace("]..", "].");
+    let key = key.strip_suffix('.').unwrap_or(&key);
+    match ENUM_VALUES.iter().find(|(n, _)| *n == name) {
+        Some((_, allowed)) => format!(
+            "{key}: unknown value `{value}`; allowed values: {}",
+            allowed.join(", ")
+        ),
+        None => format!("{key}: unknown value `{value}`"),
+    }
+}
+
 impl Config {
     /// What a person reads at start-up: one line for the connector and one per mapping (topic →
     /// table, mode, key, format, bad-record policy), the Postgres password redacted. The whole
@@ -379,7 +420,7 @@ impl Config {
             .add_source(env)
             .build()
             .and_then(config::Config::try_deserialize)
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+            .map_err(|e| ConfigError::Load(explain(&e.to_string())))?;
         raw.validate()
     }
 
@@ -389,7 +430,7 @@ impl Config {
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
             .and_then(config::Config::try_deserialize)
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
+            .map_err(|e| ConfigError::Load(explain(&e.to_string())))?;
         raw.validate()
     }
 

@@ -286,3 +286,72 @@ fn the_start_up_summary_names_each_mapping_and_hides_the_password() {
         "mapping payments -> public.audit: insert, format json, on_error fail"
     );
 }
+
+#[test]
+fn an_unknown_enum_value_names_its_key_and_the_allowed_values() {
+    let text = GOOD.replace("key = [\"id\"]", "key = [\"id\"]\nmode = \"upserrt\"");
+    match Config::from_toml(&text) {
+        Err(ConfigError::Load(message)) => assert_eq!(
+            message,
+            "mappings[0].mode: unknown value `upserrt`; allowed values: upsert, insert, accumulate"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let text = GOOD.replace(
+        "brokers = \"127.0.0.1:9092\"",
+        "brokers = \"127.0.0.1:9092\"\noffset_out_of_range = \"oldest\"",
+    );
+    match Config::from_toml(&text) {
+        Err(ConfigError::Load(message)) => assert_eq!(
+            message,
+            "kafka.offset_out_of_range: unknown value `oldest`; allowed values: fail, earliest, latest"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_allowed_enum_value_listed_in_messages_parses() {
+    for (name, values) in ENUM_VALUES {
+        for value in *values {
+            let parsed = match *name {
+                "Mode" => serde_plain_parse::<Mode>(value),
+                "Format" => serde_plain_parse::<Format>(value),
+                "Tombstone" => serde_plain_parse::<Tombstone>(value),
+                "OnError" => serde_plain_parse::<OnError>(value),
+                "AccumulateOp" => serde_plain_parse::<AccumulateOp>(value),
+                "OutOfRange" => serde_plain_parse::<OutOfRange>(value),
+                "OffsetReset" => serde_plain_parse::<OffsetReset>(value),
+                other => panic!("no parser for {other}"),
+            };
+            assert!(parsed, "{name}: `{value}` does not parse");
+        }
+    }
+}
+
+/// Whether `value` deserializes as `T` (a unit enum variant by name).
+fn serde_plain_parse<T: serde::de::DeserializeOwned>(value: &str) -> bool {
+    serde_json::from_value::<T>(serde_json::Value::String(value.to_owned())).is_ok()
+}
+
+#[test]
+fn a_refused_column_is_one_problem_not_also_a_missing_column() {
+    let text = GOOD.replace(
+        "key = [\"id\"]\ncolumns = { id = \"value.id\", amount = \"value.amount\", src_offset = \"kafka.offset\" }",
+        "mode = \"insert\"\ncolumns = { bad = \"vaule.x\" }",
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("mappings[0].columns.bad:"),
+        "{found:#?}"
+    );
+    let text = GOOD.replace(
+        "key = [\"id\"]\ncolumns = { id = \"value.id\", amount = \"value.amount\", src_offset = \"kafka.offset\" }",
+        "mode = \"insert\"\ncolumns = {}",
+    );
+    assert_eq!(
+        problems(&text),
+        vec!["mappings[0].columns: at least one column is required"]
+    );
+}
