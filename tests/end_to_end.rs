@@ -292,3 +292,60 @@ async fn the_start_up_log_is_a_readable_summary_without_colour_codes_in_a_file()
     );
     db.drop_db().await;
 }
+
+/// Issue 21: any identifier Postgres accepts when quoted is a table, schema or column name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_and_columns_with_any_quoted_name_are_written() {
+    let db = TestDb::create().await;
+    db.exec(
+        r#"CREATE SCHEMA "eu.billing";
+           CREATE TABLE "eu.billing"."payments-eu" ("order-id" bigint PRIMARY KEY, "Betrag €" numeric NOT NULL, "say ""hi""" text);"#,
+    )
+    .await;
+    let mut broker = Broker::start();
+    let topic = unique("quoted");
+    broker.create_topic(&topic, 1);
+    let group = unique("group");
+    let records: Vec<Produced> = (1..=20)
+        .map(|i| {
+            (
+                0,
+                i.to_string(),
+                Some(format!(
+                    r#"{{"id":{},"amount":"{i}.50","note":"n{i}"}}"#,
+                    i % 10
+                )),
+            )
+        })
+        .collect();
+    stream(&broker.bootstrap, &topic, records, 10_000)
+        .join()
+        .unwrap();
+    let rest = format!(
+        "{FAST_BATCHES}[[mappings]]\ntopic = \"{topic}\"\ntable = '\"eu.billing\".\"payments-eu\"'\nkey = [\"order-id\"]\n\
+         columns = {{ \"order-id\" = \"value.id\", \"Betrag €\" = \"value.amount\", 'say \"hi\"' = \"value.note\" }}\n"
+    );
+    let sink = Sink::start(&broker, &db, &group, &rest);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            db.stored_offsets(&group, &topic).await == vec![(0, 20)]
+        })
+        .await,
+        "stored {:?}",
+        db.stored_offsets(&group, &topic).await
+    );
+    // Ids 0..9, each last written by record 10 + id (or 20 for id 0).
+    assert_eq!(
+        db.scalar_text(r#"SELECT string_agg("order-id" || '=' || "Betrag €" || '/' || "say ""hi""", ',' ORDER BY "order-id") FROM "eu.billing"."payments-eu""#)
+            .await,
+        (0..10)
+            .map(|id| {
+                let i = if id == 0 { 20 } else { 10 + id };
+                format!("{id}={i}.50/n{i}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    drop(sink);
+    db.drop_db().await;
+}

@@ -123,7 +123,8 @@ pub struct WindowConfig {
 pub struct MappingConfig {
     /// Kafka topic to read. Required. One topic may feed several mappings.
     pub topic: String,
-    /// Target table, `table` or `schema.table` (default schema `public`). It must exist.
+    /// Target table, `table` or `schema.table` (default schema `public`); any name PostgreSQL
+    /// takes quoted, a part holding a dot written in double quotes. It must exist.
     pub table: String,
     /// `upsert` (default), `insert` or `accumulate`.
     #[serde(default)]

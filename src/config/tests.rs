@@ -49,7 +49,7 @@ brokers = ""
 properties = { "enable.auto.commit" = "true", "security.protocol" = "SSL", "isolation.level" = "read_uncommitted", "check.crcs" = "false" }
 [postgres]
 url = "mysql://x"
-schema = "bad schema"
+schema = "ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss"
 writers = 0
 [batch]
 max_records = 0
@@ -59,7 +59,7 @@ listen = "nowhere"
 topic = ""
 table = "a.b.c"
 key = ["id", "missing"]
-columns = { id = "value.id", "bad col" = "value.x", other = "vaule.y" }
+columns = { id = "value.id", cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc = "value.x", other = "vaule.y" }
 "#;
     let found = problems(text);
     for expected in [
@@ -75,7 +75,7 @@ columns = { id = "value.id", "bad col" = "value.x", other = "vaule.y" }
         "mappings[0].topic:",
         "mappings[0].table:",
         "mappings[0].key[1]: `missing` is not in columns",
-        "mappings[0].columns.bad col:",
+        "mappings[0].columns.cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc:",
         "mappings[0].columns.other:",
     ] {
         assert!(
