@@ -38,6 +38,9 @@ enum Command {
     Migrate,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Print the CREATE TABLE statements the mappings need (types from `types`, keys as primary
+    /// keys), to review and run yourself; nothing is run.
+    Ddl,
     /// Check the configuration against the database (tables, columns, types, unique keys,
     /// migrations); exits non-zero with a report of every problem.
     Check,
@@ -136,6 +139,13 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS),
             Command::CheckConfig => {
                 println!("{config:#?}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Ddl => {
+                print!(
+                    "{}",
+                    kafka_pg_sink::sink::create_statements(&config.mappings)
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Command::Check => commands::check(&config).await,

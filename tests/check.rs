@@ -507,3 +507,117 @@ async fn every_problem_in_every_mapping_is_reported_at_once() {
     );
     assert_eq!(problems.len(), 8, "{problems:#?}");
 }
+
+/// Issue 21: `kafka-pg-sink ddl` prints tables that the same configuration then checks clean
+/// against, for every mode, and the connector writes into them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ddl_command_prints_tables_that_pass_check_and_take_records() {
+    let db = TestDb::create().await;
+    let mut broker = Broker::start();
+    let topic = unique("ddl");
+    broker.create_topic(&topic, 1);
+    let group = unique("group");
+    let rest = format!(
+        r#"[batch]
+max_wait_ms = 20
+
+[[mappings]]
+topic = "{topic}"
+table = "billing.payments"
+key = ["id"]
+required = ["amount"]
+columns = {{ id = "value.id", amount = "value.amount", note = "value.note", at = "kafka.timestamp", src_offset = "kafka.offset" }}
+types = {{ id = "bigint", amount = "numeric" }}
+
+[[mappings]]
+topic = "{topic}"
+table = "usage-per-hour"
+mode = "accumulate"
+key = ["account"]
+columns = {{ account = "value.account", total = "value.amount" }}
+accumulate = {{ total = "add", events = "count" }}
+window = {{ column = "hour", source = "kafka.timestamp", size = "1h" }}
+
+[[mappings]]
+topic = "{topic}"
+table = "log"
+mode = "insert"
+columns = {{ body = "value", p = "kafka.partition" }}
+types = {{ body = "jsonb" }}
+"#
+    );
+    let (config, http) = sink_config(&broker, &db, &group, &rest);
+    let run = |command: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
+            .args(["--config", config.0.to_str().unwrap(), command])
+            .output()
+            .unwrap()
+    };
+    let ddl = run("ddl");
+    assert!(
+        ddl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ddl.stderr)
+    );
+    let ddl = String::from_utf8(ddl.stdout).unwrap();
+    assert!(
+        ddl.contains("CREATE TABLE \"billing\".\"payments\""),
+        "{ddl}"
+    );
+    // Printing is all it does.
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+            .await,
+        0
+    );
+    db.exec(&ddl).await;
+    let migrate = run("migrate");
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let check = run("check");
+    assert!(
+        check.status.success(),
+        "{}\n{ddl}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let records: Vec<Produced> = (1..=10)
+        .map(|i| {
+            (
+                0,
+                i.to_string(),
+                Some(format!(
+                    r#"{{"id":{i},"amount":"{i}.25","note":"n","account":"a{}"}}"#,
+                    i % 2
+                )),
+            )
+        })
+        .collect();
+    stream(&broker.bootstrap, &topic, records, 10_000)
+        .join()
+        .unwrap();
+    let sink = Sink::start_with(config, http);
+    assert!(
+        eventually(std::time::Duration::from_secs(40), || async {
+            db.stored_offsets(&group, &topic).await == vec![(0, 10)]
+        })
+        .await
+    );
+    assert_eq!(
+        db.scalar_text("SELECT sum(amount)::text FROM billing.payments")
+            .await,
+        "57.50"
+    );
+    assert_eq!(
+        db.scalar_text(
+            r#"SELECT sum(total)::text || '/' || sum(events)::text FROM "usage-per-hour""#
+        )
+        .await,
+        "57.50/10"
+    );
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM log").await, 10);
+    drop(sink);
+    db.drop_db().await;
+}

@@ -1,7 +1,9 @@
-//! Postgres: SQL built once per mapping, the batch writer, and the offset store.
+//! Postgres: SQL built once per mapping, the batch writer, the offset store, and the tables the
+//! mappings need (`ddl`).
 
 mod apply;
 mod check;
+mod ddl;
 mod dead_letters;
 mod migrate;
 mod offsets;
@@ -10,6 +12,7 @@ mod sql;
 mod writer;
 
 pub use check::{check_database, column_types};
+pub use ddl::create_statements;
 pub use dead_letters::{headers_json, DeadLetterSql};
 pub use migrate::migrate;
 pub use offsets::{compare_and_set, load_one, OffsetSql, OffsetStore};
