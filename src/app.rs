@@ -246,6 +246,14 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         Arc::clone(&health),
         token.child_token(),
     ));
+    if config.log.progress_interval_ms > 0 {
+        tokio::spawn(crate::progress::report(
+            metrics.clone(),
+            Arc::clone(&health),
+            Duration::from_millis(config.log.progress_interval_ms),
+            token.child_token(),
+        ));
+    }
     let options = writer_options(&config)?;
     let mut writers = Vec::new();
     for _ in 0..config.postgres.writers {

@@ -12,6 +12,7 @@
 //! - [`pipeline`]: pure batcher, decoder (records → rows), the run loop.
 //! - [`sink`]: SQL per mapping, batch writer (one transaction per batch), offset store, migrations.
 //! - [`metrics`], [`health`], [`http`]: Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
+//! - [`progress`]: the periodic one-line progress summary in the log.
 //! - [`shutdown`]: stop signals. [`app`]: wiring and orderly drain.
 
 pub mod app;
@@ -26,5 +27,6 @@ pub mod kafka;
 pub mod metrics;
 pub mod offsets_tool;
 pub mod pipeline;
+pub mod progress;
 pub mod shutdown;
 pub mod sink;

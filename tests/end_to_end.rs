@@ -349,3 +349,52 @@ async fn tables_and_columns_with_any_quoted_name_are_written() {
     drop(sink);
     db.drop_db().await;
 }
+
+/// Issue 21: a one-line progress summary at info level, at the configured interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_line_says_rate_lag_and_bad_records() {
+    let db = TestDb::create().await;
+    db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
+    let mut broker = Broker::start();
+    let topic = unique("progress");
+    broker.create_topic(&topic, 2);
+    let group = unique("group");
+    let mut records: Vec<Produced> = (0..300)
+        .map(|i| (i % 2, i.to_string(), Some(format!(r#"{{"n":{i}}}"#))))
+        .collect();
+    records.push((0, "bad".into(), Some("not json".into())));
+    stream(&broker.bootstrap, &topic, records, 10_000)
+        .join()
+        .unwrap();
+    let rest = format!(
+        "[log]\nprogress_interval_ms = 500\n{FAST_BATCHES}[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
+    );
+    let (config, http) = sink_config(&broker, &db, &group, &rest);
+    let log = TempFile(std::env::temp_dir().join(format!("{}.log", unique("kps_progress"))));
+    let sink = Sink::start_logged(config, http, &log.0);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            db.stored_offsets(&group, &topic).await == vec![(0, 151), (1, 150)]
+        })
+        .await
+    );
+    // Statistics bring the log end every 5 s: the lag reads 0 within a few lines.
+    let settled = eventually(Duration::from_secs(20), || async {
+        let text = std::fs::read_to_string(&log.0).unwrap_or_default();
+        text.lines().any(|l| {
+            l.contains("progress: ")
+                && l.contains(
+                    "lag 0 records, 1 dead letters, 0 skipped, 0 stopped and 0 stalled partitions",
+                )
+        })
+    })
+    .await;
+    drop(sink);
+    let text = std::fs::read_to_string(&log.0).unwrap_or_default();
+    assert!(settled, "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains("progress: ")).count() >= 2,
+        "{text}"
+    );
+    db.drop_db().await;
+}

@@ -82,6 +82,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub shutdown: ShutdownConfig,
     #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
     pub mappings: Vec<MappingConfig>,
 }
 
@@ -221,6 +223,28 @@ pub struct ShutdownConfig {
     pub drain_timeout_ms: u64,
 }
 
+/// `[log]`: what the connector tells a person while it runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Interval of the one-line progress summary at info level (records/s, total lag, dead
+    /// letters, stopped and stalled partitions), in milliseconds; 0 turns it off. Default 30000.
+    #[serde(default = "default_progress_interval_ms")]
+    pub progress_interval_ms: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            progress_interval_ms: default_progress_interval_ms(),
+        }
+    }
+}
+
+fn default_progress_interval_ms() -> u64 {
+    30_000
+}
+
 fn default_group_id() -> String {
     "kafka-pg-sink".into()
 }
@@ -322,6 +346,7 @@ pub struct Config {
     pub batch: BatchConfig,
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
     /// Parsed `postgres.schema`.
     pub schema: Ident,
     /// Parsed `http.listen`.
@@ -566,6 +591,7 @@ impl RawConfig {
                 batch: self.batch,
                 http: self.http,
                 shutdown: self.shutdown,
+                log: self.log,
                 schema,
                 listen,
                 mappings,

@@ -492,6 +492,23 @@ impl Sink {
         Self::start_with(config, http)
     }
 
+    /// As [`Sink::start_with`], with stderr (the log, at info level) written to `log`.
+    pub fn start_logged(config: TempFile, http: String, log: &std::path::Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
+            .arg("--config")
+            .arg(&config.0)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("create the log file"))
+            .spawn()
+            .expect("start kafka-pg-sink");
+        Self {
+            child,
+            http,
+            _config: config,
+        }
+    }
+
     pub fn start_with(config: TempFile, http: String) -> Self {
         let log = std::env::var("KPS_TEST_LOG").is_ok();
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
