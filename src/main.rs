@@ -36,7 +36,8 @@ enum Command {
     Run,
     /// Apply the connector's own migrations and exit.
     Migrate,
-    /// Validate the configuration and print it with secrets redacted.
+    /// Validate the configuration and print it, resolved (defaults, environment), as TOML with
+    /// secrets redacted.
     CheckConfig,
     /// Print the CREATE TABLE statements the mappings need (types from `types`, keys as primary
     /// keys), to review and run yourself; nothing is run.
@@ -138,7 +139,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::CheckConfig => {
-                println!("{config:#?}");
+                print!("{}", config.to_toml());
                 Ok(ExitCode::SUCCESS)
             }
             Command::Ddl => {

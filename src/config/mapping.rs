@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::source::ColumnSource;
 use crate::convert::{parse_duration_millis, ColumnType};
 use crate::ident::{Ident, TableName};
 
 /// What a record does to its table.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Insert or update by the key columns; in a batch, the highest offset per key wins.
@@ -33,7 +33,7 @@ impl Mode {
 }
 
 /// How the record value is read.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// A JSON document; `value.<path>` reads its fields.
@@ -57,7 +57,7 @@ impl Format {
 }
 
 /// What a tombstone (null value) does.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Tombstone {
     /// Delete the row with the record's key (upsert mode only).
@@ -69,7 +69,7 @@ pub enum Tombstone {
 }
 
 /// What happens to a record that cannot be applied.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Write it to the dead-letter table in the same transaction that advances the offset.
@@ -93,7 +93,7 @@ impl OnError {
 }
 
 /// Per-column aggregate of the `accumulate` mode.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AccumulateOp {
     Add,
@@ -105,7 +105,7 @@ pub enum AccumulateOp {
 }
 
 /// `window = { column, source, size }`: bucket a timestamp into fixed windows.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     /// Column that receives the window start (a timestamptz column); it becomes part of the key.
@@ -118,7 +118,7 @@ pub struct WindowConfig {
 }
 
 /// `[[mappings]]` as written.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingConfig {
     /// Kafka topic to read. Required. One topic may feed several mappings.

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ident::Ident;
 pub use mapping::{
@@ -70,7 +70,7 @@ pub enum ConfigError {
 }
 
 /// The whole file, as written by the user.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub kafka: KafkaConfig,
@@ -88,7 +88,7 @@ pub struct RawConfig {
 }
 
 /// `[kafka]`: the consumer.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated `host:port`. Required.
@@ -118,12 +118,12 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties (TLS, SASL, timeouts), e.g. `"security.protocol" = "SASL_SSL"`.
     /// Properties the connector owns (`enable.auto.commit`, `group.id`, ...) are refused.
     /// Values of credential properties are redacted when printed. Default empty.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redact_properties")]
     pub properties: BTreeMap<String, String>,
 }
 
 /// What to do when a stored offset is outside the partition's log.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OutOfRange {
     /// Stop the connector with an error naming the partition (nothing is skipped).
@@ -136,7 +136,7 @@ pub enum OutOfRange {
 }
 
 /// Start position for partitions without a stored offset.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OffsetReset {
     #[default]
@@ -145,7 +145,7 @@ pub enum OffsetReset {
 }
 
 /// `[postgres]`: the database.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// Connection URL, e.g. `postgres://user:pass@host:5432/db`. The password is redacted in
@@ -179,7 +179,7 @@ pub struct PostgresConfig {
 }
 
 /// `[batch]`: when a partition's buffer is written.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Flush a partition when it holds this many records. Default 10000.
@@ -204,7 +204,7 @@ pub struct BatchConfig {
 }
 
 /// `[http]`: metrics and health endpoints.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Listen address for `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:8080`; use
@@ -214,7 +214,7 @@ pub struct HttpConfig {
 }
 
 /// `[shutdown]`: behaviour on SIGTERM/SIGINT.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// How long buffered records may take to flush and commit after a stop signal, in
@@ -224,7 +224,7 @@ pub struct ShutdownConfig {
 }
 
 /// `[log]`: what the connector tells a person while it runs.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// Interval of the one-line progress summary at info level (records/s, total lag, dead
@@ -243,6 +243,21 @@ impl Default for LogConfig {
 
 fn default_progress_interval_ms() -> u64 {
     30_000
+}
+
+/// `kafka.properties` printed back with credential values as `***`.
+fn redact_properties<S: serde::Serializer>(
+    properties: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(properties.iter().map(|(k, v)| {
+        let v = if is_secret_property(k) {
+            "***"
+        } else {
+            v.as_str()
+        };
+        (k, v)
+    }))
 }
 
 fn default_group_id() -> String {
@@ -347,6 +362,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    /// The whole configuration as resolved (defaults, file, environment), for `check-config`.
+    pub resolved: RawConfig,
     /// Parsed `postgres.schema`.
     pub schema: Ident,
     /// Parsed `http.listen`.
@@ -396,6 +413,13 @@ fn explain(message: &str) -> String {
 }
 
 impl Config {
+    /// The resolved configuration as TOML (defaults filled in, environment overrides applied,
+    /// secrets as `***`), as `check-config` prints it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&self.resolved)
+            .unwrap_or_else(|e| format!("# cannot print the configuration as TOML: {e}\n"))
+    }
+
     /// What a person reads at start-up: one line for the connector and one per mapping (topic →
     /// table, mode, key, format, bad-record policy), the Postgres password redacted. The whole
     /// resolved configuration is logged at debug level and printed by `check-config`.
@@ -495,6 +519,7 @@ impl Config {
 impl RawConfig {
     /// Checks everything and reports every problem at once, each with its key path.
     pub fn validate(self) -> Result<Config, ConfigError> {
+        let resolved = self.clone();
         let mut problems = Vec::new();
         let mut check = |ok: bool, msg: String| {
             if !ok {
@@ -592,6 +617,7 @@ impl RawConfig {
                 http: self.http,
                 shutdown: self.shutdown,
                 log: self.log,
+                resolved,
                 schema,
                 listen,
                 mappings,

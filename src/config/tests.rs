@@ -145,6 +145,36 @@ fn environment_overrides_the_file() {
     assert_eq!(cfg.postgres.url.expose(), "postgres://other@db/x");
     assert_eq!(cfg.batch.max_records, 77);
     assert!(!cfg.kafka.commit_to_kafka);
+    // check-config prints what is in force, environment included.
+    let printed = cfg.to_toml();
+    assert!(printed.contains("max_records = 77"), "{printed}");
+    assert!(printed.contains("brokers = \"10.0.0.1:9092\""), "{printed}");
+}
+
+#[test]
+fn check_config_prints_toml_that_loads_back_the_same_with_secrets_hidden() {
+    let text = GOOD.replace(
+        "brokers = \"127.0.0.1:9092\"",
+        "brokers = \"127.0.0.1:9092\"\nproperties = { \"sasl.password\" = \"topsecret\", \"security.protocol\" = \"SASL_SSL\" }",
+    );
+    let cfg = Config::from_toml(&text).unwrap();
+    let printed = cfg.to_toml();
+    for secret in ["hunter2", "topsecret"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    assert!(
+        printed.contains("postgres://app:***@127.0.0.1:5432/billing"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("\"security.protocol\" = \"SASL_SSL\""),
+        "{printed}"
+    );
+    // Every default is written out, and the text is a configuration that loads the same.
+    assert!(printed.contains("max_wait_ms = 100"), "{printed}");
+    let again = Config::from_toml(&printed).unwrap();
+    assert_eq!(again.summary(), cfg.summary());
+    assert_eq!(again.to_toml(), printed);
 }
 
 #[test]
