@@ -133,7 +133,7 @@ pub struct MappingConfig {
     /// (or be the window column). Not used by `insert`.
     #[serde(default)]
     pub key: Vec<String>,
-    /// Column name = source expression (see the README).
+    /// Column name = source expression (see docs/reference.md).
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
     /// Column name = type the value is converted to explicitly before it reaches Postgres
