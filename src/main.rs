@@ -162,11 +162,29 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("kafka-pg-sink: {error:#}");
+            let message = describe(&error);
+            tracing::error!("{message}");
+            eprintln!("kafka-pg-sink: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, without a cause its wrapper already quoted (a database
+/// error would otherwise read "role x does not exist" three times).
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn init_tracing(json: bool) {
