@@ -3,6 +3,9 @@
 //! Names use the `kafka_pg_sink_` prefix and base units; labels are bounded (topic, partition,
 //! table, cause). Updated once per batch, never once per record.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -24,6 +27,9 @@ const LATENCY_BUCKETS: [f64; 20] = [
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The last log end of each partition with one, so a commit updates its lag at once (the
+    /// gauge vector cannot be read without creating a series).
+    log_ends: Arc<Mutex<HashMap<TopicPartition, i64>>>,
     pub records_consumed: IntCounterVec,
     pub rows_written: IntCounterVec,
     pub batches_committed: IntCounterVec,
@@ -204,6 +210,7 @@ impl Metrics {
             .set(1);
         Ok(Self {
             registry,
+            log_ends: Arc::default(),
             records_consumed,
             rows_written,
             batches_committed,
@@ -230,17 +237,29 @@ impl Metrics {
         })
     }
 
-    /// Sets the committed-offset gauge of a partition.
+    /// Sets the committed-offset gauge of a partition, and its lag when the log end is known.
     pub fn set_committed(&self, tp: &TopicPartition, next_offset: i64) {
+        let labels = [&*tp.topic, &tp.partition.to_string()];
         self.committed_offset
-            .with_label_values(&[&*tp.topic, &tp.partition.to_string()])
+            .with_label_values(&labels)
             .set(next_offset);
+        let log_end = self.log_ends().get(tp).copied();
+        if let Some(log_end) = log_end {
+            self.consumer_lag
+                .with_label_values(&labels)
+                .set((log_end - next_offset).max(0));
+        }
+    }
+
+    fn log_ends(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, i64>> {
+        self.log_ends.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records the broker's log end of an assigned partition (as asked of the broker) and the
     /// lag behind it.
     pub fn set_log_end(&self, tp: &TopicPartition, log_end: i64) {
         let labels = [&*tp.topic, &tp.partition.to_string()];
+        self.log_ends().insert(tp.clone(), log_end);
         self.log_end_offset.with_label_values(&labels).set(log_end);
         // Before the first commit of a partition without a stored offset, this counts from 0:
         // an upper bound of the records still to read.
@@ -268,6 +287,7 @@ impl Metrics {
         let _ = self.committed_offset.remove_label_values(&labels);
         let _ = self.log_end_offset.remove_label_values(&labels);
         let _ = self.consumer_lag.remove_label_values(&labels);
+        self.log_ends().remove(tp);
     }
 
     /// The registry in Prometheus text format.
@@ -277,5 +297,50 @@ impl Metrics {
             tracing::warn!(%error, "Failed to encode metrics.");
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_follows_commits_at_once_and_only_rises_from_statistics() {
+        let metrics = Metrics::new().unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let lag = || metrics.consumer_lag.with_label_values(&["t", "0"]).get();
+        metrics.set_committed(&tp, 10);
+        assert_eq!(
+            metrics
+                .render()
+                .matches("kafka_pg_sink_consumer_lag{")
+                .count(),
+            0
+        );
+        metrics.set_log_end(&tp, 100);
+        assert_eq!(lag(), 90);
+        metrics.set_committed(&tp, 60);
+        assert_eq!(
+            lag(),
+            40,
+            "a commit updates the lag without waiting for statistics"
+        );
+        // Statistics of a partition not being fetched are stale: they never lower the log end.
+        metrics.raise_log_end(&tp, 80);
+        assert_eq!(
+            metrics.log_end_offset.with_label_values(&["t", "0"]).get(),
+            100
+        );
+        metrics.set_committed(&tp, 100);
+        assert_eq!(lag(), 0);
+        metrics.forget_partition(&tp);
+        metrics.set_committed(&tp, 5);
+        assert_eq!(
+            metrics
+                .render()
+                .matches("kafka_pg_sink_consumer_lag{")
+                .count(),
+            0
+        );
     }
 }
