@@ -530,7 +530,9 @@ impl Pipeline {
             .partitions
             .iter()
             .filter(|(tp, s)| {
-                s.in_flight.is_none()
+                // Cheapest test first: most partitions have no position past their offset.
+                s.position > s.expected
+                    && s.in_flight.is_none()
                     && !s.seeking
                     && !s.revoked
                     && !s.is_stopped()
