@@ -12,15 +12,16 @@ pub fn install(token: CancellationToken) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {
-                tracing::info!("Stop signal received: draining buffered records; a second signal exits at once.");
-            }
-            _ = int.recv() => {
-                tracing::info!("Stop signal received: draining buffered records; a second signal exits at once.");
-            }
+        let signalled = tokio::select! {
+            _ = term.recv() => true,
+            _ = int.recv() => true,
             // Stopping for another reason (a fatal error): a signal meanwhile still exits.
-            _ = token.cancelled() => {}
+            _ = token.cancelled() => false,
+        };
+        if signalled {
+            tracing::info!(
+                "Stop signal received: draining buffered records; a second signal exits at once."
+            );
         }
         token.cancel();
         tokio::select! {

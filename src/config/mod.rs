@@ -397,12 +397,16 @@ fn explain(message: &str) -> String {
     let Some((name, value, key)) = parsed else {
         return message.to_owned();
     };
-    // `mappings[0]mode` -> `mappings[0].mode`
-    let key = key
-        .replace("]", "].")
-        .replace("].[", "][")
-        .replace("]..", "].");
-    let key = key.strip_suffix('.').unwrap_or(&key);
+    // `mappings[0]mode` -> `mappings[0].mode`: a dot after `]` where a name follows.
+    let mut dotted = String::with_capacity(key.len() + 4);
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        dotted.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| !matches!(n, '[' | '.')) {
+            dotted.push('.');
+        }
+    }
+    let key = dotted;
     match ENUM_VALUES.iter().find(|(n, _)| *n == name) {
         Some((_, allowed)) => format!(
             "{key}: unknown value `{value}`; allowed values: {}",

@@ -32,6 +32,10 @@ use crate::sink::OffsetStore;
 /// Longest wait for a partition's log bounds at assignment.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What [`SinkContext::with_retries`] does, as logged, and its `retries_total` cause.
+const READ_OFFSETS: (&str, &str) = ("read the stored offsets", "offsets_read");
+const STORE_STARTS: (&str, &str) = ("store the start offsets", "offsets_store");
+
 /// What the poll thread tells the pipeline, in fetch order.
 #[derive(Debug)]
 pub enum Event {
@@ -355,23 +359,26 @@ impl SinkContext {
         }
     }
 
-    /// Reads the stored offsets, retrying while Postgres is unreachable (errors [`classify`]
-    /// calls transient); `Err` with the reason for any other error, `Ok(None)` on shutdown.
-    fn load_offsets(
+    /// Runs `op` against the offset store, retrying with backoff while it fails with an error
+    /// [`classify`] calls transient (named in the log and the retry metric); `Err`
+    /// with the reason for any other error, `Ok(None)` on shutdown.
+    fn with_retries<T, F, Fut>(
         &self,
-        partitions: &[TopicPartition],
-    ) -> Result<Option<HashMap<TopicPartition, i64>>, Error> {
+        (what, cause): (&str, &str),
+        mut op: F,
+    ) -> Result<Option<T>, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
-            match self.runtime.block_on(self.store.load(partitions)) {
-                Ok(found) => return Ok(Some(found)),
+            match self.runtime.block_on(op()) {
+                Ok(value) => return Ok(Some(value)),
                 Err(_) if self.token.is_cancelled() => return Ok(None),
                 Err(error) if classify(&error) == ErrorClass::Transient => {
-                    tracing::warn!(%error, "Cannot read stored offsets for assigned partitions; retrying.");
-                    self.metrics
-                        .retries
-                        .with_label_values(&["offsets_read"])
-                        .inc();
+                    tracing::warn!(%error, "Cannot {what} of assigned partitions; retrying.");
+                    self.metrics.retries.with_label_values(&[cause]).inc();
                     std::thread::sleep(backoff.next_delay());
                 }
                 Err(error) => return Err(error),
@@ -407,20 +414,14 @@ impl SinkContext {
         if starts.is_empty() {
             return Ok(());
         }
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        loop {
-            match self.runtime.block_on(self.store.insert_starts(&starts)) {
-                Ok(()) => break,
-                Err(_) if self.token.is_cancelled() => return Ok(()),
-                Err(error) if classify(&error) == ErrorClass::Transient => {
-                    tracing::warn!(%error, "Cannot store start offsets for new partitions; retrying.");
-                    std::thread::sleep(backoff.next_delay());
-                }
-                Err(error) => return Err(error),
-            }
+        if self
+            .with_retries(STORE_STARTS, || self.store.insert_starts(&starts))?
+            .is_none()
+        {
+            return Ok(());
         }
         let fresh: Vec<TopicPartition> = starts.into_iter().map(|(tp, _)| tp).collect();
-        if let Some(found) = self.load_offsets(&fresh)? {
+        if let Some(found) = self.with_retries(READ_OFFSETS, || self.store.load(&fresh))? {
             for (tp, start) in found {
                 tracing::info!(partition = %tp, start, "No stored offset: starting at the {:?} offset, stored.", self.reset);
                 stored.insert(tp, start);
@@ -436,7 +437,7 @@ impl SinkContext {
             .map(|e| TopicPartition::new(e.topic(), e.partition()))
             .collect();
         let loaded = self
-            .load_offsets(&partitions)
+            .with_retries(READ_OFFSETS, || self.store.load(&partitions))
             .and_then(|stored| match stored {
                 Some(mut stored) => self
                     .store_starts(consumer, &mut stored, &partitions)
@@ -520,10 +521,12 @@ impl SinkContext {
             let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
             let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
             for tp in &partitions {
                 assigned.remove(tp);
                 positions.remove(tp);
                 seen.remove(tp);
+                fresh.remove(tp);
             }
         }
         let forget = partitions.clone();
@@ -593,16 +596,14 @@ impl ClientContext for SinkContext {
                 if log_end >= 0 {
                     self.metrics.raise_log_end(&tp, log_end);
                 }
-                {
-                    let seen = Seen {
-                        fetching: p.fetch_state == "active",
-                        log_end,
-                    };
-                    self.seen
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(tp, seen);
-                }
+                let seen = Seen {
+                    fetching: p.fetch_state == "active",
+                    log_end,
+                };
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(tp, seen);
             }
         }
     }

@@ -494,32 +494,26 @@ impl Sink {
 
     /// As [`Sink::start_with`], with stderr (the log, at info level) written to `log`.
     pub fn start_logged(config: TempFile, http: String, log: &std::path::Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
-            .arg("--config")
-            .arg(&config.0)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("create the log file"))
-            .spawn()
-            .expect("start kafka-pg-sink");
-        Self {
-            child,
-            http,
-            _config: config,
-        }
+        let stderr = std::fs::File::create(log).expect("create the log file");
+        Self::spawn(config, http, "info".into(), stderr.into())
     }
 
     pub fn start_with(config: TempFile, http: String) -> Self {
-        let log = std::env::var("KPS_TEST_LOG").is_ok();
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let stderr = match std::env::var("KPS_TEST_LOG").is_ok() {
+            true => Stdio::inherit(),
+            false => Stdio::null(),
+        };
+        Self::spawn(config, http, level, stderr)
+    }
+
+    fn spawn(config: TempFile, http: String, level: String, stderr: Stdio) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_kafka-pg-sink"))
             .arg("--config")
             .arg(&config.0)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
-            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+            .stderr(stderr)
             .spawn()
             .expect("start kafka-pg-sink");
         Self {
