@@ -7,24 +7,22 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl-dev pkg-config zlib1g-dev make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild librdkafka.
-COPY Cargo.toml Cargo.lock ./
-# Cargo.toml declares the decoder micro-benchmark, so its file must exist for any build; the image
-# never builds it, so a stub stays for both steps.
-RUN mkdir -p src/bin benches && echo 'fn main() {}' > src/main.rs && echo 'fn main() {}' > src/bin/kafka-pg-sink-devkit.rs \
- && echo 'fn main() {}' > benches/decode.rs \
- && touch src/lib.rs && cargo build --release --locked --bin kafka-pg-sink && rm -rf src
-COPY src ./src
-COPY migrations ./migrations
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin kafka-pg-sink \
- && strip target/release/kafka-pg-sink
+# The whole workspace, so Cargo sees every member as it is (no stub files); only the product
+# package's binary is built. BuildKit cache mounts keep the registry and librdkafka's build
+# between image builds, so a source edit does not rebuild the dependencies.
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p kafka-pg-sink --bin kafka-pg-sink \
+ && strip target/release/kafka-pg-sink \
+ && cp target/release/kafka-pg-sink /usr/local/bin/kafka-pg-sink
 
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sink
-COPY --from=build /src/target/release/kafka-pg-sink /usr/local/bin/kafka-pg-sink
+COPY --from=build /usr/local/bin/kafka-pg-sink /usr/local/bin/kafka-pg-sink
 COPY config/kafka-pg-sink.toml /etc/kafka-pg-sink/kafka-pg-sink.toml
 USER 10001:10001
 # Mount your own config over /etc/kafka-pg-sink/kafka-pg-sink.toml, or override keys with

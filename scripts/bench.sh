@@ -12,8 +12,8 @@ DATABASE_URL="$(scripts/ensure-postgres.sh)"
 export DATABASE_URL
 echo "bench: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=${KAFKA_BROKERS:-<mock broker>}" >&2
 
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 exec target/release/kafka-pg-sink-bench \
   --sink target/release/kafka-pg-sink \
-  --devkit target/release/kafka-pg-sink-devkit \
+  --mock-broker target/release/kafka-pg-sink-mock-broker \
   "$@"

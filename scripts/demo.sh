@@ -12,7 +12,7 @@ scripts/ensure-tools.sh
 server_url="$(scripts/ensure-postgres.sh)"
 db_url="${server_url%/*}/kps_demo"
 echo "==> building"
-if [ "$PROFILE" = release ]; then cargo build --locked --quiet --release --bins; else cargo build --locked --quiet --bins; fi
+if [ "$PROFILE" = release ]; then cargo build --locked --quiet --release --workspace --bins; else cargo build --locked --quiet --workspace --bins; fi
 bin="target/$PROFILE"
 
 pids=()

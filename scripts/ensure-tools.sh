@@ -30,3 +30,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "ensure-tools: cargo is required (https://rustup.rs)" >&2
   exit 1
 fi
+
+# The CI gates format and lint the code.
+for component in rustfmt clippy; do
+  probe=fmt; [ "$component" = clippy ] && probe=clippy
+  if ! cargo "$probe" --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+      echo "ensure-tools: installing the $component component" >&2
+      rustup component add "$component" >&2
+    else
+      echo "ensure-tools: cargo $probe is required (rustup component add $component)" >&2
+      exit 1
+    fi
+  fi
+done

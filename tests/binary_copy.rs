@@ -12,6 +12,7 @@ use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
 use kafka_pg_sink::sink::{migrate, Outcome};
+use testkit::prelude::*;
 
 /// Every type binary COPY covers, with type modifiers the server applies on input.
 const COLUMNS: &str = "(id bigint PRIMARY KEY, small smallint, mid integer, amount numeric(14,2), \

@@ -1,11 +1,9 @@
 //! `check_database` against a real Postgres: each mismatch between the configuration and the
 //! database is reported, naming the mapping and what to change, and all of them at once.
 
-mod common;
-
-use common::*;
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::sink::{check_database, migrate};
+use testkit::prelude::*;
 
 /// Runs `ddl` in a fresh database, optionally migrates, checks `mappings` and drops the database
 /// (before any assertion can fail, so no database is left behind).
@@ -513,9 +511,9 @@ async fn every_problem_in_every_mapping_is_reported_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ddl_command_prints_tables_that_pass_check_and_take_records() {
     let db = TestDb::create().await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("ddl");
-    broker.create_topic(&topic, 1);
+    broker.create_topic(&topic, 1).expect("create the topic");
     let group = unique("group");
     let rest = format!(
         r#"[batch]

@@ -6,15 +6,10 @@
 //! Mock broker only: a real broker refuses a batch with a wrong checksum when it is produced, so
 //! such a batch cannot be put on a real topic from outside.
 
-mod common;
-
-#[allow(dead_code)]
-#[path = "../src/bin/bench/wire.rs"]
-mod wire;
-
 use std::time::Duration;
 
-use common::*;
+use testkit::prelude::*;
+use testkit::wire;
 
 /// One topic of `partitions` on the mock broker, a table `t (n)` mapped from it in insert mode,
 /// and the records `{"n": i}` for i in 0..`records`, keyed by i, ready to be produced in
@@ -32,17 +27,16 @@ struct Case {
 
 impl Case {
     async fn new(partitions: i32, records: usize) -> Option<Self> {
-        if std::env::var("KAFKA_BROKERS").is_ok() {
-            eprintln!(
-                "skipped: a real broker refuses a batch with a wrong checksum at produce time"
-            );
+        if unless_mock("a batch with a wrong checksum: a real broker refuses one at produce time") {
             return None;
         }
         let db = TestDb::create().await;
         db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
-        let mut broker = Broker::start();
+        let mut broker = broker();
         let topic = unique("corrupt");
-        broker.create_topic(&topic, partitions);
+        broker
+            .create_topic(&topic, partitions)
+            .expect("create the topic");
         let rest = format!(
             "[batch]\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
         );
@@ -94,7 +88,10 @@ async fn a_batch_failing_its_checksum_stops_its_partition_before_it() {
         rest,
         ..
     } = case;
-    assert_eq!(broker.end_offsets(&topic, 1), vec![500]);
+    assert_eq!(
+        broker.end_offsets(&topic, 1).expect("end offsets"),
+        vec![500]
+    );
 
     // Stops the partition at the damaged batch: what came before is written, nothing after;
     // the process keeps running, not ready, and says why. Run twice: a restart reads from the

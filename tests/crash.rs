@@ -2,13 +2,10 @@
 //! alone and as one of two replicas sharing the partitions. The `applied` audit table records
 //! every row application, so a record applied twice is caught even though upserts are idempotent.
 
-mod common;
-
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
-use rand::Rng;
+use testkit::prelude::*;
 
 const PARTITIONS: i32 = 4;
 
@@ -46,7 +43,7 @@ async fn assert_exactly_once(
     n: u64,
     total_cents: i64,
 ) {
-    let ends = broker.end_offsets(topic, PARTITIONS);
+    let ends = broker.end_offsets(topic, PARTITIONS).expect("end offsets");
     let expected: Vec<(i32, i64)> = ends
         .iter()
         .enumerate()
@@ -105,17 +102,25 @@ fn small_batches(topic: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_from_stored_offsets_after_repeated_kill_9() {
-    let db = TestDb::create().await;
-    db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("payments");
-    broker.create_topic(&topic, PARTITIONS);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(PAYMENTS_DDL)
+        .topic("payments")
+        .partitions(PARTITIONS)
+        .build()
+        .await;
     let rest = small_batches(&topic);
     let n = 24_000;
     let producer = stream_payments(broker.bootstrap.clone(), topic.clone(), n, 800);
 
-    let mut rng = rand::rng();
+    let seed = testkit::rng::seed_from_env_or_clock();
+    eprintln!("kill timing seed {seed} (KPS_SEED={seed} repeats it)");
+    let mut rng = Rng::new(seed);
     let mut kills = 0;
     let mut mid_stream_kills = 0;
     while !producer.is_finished() || kills < 3 {
@@ -127,7 +132,7 @@ async fn resumes_from_stored_offsets_after_repeated_kill_9() {
         })
         .await;
         assert!(writing, "the restarted connector never wrote");
-        let alive = Duration::from_millis(rng.random_range(0..1500));
+        let alive = Duration::from_millis(rng.range(0, 1500));
         tokio::time::sleep(alive).await;
         sink.kill9();
         kills += 1;
@@ -150,12 +155,18 @@ async fn resumes_from_stored_offsets_after_repeated_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_partitions_through_kills_and_restarts() {
-    let db = TestDb::create().await;
-    db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("payments");
-    broker.create_topic(&topic, PARTITIONS);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(PAYMENTS_DDL)
+        .topic("payments")
+        .partitions(PARTITIONS)
+        .build()
+        .await;
     let rest = small_batches(&topic);
     let n = 24_000;
     let producer = stream_payments(broker.bootstrap.clone(), topic.clone(), n, 1000);
@@ -204,14 +215,22 @@ async fn two_replicas_share_partitions_through_kills_and_restarts() {
 /// by member id only and ignores `group.instance.id` (rdkafka_mock_cgrp.c), so against it a
 /// restarted static member waits out the session like a dynamic one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real Kafka cluster: run with KAFKA_BROKERS=... scripts/test.sh -- --include-ignored"]
 async fn static_membership_gets_partitions_back_without_waiting_out_the_session() {
-    let db = TestDb::create().await;
-    db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("payments");
-    broker.create_topic(&topic, PARTITIONS);
-    let group = unique("group");
+    if unless_real("static membership, which the mock broker ignores") {
+        return;
+    }
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(PAYMENTS_DDL)
+        .topic("payments")
+        .partitions(PARTITIONS)
+        .build()
+        .await;
     // A long session timeout: a dynamic member restarted after kill -9 would wait 30 s for it.
     let rest = format!("{}\n", small_batches(&topic));
     let (config, http) = sink_config(&broker, &db, &group, &rest);

@@ -12,6 +12,7 @@ use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
 use kafka_pg_sink::sink::replay::{self, DeadLetter, Filter, ReplayReport};
 use kafka_pg_sink::sink::{migrate, Outcome};
+use testkit::prelude::*;
 
 const GROUP: &str = "dead-letter-tests";
 

@@ -244,3 +244,48 @@ fn the_readme_configuration_is_the_one_the_demo_runs() {
             .unwrap();
     assert_eq!(shown.summary(), demo.summary());
 }
+
+/// Keys the example configuration names, set or commented out (`# key = …`), as `section.key`
+/// and `mappings[].key`; a table header inside a section (`[mappings.columns]`) names a key too.
+fn example_keys() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root().join("config/kafka-pg-sink.toml")).unwrap();
+    let mut keys = BTreeSet::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            section = format!("{name}[]");
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            match name.split_once('.') {
+                Some(("mappings", key)) => keys.insert(format!("mappings[].{key}")),
+                Some((parent, key)) => keys.insert(format!("{parent}.{key}")),
+                None => {
+                    section = name.to_owned();
+                    false
+                }
+            };
+        } else {
+            let setting = line.trim_start_matches('#').trim_start();
+            let Some((key, _)) = setting.split_once(" = ") else {
+                continue;
+            };
+            let bare = key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if bare && !section.is_empty() {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_key_in_the_reference_appears_in_the_example_configuration() {
+    let documented = documented_keys();
+    assert!(documented.len() > 20, "too few keys read: {documented:?}");
+    let example = example_keys();
+    let missing: Vec<_> = documented.difference(&example).collect();
+    assert!(
+        missing.is_empty(),
+        "keys of docs/reference.md that config/kafka-pg-sink.toml does not show: {missing:?}"
+    );
+}

@@ -1,21 +1,20 @@
 //! The real binary against a real Postgres and a Kafka-protocol broker over TCP.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use testkit::prelude::*;
 
 const FAST_BATCHES: &str = "[batch]\nmax_records = 200\nmax_wait_ms = 50\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upserts_deletes_and_duplicate_keys_end_in_the_state_of_applying_every_record_in_order() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE accounts (id text PRIMARY KEY, balance numeric NOT NULL, last_offset bigint, note text)").await;
-    let mut broker = Broker::start();
-    let topic = unique("accounts");
-    broker.create_topic(&topic, 3);
+    let Built { broker, db, topic, group, .. } = Scenario::new()
+        .ddl("CREATE TABLE accounts (id text PRIMARY KEY, balance numeric NOT NULL, last_offset bigint, note text)")
+        .topic("accounts")
+        .partitions(3)
+        .build()
+        .await;
 
     // Keys are spread over partitions; each key stays in one partition, so per-key order is
     // the production order. Expected state is computed here, independently of the connector.
@@ -50,7 +49,6 @@ async fn upserts_deletes_and_duplicate_keys_end_in_the_state_of_applying_every_r
         "{FAST_BATCHES}\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"accounts\"\nkey = [\"id\"]\n\
          columns = {{ id = \"key\", balance = \"value.balance\", note = \"value.meta.note\", last_offset = \"kafka.offset\" }}\n"
     );
-    let group = unique("group");
     let sink = Sink::start(&broker, &db, &group, &rest);
     let done = eventually(Duration::from_secs(60), || async {
         db.stored_offsets(&group, &topic).await
@@ -90,12 +88,18 @@ async fn upserts_deletes_and_duplicate_keys_end_in_the_state_of_applying_every_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_what_was_buffered_and_exits_zero() {
-    let db = TestDb::create().await;
-    db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("payments");
-    broker.create_topic(&topic, 2);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(PAYMENTS_DDL)
+        .topic("payments")
+        .partitions(2)
+        .build()
+        .await;
     // Nothing flushes by size or time during the test: only the drain can write these rows.
     let rest = format!(
         "[batch]\nmax_records = 100000\nmax_buffered_records = 100000\nmax_wait_ms = 600000\n{}",
@@ -139,12 +143,18 @@ async fn sigterm_commits_what_was_buffered_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_from_postgres_offsets_whatever_kafka_has_committed() {
-    let db = TestDb::create().await;
-    db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("payments");
-    broker.create_topic(&topic, 2);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(PAYMENTS_DDL)
+        .topic("payments")
+        .partitions(2)
+        .build()
+        .await;
     let rest = format!("{FAST_BATCHES}{}", payments_mapping(&topic));
     let mut producer = TestProducer::new(&broker.bootstrap);
     let mut next_id = 1u64;
@@ -176,7 +186,7 @@ async fn resumes_from_postgres_offsets_whatever_kafka_has_committed() {
         .success());
 
     // Kafka's committed offsets rewound to 0: a connector trusting Kafka would re-apply 400.
-    broker.commit_kafka_offsets(&group, &topic, &[0, 0]);
+    commit_group_offsets(&broker.bootstrap, &group, &topic, &[0, 0]).expect("commit in Kafka");
     produce(&mut producer, 200);
     let sink = Sink::start(&broker, &db, &group, &rest);
     assert!(
@@ -195,10 +205,11 @@ async fn resumes_from_postgres_offsets_whatever_kafka_has_committed() {
     );
 
     // Kafka's committed offsets moved to the end: a connector trusting Kafka would skip 200.
-    let ends = broker.end_offsets(&topic, 2);
+    let ends = broker.end_offsets(&topic, 2).expect("end offsets");
     produce(&mut producer, 200);
-    broker.commit_kafka_offsets(&group, &topic, &broker.end_offsets(&topic, 2));
-    assert_ne!(ends, broker.end_offsets(&topic, 2));
+    let now = broker.end_offsets(&topic, 2).expect("end offsets");
+    commit_group_offsets(&broker.bootstrap, &group, &topic, &now).expect("commit in Kafka");
+    assert_ne!(ends, broker.end_offsets(&topic, 2).expect("end offsets"));
     let sink = Sink::start(&broker, &db, &group, &rest);
     assert!(
         eventually(Duration::from_secs(60), || async {
@@ -222,7 +233,7 @@ async fn check_reports_every_problem_and_the_connector_refuses_to_start() {
     let db = TestDb::create().await;
     db.exec("CREATE TABLE balances (id bigint, amount text)")
         .await;
-    let broker = Broker::start();
+    let broker = broker();
     let group = unique("group");
     let rest = "[[mappings]]\ntopic = \"t\"\ntable = \"balances\"\nkey = [\"id\"]\ncolumns = { id = \"value.id\", amount = \"value.amount\", note = \"value.note\" }\ntypes = { amount = \"numeric\" }\n";
     let (config, _http) = sink_config(&broker, &db, &group, rest);
@@ -259,7 +270,7 @@ async fn check_reports_every_problem_and_the_connector_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_start_up_log_is_a_readable_summary_without_colour_codes_in_a_file() {
     let db = TestDb::create().await;
-    let broker = Broker::start();
+    let broker = broker();
     let topic = unique("summary");
     let rest = format!(
         "[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nmode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
@@ -302,9 +313,9 @@ async fn tables_and_columns_with_any_quoted_name_are_written() {
            CREATE TABLE "eu.billing"."payments-eu" ("order-id" bigint PRIMARY KEY, "Betrag €" numeric NOT NULL, "say ""hi""" text);"#,
     )
     .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("quoted");
-    broker.create_topic(&topic, 1);
+    broker.create_topic(&topic, 1).expect("create the topic");
     let group = unique("group");
     let records: Vec<Produced> = (1..=20)
         .map(|i| {
@@ -353,12 +364,18 @@ async fn tables_and_columns_with_any_quoted_name_are_written() {
 /// Issue 21: a one-line progress summary at info level, at the configured interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_progress_line_says_rate_lag_and_bad_records() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
-    let mut broker = Broker::start();
-    let topic = unique("progress");
-    broker.create_topic(&topic, 2);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE t (n bigint NOT NULL)")
+        .topic("progress")
+        .partitions(2)
+        .build()
+        .await;
     let mut records: Vec<Produced> = (0..300)
         .map(|i| (i % 2, i.to_string(), Some(format!(r#"{{"n":{i}}}"#))))
         .collect();

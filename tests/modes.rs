@@ -1,11 +1,9 @@
 //! Write modes and bad records through the real binary, against real Postgres and a broker over TCP.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use testkit::prelude::*;
 
 /// Records committed so far (0 until the connector has created its tables).
 async fn committed(db: &TestDb, group: &str) -> i64 {
@@ -17,7 +15,7 @@ async fn committed(db: &TestDb, group: &str) -> i64 {
 }
 
 async fn wait_for_log_end(db: &TestDb, broker: &Broker, group: &str, topic: &str, partitions: i32) {
-    let ends = broker.end_offsets(topic, partitions);
+    let ends = broker.end_offsets(topic, partitions).expect("end offsets");
     let expected: Vec<(i32, i64)> = ends
         .iter()
         .enumerate()
@@ -41,9 +39,9 @@ async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
         "CREATE TABLE events (seq bigint NOT NULL, amount numeric NOT NULL, src_offset bigint)",
     )
     .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("events");
-    broker.create_topic(&topic, 3);
+    broker.create_topic(&topic, 3).expect("create the topic");
     let n = 15_000u64;
     let mut total = 0i64;
     // No natural key and repeated payloads: only the offset transaction can deduplicate.
@@ -99,9 +97,9 @@ async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
          peak bigint, events bigint NOT NULL, last_ref text, PRIMARY KEY (account, hour))",
     )
     .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("usage");
-    broker.create_topic(&topic, 4);
+    broker.create_topic(&topic, 4).expect("create the topic");
     let n = 16_000u64;
     let base_ms: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     let mut truth: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
@@ -161,9 +159,9 @@ async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
     let db = TestDb::create().await;
     db.exec("CREATE TABLE profiles (id text PRIMARY KEY, version bigint NOT NULL, name text)")
         .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("profiles");
-    broker.create_topic(&topic, 2);
+    broker.create_topic(&topic, 2).expect("create the topic");
     // Each key gets versions 1..=20 in a scrambled order, spread over several batches.
     let mut records = Vec::new();
     for round in 0..20u64 {
@@ -201,9 +199,9 @@ async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order()
     let db = TestDb::create().await;
     db.exec("CREATE TABLE kv (k text PRIMARY KEY, v bigint NOT NULL, extra text DEFAULT 'fresh')")
         .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("kv");
-    broker.create_topic(&topic, 1);
+    broker.create_topic(&topic, 1).expect("create the topic");
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
     let mut records = Vec::new();
     for i in 0..600u64 {
@@ -250,9 +248,9 @@ async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() 
         "CREATE TABLE orders (id bigint PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), placed timestamptz, sku uuid)",
     )
     .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("orders");
-    broker.create_topic(&topic, 2);
+    broker.create_topic(&topic, 2).expect("create the topic");
     let mut records = Vec::new();
     let mut good = 0;
     let mut poison = Vec::new();
@@ -324,9 +322,9 @@ async fn fail_policy_stops_only_the_partition_with_the_bad_record() {
     let db = TestDb::create().await;
     db.exec("CREATE TABLE t (id bigint PRIMARY KEY, n integer NOT NULL)")
         .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("strict");
-    broker.create_topic(&topic, 2);
+    broker.create_topic(&topic, 2).expect("create the topic");
     let mut records = Vec::new();
     for i in 0..200u64 {
         let value = if i == 100 {
@@ -388,11 +386,11 @@ async fn one_process_feeds_many_tables_from_many_topics() {
          CREATE TABLE audit (line text NOT NULL, src_topic text NOT NULL, region text NOT NULL)",
     )
     .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let payments = unique("payments");
     let logs = unique("logs");
-    broker.create_topic(&payments, 2);
-    broker.create_topic(&logs, 1);
+    broker.create_topic(&payments, 2).expect("create the topic");
+    broker.create_topic(&logs, 1).expect("create the topic");
     let mut records = Vec::new();
     for i in 0..300u64 {
         records.push((

@@ -8,11 +8,9 @@
 //! transactions (it writes no control records). The move past them is tested at its seams:
 //! `tests/writer.rs` (an offsets-only batch) and the pipeline's unit tests (when one is cut).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use testkit::prelude::*;
 
 /// Insert-mode rows carrying their partition and offset, so a record applied twice shows.
 const LOG_DDL: &str = "CREATE TABLE log (p integer NOT NULL, o bigint NOT NULL, n bigint NOT NULL)";
@@ -71,15 +69,14 @@ fn with_kafka_setting(config: &TempFile, setting: &str) {
 /// were fetched and applied twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_range_answers_mid_stream_neither_stall_nor_duplicate() {
-    let mut broker = Broker::start();
-    if std::env::var("KAFKA_BROKERS").is_ok() {
-        eprintln!("skipped: needs the mock broker's fault injection (request errors)");
+    if unless_mock("fault injection: Fetch answered OFFSET_OUT_OF_RANGE and REQUEST_TIMED_OUT") {
         return;
     }
+    let mut broker = broker();
     let db = TestDb::create().await;
     db.exec(LOG_DDL).await;
     let topic = unique("oor");
-    broker.create_topic(&topic, 4);
+    broker.create_topic(&topic, 4).expect("create the topic");
     let group = unique("group");
     let n = 24_000u64;
     let producer = stream(&broker.bootstrap, &topic, numbered(0, n, 4), 4_000);
@@ -96,7 +93,9 @@ async fn out_of_range_answers_mid_stream_neither_stall_nor_duplicate() {
     // between them REQUEST_TIMED_OUT (7): librdkafka moves its consume position past the offset
     // of such an error, which must not be taken for transaction markers to skip.
     for code in [1, 7, 7, 1, 7, 7, 1, 7, 7, 1] {
-        broker.command(&format!("request-errors Fetch 1 {code}"));
+        broker
+            .command(&format!("request-errors Fetch 1 {code}"))
+            .expect("mock broker command");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     producer.join().unwrap();
@@ -132,12 +131,18 @@ async fn out_of_range_answers_mid_stream_neither_stall_nor_duplicate() {
 /// killed before it restarted at a later log end and never applied what came in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_is_the_log_end_at_the_first_start_even_across_a_crash() {
-    let db = TestDb::create().await;
-    db.exec(LOG_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("latest");
-    broker.create_topic(&topic, 2);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(LOG_DDL)
+        .topic("latest")
+        .partitions(2)
+        .build()
+        .await;
     stream(&broker.bootstrap, &topic, numbered(0, 50, 2), 10_000)
         .join()
         .unwrap();
@@ -189,12 +194,18 @@ async fn latest_is_the_log_end_at_the_first_start_even_across_a_crash() {
 /// the batch start).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_commits_the_good_prefix_then_stops_before_the_bad_record() {
-    let db = TestDb::create().await;
-    db.exec(LOG_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("fail");
-    broker.create_topic(&topic, 1);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(LOG_DDL)
+        .topic("fail")
+        .partitions(1)
+        .build()
+        .await;
     let mut records = numbered(0, 10, 1);
     records.push((0, "bad".into(), Some(r#"{"n":"not a number"}"#.into())));
     records.extend(numbered(11, 5, 1));
@@ -252,9 +263,9 @@ async fn a_record_fanned_out_to_two_tables_is_applied_to_both_or_neither() {
          CREATE TRIGGER refuse BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION refuse();",
     )
     .await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("fanout");
-    broker.create_topic(&topic, 1);
+    broker.create_topic(&topic, 1).expect("create the topic");
     let group = unique("group");
     stream(&broker.bootstrap, &topic, numbered(0, 5, 1), 10_000)
         .join()
@@ -297,12 +308,12 @@ async fn a_record_fanned_out_to_two_tables_is_applied_to_both_or_neither() {
 /// commits whole or not at all), says so, and exits non-zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_postgres_is_down_exits_after_the_drain_timeout_and_says_why() {
-    let server = PgServer::start();
-    let db = TestDb::create_on(&server.url()).await;
+    let server = PgServer::for_test();
+    let db = TestDb::create_on(&server.url("postgres")).await;
     db.exec(LOG_DDL).await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("down");
-    broker.create_topic(&topic, 2);
+    broker.create_topic(&topic, 2).expect("create the topic");
     let group = unique("group");
     let rest = format!(
         "[batch]\nmax_wait_ms = 20\n[shutdown]\ndrain_timeout_ms = 3000\n{}",
@@ -325,7 +336,7 @@ async fn a_stop_while_postgres_is_down_exits_after_the_drain_timeout_and_says_wh
         })
         .await
     );
-    server.stop_immediate();
+    server.stop_immediate().expect("pg_ctl stop -m immediate");
     stream(&broker.bootstrap, &topic, numbered(200, 200, 2), 10_000)
         .join()
         .unwrap();
@@ -356,7 +367,7 @@ async fn a_stop_while_postgres_is_down_exits_after_the_drain_timeout_and_says_wh
         "the exit must say what was left: {stderr}"
     );
     drop(http);
-    server.start_again();
+    server.start_again().expect("pg_ctl start");
     // Nothing partial: a restart applies the rest, each record once.
     let rest_sink = Sink::start(&broker, &db, &group, &rest);
     assert!(
@@ -375,7 +386,7 @@ async fn a_stop_while_postgres_is_down_exits_after_the_drain_timeout_and_says_wh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_level_and_check_crcs_are_owned() {
     let db = TestDb::create().await;
-    let broker = Broker::start();
+    let broker = broker();
     let rest = log_mapping("t");
     let (config, _) = sink_config(&broker, &db, &unique("group"), &rest);
     let text = std::fs::read_to_string(&config.0).unwrap().replacen(
@@ -403,7 +414,7 @@ async fn isolation_level_and_check_crcs_are_owned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_database_stops_at_once_instead_of_retrying() {
     let db = TestDb::create().await;
-    let broker = Broker::start();
+    let broker = broker();
     let (config, _) = sink_config(&broker, &db, &unique("group"), &log_mapping("t"));
     let missing = unique("kps_missing");
     let text = std::fs::read_to_string(&config.0)

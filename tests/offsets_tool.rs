@@ -1,11 +1,9 @@
 //! `kafka-pg-sink offsets show|set` through the real binary, against a real Postgres and a
 //! Kafka-protocol broker, with and without a connector running.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use testkit::prelude::*;
 
 /// An insert-mode mapping: every applied record is one row, so a record applied again shows up.
 fn counter_mapping(topic: &str) -> String {
@@ -104,12 +102,18 @@ async fn store_offsets(db: &TestDb, group: &str, topic: &str, offsets: &[(i32, i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_lists_stored_offsets_watermarks_and_the_lag_behind_a_stopped_connector() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (n bigint)").await;
-    let mut broker = Broker::start();
-    let topic = unique("shown");
-    broker.create_topic(&topic, 3);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE t (n bigint)")
+        .topic("shown")
+        .partitions(3)
+        .build()
+        .await;
     produce(&broker, &topic, 0, 0..30);
     produce(&broker, &topic, 1, 0..20);
 
@@ -170,9 +174,9 @@ type RoundTrip = (Vec<&'static str>, [(i32, i64); 2]);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_dry_run_changes_nothing_and_execute_round_trips_every_target() {
     let db = TestDb::create().await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("settable");
-    broker.create_topic(&topic, 2);
+    broker.create_topic(&topic, 2).expect("create the topic");
     let group = unique("group");
     let before_production = "2000-01-01T00:00:00Z";
     produce(&broker, &topic, 0, 0..10);
@@ -224,9 +228,9 @@ async fn set_dry_run_changes_nothing_and_execute_round_trips_every_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_refuses_an_offset_outside_the_log_an_unknown_partition_and_a_missing_target() {
     let db = TestDb::create().await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("ranged");
-    broker.create_topic(&topic, 2);
+    broker.create_topic(&topic, 2).expect("create the topic");
     let group = unique("group");
     produce(&broker, &topic, 0, 0..10);
     produce(&broker, &topic, 1, 0..6);
@@ -297,12 +301,18 @@ async fn set_refuses_an_offset_outside_the_log_an_unknown_partition_and_a_missin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_refuses_while_the_connector_runs_and_with_force_fences_it_to_reapply_from_the_new_offset(
 ) {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (n bigint)").await;
-    let mut broker = Broker::start();
-    let topic = unique("rewound");
-    broker.create_topic(&topic, 1);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE t (n bigint)")
+        .topic("rewound")
+        .partitions(1)
+        .build()
+        .await;
     produce(&broker, &topic, 0, 0..40);
     let sink = Sink::start(&broker, &db, &group, &counter_mapping(&topic));
     wait_for_offsets(&db, &group, &topic, &[(0, 40)]).await;

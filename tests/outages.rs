@@ -1,11 +1,9 @@
 //! Outages of the real Postgres server under a running connector: readiness follows the
 //! database, writes are retried, and nothing is lost or applied twice.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use testkit::prelude::*;
 
 /// `count(*)` of a table, or -1 while the database does not answer.
 async fn count(db: &TestDb, table: &str) -> i64 {
@@ -17,12 +15,12 @@ async fn count(db: &TestDb, table: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarts_flip_readiness_and_lose_or_double_nothing() {
-    let server = PgServer::start();
-    let db = TestDb::create_on(&server.url()).await;
+    let server = PgServer::for_test();
+    let db = TestDb::create_on(&server.url("postgres")).await;
     db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("payments");
-    broker.create_topic(&topic, 4);
+    broker.create_topic(&topic, 4).expect("create the topic");
     let group = unique("group");
     let n = 12_000u64;
     let mut total = 0;
@@ -49,7 +47,7 @@ async fn postgres_restarts_flip_readiness_and_lose_or_double_nothing() {
 
     for round in 1..=2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        server.stop_immediate();
+        server.stop_immediate().expect("pg_ctl stop -m immediate");
         let not_ready =
             eventually(Duration::from_secs(15), || async { ready() == Some(503) }).await;
         assert!(
@@ -65,7 +63,7 @@ async fn postgres_restarts_flip_readiness_and_lose_or_double_nothing() {
             .1
             .contains("\"postgres\":false"));
         tokio::time::sleep(Duration::from_secs(2)).await;
-        server.start_again();
+        server.start_again().expect("pg_ctl start");
         let back = eventually(Duration::from_secs(30), || async { ready() == Some(200) }).await;
         assert!(
             back,
@@ -108,12 +106,18 @@ async fn postgres_restarts_flip_readiness_and_lose_or_double_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_offset_outside_the_log_fails_by_default_and_moves_only_by_policy() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (n bigint NOT NULL)").await;
-    let mut broker = Broker::start();
-    let topic = unique("recreated");
-    broker.create_topic(&topic, 1);
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE t (n bigint NOT NULL)")
+        .topic("recreated")
+        .partitions(1)
+        .build()
+        .await;
     let produce = |from: u64, to: u64| {
         let records: Vec<Produced> = (from..to)
             .map(|n| (0, n.to_string(), Some(format!(r#"{{"n":{n}}}"#))))
@@ -216,12 +220,21 @@ async fn a_stored_offset_outside_the_log_fails_by_default_and_moves_only_by_poli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outages_mid_stream_lose_or_double_nothing() {
-    let db = TestDb::create().await;
-    db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
-    let topic = unique("payments");
-    broker.create_topic(&topic, 4);
-    let group = unique("group");
+    if unless_mock("fault injection: the broker goes down and comes back") {
+        return;
+    }
+    let Built {
+        mut broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(PAYMENTS_DDL)
+        .topic("payments")
+        .partitions(4)
+        .build()
+        .await;
     let n = 6_000u64;
     let mut total = 0;
     let records: Vec<Produced> = (1..=n)
@@ -245,9 +258,9 @@ async fn broker_outages_mid_stream_lose_or_double_nothing() {
         .await
     );
     for round in 1..=2 {
-        broker.command("broker-down");
+        broker.command("broker-down").expect("mock broker command");
         tokio::time::sleep(Duration::from_secs(3)).await;
-        broker.command("broker-up");
+        broker.command("broker-up").expect("mock broker command");
         let applied = count(&db, "applied").await;
         eprintln!("broker outage {round} over; {applied} of {n} applied");
         assert!(
@@ -259,11 +272,11 @@ async fn broker_outages_mid_stream_lose_or_double_nothing() {
     producer.join().unwrap();
     // The mock broker may keep a producer retry twice after an outage; each copy in the log is a
     // record of its own and must be applied exactly once, so the truth is read from the log.
-    let log = broker.read_all(&topic, 4);
+    let log = broker.read_all(&topic, 4).expect("read the log back");
     let mut in_log: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
-    for (_, _, key) in &log {
+    for record in &log {
         *in_log
-            .entry(key.as_deref().unwrap().parse().unwrap())
+            .entry(record.key_text().unwrap().parse().unwrap())
             .or_default() += 1;
     }
     assert_eq!(
@@ -346,12 +359,12 @@ async fn large_records_are_bounded_by_bytes_while_postgres_is_down() {
 }
 
 async fn bounded_while_postgres_is_down(bound: Bound) {
-    let server = PgServer::start();
-    let db = TestDb::create_on(&server.url()).await;
+    let server = PgServer::for_test();
+    let db = TestDb::create_on(&server.url("postgres")).await;
     db.exec(PAYMENTS_DDL).await;
-    let mut broker = Broker::start();
+    let mut broker = broker();
     let topic = unique("payments");
-    broker.create_topic(&topic, 4);
+    broker.create_topic(&topic, 4).expect("create the topic");
     let group = unique("group");
     let rest = format!(
         "[batch]\nmax_wait_ms = 50\n{}\n{}",
@@ -365,7 +378,7 @@ async fn bounded_while_postgres_is_down(bound: Bound) {
         })
         .await
     );
-    server.stop_immediate();
+    server.stop_immediate().expect("pg_ctl stop -m immediate");
     let n = bound.records;
     let mut total = 0;
     let padding = "x".repeat(bound.pad);
@@ -398,7 +411,7 @@ async fn bounded_while_postgres_is_down(bound: Bound) {
         bound.metric,
         bound.limit
     );
-    server.start_again();
+    server.start_again().expect("pg_ctl start");
     let done = eventually(Duration::from_secs(90), || async {
         count(&db, "payments").await == n as i64
     })

@@ -1,20 +1,18 @@
 //! The batch writer against a real Postgres: one transaction per batch, compare-and-set fencing,
 //! replays, and in-batch reduction by key.
 
-mod common;
-
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use kafka_pg_sink::app::row_plan;
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
 use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
 use sqlx::postgres::PgConnectOptions;
+use testkit::prelude::*;
 use tokio::sync::{mpsc, Mutex};
 
 const GROUP: &str = "writer-tests";
