@@ -4,9 +4,10 @@
 //! while Postgres is down, owned consumer properties, and connection errors that must not be
 //! retried.
 //!
-//! Not here, because the mock broker cannot produce them: transaction markers and aborted
-//! transactions (it writes no control records). The move past them is tested at its seams:
-//! `tests/writer.rs` (an offsets-only batch) and the pipeline's unit tests (when one is cut).
+//! Transaction markers need a real cluster (the mock broker writes no control records): there
+//! `a_transactional_upstream_…` crosses them. On the mock, the move past markers is tested at
+//! its seams: `tests/writer.rs` (an offsets-only batch) and the pipeline's
+//! unit tests (when one is cut).
 
 use std::time::Duration;
 
@@ -430,4 +431,76 @@ async fn an_unknown_database_stops_at_once_instead_of_retrying() {
         "{stderr}"
     );
     db.drop_db().await;
+}
+
+/// A transactional upstream: committed transactions are applied, aborted ones are not (the
+/// consumer reads committed data only), and the stored offsets end at the log end, past the
+/// commit and abort markers, not at the last record: otherwise lag would never reach zero and
+/// every restart would fetch the markers again. A second round after a restart checks that
+/// nothing is applied twice. On a real cluster the log holds the markers; the mock broker writes
+/// none and keeps only committed records, so there the test covers the transactional producer
+/// and the counts, not the move past markers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_upstream_applies_committed_records_only_and_ends_at_the_log_end() {
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(LOG_DDL)
+        .topic("txn")
+        .partitions(2)
+        .build()
+        .await;
+    let rest = format!("[batch]\nmax_wait_ms = 20\n{}", log_mapping(&topic));
+    let (mut count, mut sum) = (0i64, 0i64);
+    for first in [0, 1_000] {
+        // Six transactions of 50 records over both partitions; the second, fifth and last abort,
+        // so that the log ends with an abort marker.
+        let txns: Vec<Transaction> = (0..6u64)
+            .map(|t| Transaction {
+                records: numbered(first + t * 50, 50, 2),
+                commit: !matches!(t, 1 | 4 | 5),
+            })
+            .collect();
+        for t in (0..6u64).filter(|t| !matches!(t, 1 | 4 | 5)) {
+            count += 50;
+            sum += (first + t * 50..first + t * 50 + 50).sum::<u64>() as i64;
+        }
+        transactions(&broker.bootstrap, &topic, &txns);
+        let ends = broker.end_offsets(&topic, 2).expect("end offsets");
+        let sink = Sink::start(&broker, &db, &group, &rest);
+        let expected: Vec<(i32, i64)> = ends
+            .iter()
+            .enumerate()
+            .map(|(p, e)| (p as i32, *e))
+            .collect();
+        let done = eventually(Duration::from_secs(60), || async {
+            db.stored_offsets(&group, &topic).await == expected
+        })
+        .await;
+        assert!(
+            done,
+            "stored offsets {:?} never reached the log end {expected:?} past the markers",
+            db.stored_offsets(&group, &topic).await
+        );
+        assert_eq!(
+            log_summary(&db).await,
+            (count, count, sum),
+            "rows, distinct (partition, offset), sum of n: only committed records, once"
+        );
+        let no_lag = eventually(Duration::from_secs(15), || async {
+            sink.metric("kafka_pg_sink_consumer_lag", &topic) == Some(0.0)
+        })
+        .await;
+        assert!(
+            no_lag,
+            "lag is not 0 once everything up to the log end is stored"
+        );
+        assert!(sink
+            .signal_and_wait("TERM", Duration::from_secs(30))
+            .success());
+    }
 }

@@ -7,7 +7,7 @@ pub use crate::db::{server_url, TestDb};
 pub use crate::fixtures::{payment, payments_mapping, PAYMENTS_DDL};
 pub use crate::names::{eventually, free_port, unique, TempFile};
 pub use crate::pg_server::PgServer;
-pub use crate::producer::{stream, Produced, TestProducer};
+pub use crate::producer::{stream, transactions, Produced, TestProducer, Transaction};
 pub use crate::prom::http_get;
 pub use crate::rng::Rng;
 pub use crate::scenario::{Built, Scenario};

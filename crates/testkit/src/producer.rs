@@ -113,3 +113,45 @@ pub fn stream(
         producer.flush();
     })
 }
+
+/// One upstream transaction: its records, and whether it commits or aborts.
+pub struct Transaction {
+    pub records: Vec<Produced>,
+    pub commit: bool,
+}
+
+/// Produces `transactions` in order with one transactional producer (a fresh
+/// `transactional.id`), committing or aborting each: the log then holds control records
+/// (transaction markers) that take offsets but are no records. Panics on any failure. Real
+/// clusters only: librdkafka's mock broker writes no markers.
+pub fn transactions(bootstrap: &str, topic: &str, transactions: &[Transaction]) {
+    let timeout = Duration::from_secs(30);
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", crate::names::unique("kps_txn"))
+        .set("linger.ms", "2")
+        .create_with_context(Deliveries::default())
+        .expect("a transactional producer");
+    producer
+        .init_transactions(timeout)
+        .expect("init_transactions");
+    for transaction in transactions {
+        producer.begin_transaction().expect("begin_transaction");
+        for (partition, key, value) in &transaction.records {
+            let mut record = BaseRecord::to(topic)
+                .partition(*partition)
+                .key(key.as_str());
+            if let Some(v) = value {
+                record = record.payload(v.as_str());
+            }
+            producer
+                .send(record)
+                .map_err(|(e, _)| e)
+                .expect("send in a transaction");
+        }
+        match transaction.commit {
+            true => producer.commit_transaction(timeout).expect("commit"),
+            false => producer.abort_transaction(timeout).expect("abort"),
+        }
+    }
+}
