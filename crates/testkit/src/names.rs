@@ -20,10 +20,14 @@ pub fn unique(prefix: &str) -> String {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    try_free_port().expect("a free loopback port")
+}
+
+/// A free loopback port, or why there is none.
+pub fn try_free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A file removed on drop.

@@ -99,7 +99,6 @@ impl PgServer {
 
     /// Removes `dir` (the one given to [`PgServer::start`]) when the server is dropped. (The
     /// integration tests use this; the chaos runner keeps its run directory on failure.)
-    #[allow(dead_code)]
     pub fn remove_on_drop(mut self, dir: &Path) -> Self {
         self.remove = Some(dir.to_owned());
         self

@@ -100,10 +100,3 @@ impl Connector {
         self.child.terminate(timeout).await
     }
 }
-
-/// A free loopback port for `http.listen`.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}

@@ -234,7 +234,7 @@ impl<'a> ModeRun<'a> {
         let work = ctx.work.clone();
         db.exec(mode.ddl()).await?;
         ctx.broker.create_topic(name, work.partitions as i32)?;
-        let http = format!("127.0.0.1:{}", connector::free_port()?);
+        let http = format!("127.0.0.1:{}", testkit::names::try_free_port()?);
         let settings = Settings {
             brokers: &ctx.broker.bootstrap,
             group: name,

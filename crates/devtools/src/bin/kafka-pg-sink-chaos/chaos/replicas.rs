@@ -8,13 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// A free loopback port.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Everything a replica's config is made of.
 pub struct Spec {
     pub sink: PathBuf,
@@ -106,7 +99,7 @@ pub struct Replica {
 
 impl Replica {
     pub fn start(spec: &Spec, slot: usize, generation: usize) -> Result<Self> {
-        let http = format!("127.0.0.1:{}", free_port()?);
+        let http = format!("127.0.0.1:{}", testkit::names::try_free_port()?);
         let name = format!("replica-{slot}-{generation}");
         let config = spec.dir.join(format!("{name}.toml"));
         std::fs::write(&config, spec.config(&http))?;
