@@ -1,11 +1,13 @@
 //! Wiring: pool, migrations, metrics, HTTP, writers, the poll thread and the pipeline, under one
 //! cancellation token; then an orderly drain.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Mutex};
@@ -14,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Mapping};
 use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
-use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext};
+use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext, StoredOffsets};
 use crate::metrics::Metrics;
 use crate::pipeline::{Batcher, BinType, Decoder, Limits, Pipeline, Wiring};
+use crate::record::TopicPartition;
 use crate::sink::{check_database, column_types, migrate, MappingSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.
@@ -274,7 +277,11 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let (events_tx, events) = mpsc::channel(16);
     let (commands, commands_rx) = std::sync::mpsc::channel();
     let context = SinkContext::new(
-        OffsetStore::new(pool.clone(), &config.schema, &config.kafka.group_id),
+        Box::new(OffsetStore::new(
+            pool.clone(),
+            &config.schema,
+            &config.kafka.group_id,
+        )),
         tokio::runtime::Handle::current(),
         events_tx,
         config.kafka.auto_offset_reset,
@@ -329,4 +336,22 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let _ = http.await;
     pool.close().await;
     result.map_err(anyhow::Error::from)
+}
+
+/// The rebalance callback reads and stores start offsets in the sink's offset store: the one
+/// place `kafka` and `sink` meet, so neither imports the other.
+impl StoredOffsets for OffsetStore {
+    fn load<'a>(
+        &'a self,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, Result<HashMap<TopicPartition, i64>, Error>> {
+        Box::pin(OffsetStore::load(self, partitions))
+    }
+
+    fn insert_starts<'a>(
+        &'a self,
+        starts: &'a [(TopicPartition, i64)],
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(OffsetStore::insert_starts(self, starts))
+    }
 }

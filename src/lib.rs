@@ -28,5 +28,6 @@ pub mod metrics;
 pub mod offsets_tool;
 pub mod pipeline;
 pub mod progress;
+pub mod record;
 pub mod shutdown;
 pub mod sink;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::*;
 use kafka_pg_sink::config::Config;
-use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
+use kafka_pg_sink::record::{Record, TopicPartition};
 use kafka_pg_sink::sink::{migrate, Outcome};
 
 /// Every type binary COPY covers, with type modifiers the server applies on input.

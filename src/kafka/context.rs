@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::fetch_queue::FetchQueue;
 use super::flow::FlowControl;
-use super::record::{Record, TopicPartition};
+use super::stored::StoredOffsets;
 use crate::config::{OffsetReset, OutOfRange};
 use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::sink::OffsetStore;
+use crate::record::{Record, TopicPartition};
 
 /// Longest wait for a partition's log bounds at assignment.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,7 +100,7 @@ pub enum Command {
 
 /// The consumer context: rebalance callbacks and librdkafka logs.
 pub struct SinkContext {
-    store: OffsetStore,
+    store: Box<dyn StoredOffsets>,
     runtime: Handle,
     events: mpsc::Sender<Event>,
     pending: Mutex<Chunk>,
@@ -154,7 +154,7 @@ struct Chunk {
 impl SinkContext {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: OffsetStore,
+        store: Box<dyn StoredOffsets>,
         runtime: Handle,
         events: mpsc::Sender<Event>,
         reset: OffsetReset,

@@ -1,5 +1,6 @@
 //! Kafka: consumer construction, rebalance handling driven by offsets stored in Postgres, and the
-//! poll thread that turns librdkafka messages into owned [`Record`]s for the pipeline.
+//! poll thread that turns librdkafka messages into owned [`crate::record::Record`]s for the
+//! pipeline.
 //!
 //! - `consumer`: the librdkafka properties the guarantees depend on.
 //! - `context`: rebalances (start offsets read, or resolved and stored), the chunk of records
@@ -9,7 +10,8 @@
 //! - `out_of_range`: offset-out-of-range answers (policy, or a refetch from the position).
 //! - `watch`: consume positions for the pipeline, stalled partitions, log ends of partitions
 //!   not being fetched.
-//! - `record`: the owned record and its partition.
+//! - `stored`: the stored offsets assignment reads, as a trait the sink's store is wired into.
+//! - `record`: the copy out of librdkafka's buffers into owned [`crate::record::Record`]s.
 
 mod consumer;
 mod context;
@@ -18,10 +20,11 @@ mod flow;
 mod out_of_range;
 mod poller;
 mod record;
+mod stored;
 mod watch;
 
 pub use consumer::build_consumer;
 pub use context::{Command, Event, SinkContext};
 pub use flow::FlowControl;
 pub use poller::{spawn_poller, PollerHandle};
-pub use record::{Record, TopicPartition};
+pub use stored::StoredOffsets;

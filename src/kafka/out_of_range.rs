@@ -11,8 +11,8 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::{Event, SinkContext};
-use super::record::TopicPartition;
 use crate::config::OutOfRange;
+use crate::record::TopicPartition;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 

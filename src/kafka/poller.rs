@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::context::{Command, Event, SinkContext};
 use super::fetch_queue::{FetchQueue, REROUTE_EVERY};
 use super::flow::FlowControl;
-use super::record::{Record, TopicPartition};
+use super::record;
 use super::watch::Watch;
+use crate::record::TopicPartition;
 
 /// Records gathered from consecutive polls before they are sent as one chunk, and the bytes
 /// that end a chunk early (large records): the flow control's overshoot is about one chunk (batch
@@ -198,7 +199,7 @@ impl Poller {
                         topic: self.topics.intern_bytes(message.topic()),
                         partition: message.partition(),
                     };
-                    let record = Record::from_fetched(message, tp);
+                    let record = record::from_fetched(message, tp);
                     let size = record.size();
                     gathered += size;
                     chunk = (chunk.0 + 1, chunk.1 + size);
@@ -254,7 +255,7 @@ impl Poller {
                 None => return true,
                 Some(Ok(message)) => {
                     let topic = self.topics.intern(message.topic());
-                    let record = Record::from_message(
+                    let record = record::from_message(
                         &message,
                         TopicPartition {
                             topic,

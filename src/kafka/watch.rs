@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Offset;
 
 use super::context::{Event, Seen, SinkContext};
-use super::record::TopicPartition;
+use crate::record::TopicPartition;
 
 /// How often librdkafka's positions are read and sent when they changed.
 const POSITIONS_EVERY: Duration = Duration::from_secs(1);

@@ -18,7 +18,7 @@ use super::keys::KeyMap;
 use super::scan::Member;
 use crate::config::{Column, ColumnSource, Format, KafkaMeta, Mapping, Mode, Tombstone};
 use crate::convert::{self, ColumnType, Input};
-use crate::kafka::Record;
+use crate::record::Record;
 
 /// Where in the path a record failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

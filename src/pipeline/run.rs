@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::batcher::{self, Batcher};
 use crate::error::{classify, Error, ErrorClass};
 use crate::health::Health;
-use crate::kafka::{Command, Event, FlowControl, Record, TopicPartition};
+use crate::kafka::{Command, Event, FlowControl};
 use crate::metrics::Metrics;
+use crate::record::{Record, TopicPartition};
 use crate::sink::{Batch, Outcome, WriteBatch};
 
 /// Batches out per writer: the one in the database and the next, decoded meanwhile.

@@ -12,8 +12,8 @@ use super::apply::describe;
 use crate::convert::format_timestamp_millis;
 use crate::error::{classify, Error, ErrorClass};
 use crate::ident::Ident;
-use crate::kafka::Record;
 use crate::pipeline::Stage;
+use crate::record::Record;
 
 /// SQL for the dead-letter table, built once from the configured schema.
 #[derive(Clone, Debug)]
@@ -203,7 +203,7 @@ mod base64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::TopicPartition;
+    use crate::record::TopicPartition;
 
     fn with_headers(headers: Headers) -> Record {
         Record::new(TopicPartition::new("t", 0), 5, None, None, None, headers)

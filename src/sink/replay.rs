@@ -17,8 +17,8 @@ use super::sql::MappingSql;
 use crate::config::{Config, Mapping};
 use crate::error::{classify, Error, ErrorClass};
 use crate::ident::Ident;
-use crate::kafka::{Record, TopicPartition};
 use crate::pipeline::Decoder;
+use crate::record::{Record, TopicPartition};
 
 /// One row of the dead-letter table.
 #[derive(Clone, Debug, sqlx::FromRow)]

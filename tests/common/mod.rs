@@ -769,7 +769,7 @@ pub async fn sink_writer(
 /// One partition's records (all of `records[0]`'s partition, in offset order) as the pipeline
 /// hands them to a writer, expecting the stored offset `expected`.
 pub fn batch_of_records(
-    records: Vec<kafka_pg_sink::kafka::Record>,
+    records: Vec<kafka_pg_sink::record::Record>,
     expected: Option<i64>,
 ) -> kafka_pg_sink::sink::Batch {
     kafka_pg_sink::sink::Batch {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Config;
-use crate::kafka::TopicPartition;
+use crate::record::TopicPartition;
 
 fn decoder(mapping: &str) -> Decoder {
     let text = format!("[kafka]\nbrokers='b'\n[postgres]\nurl='postgres://x'\n[[mappings]]\ntopic='t'\ntable='acct'\n{mapping}\n");
