@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::source::ColumnSource;
-use crate::convert::{parse_duration_millis, ColumnType};
+use super::{parse_duration_millis, ColumnType};
 use crate::ident::{Ident, TableName};
 
 /// What a record does to its table.
