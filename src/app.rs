@@ -18,8 +18,9 @@ use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext, StoredOffsets};
 use crate::metrics::Metrics;
-use crate::pipeline::{Batcher, BinType, Decoder, Limits, Pipeline, Wiring};
+use crate::pipeline::{Batcher, Limits, Pipeline, Wiring};
 use crate::record::TopicPartition;
+use crate::sink::encode::{BinType, Decoder};
 use crate::sink::{check_database, column_types, migrate, MappingSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.

@@ -18,7 +18,7 @@
 pub mod app;
 pub mod commands;
 pub mod config;
-pub mod convert;
+pub mod decode;
 pub mod error;
 pub mod health;
 pub mod http;
@@ -31,3 +31,8 @@ pub mod progress;
 pub mod record;
 pub mod shutdown;
 pub mod sink;
+
+/// The old path of `decode::convert`, for the developer tools in `src/bin` until they move to
+/// their own crate and import the new path.
+#[doc(hidden)]
+pub use decode::convert;

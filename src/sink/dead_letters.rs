@@ -9,10 +9,10 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use super::apply::describe;
-use crate::convert::format_timestamp_millis;
+use crate::decode::convert::format_timestamp_millis;
+use crate::decode::Stage;
 use crate::error::{classify, Error, ErrorClass};
 use crate::ident::Ident;
-use crate::pipeline::Stage;
 use crate::record::Record;
 
 /// SQL for the dead-letter table, built once from the configured schema.

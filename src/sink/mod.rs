@@ -1,10 +1,11 @@
-//! Postgres: SQL built once per mapping, the batch writer, the offset store, and the tables the
-//! mappings need (`ddl`).
+//! Postgres: SQL built once per mapping, the COPY rows of a batch (`encode`), the batch writer,
+//! the offset store, and the tables the mappings need (`ddl`).
 
 mod apply;
 mod check;
 mod ddl;
 mod dead_letters;
+pub mod encode;
 mod migrate;
 mod offsets;
 pub mod replay;

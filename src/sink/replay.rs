@@ -13,11 +13,11 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::apply::{apply_batch, describe};
 use super::dead_letters::headers_from_json;
+use super::encode::Decoder;
 use super::sql::MappingSql;
 use crate::config::{Config, Mapping};
 use crate::error::{classify, Error, ErrorClass};
 use crate::ident::Ident;
-use crate::pipeline::Decoder;
 use crate::record::{Record, TopicPartition};
 
 /// One row of the dead-letter table.

@@ -750,7 +750,7 @@ pub async fn sink_writer(
     metrics: kafka_pg_sink::metrics::Metrics,
 ) -> (
     kafka_pg_sink::sink::Writer,
-    Arc<kafka_pg_sink::pipeline::Decoder>,
+    Arc<kafka_pg_sink::sink::encode::Decoder>,
 ) {
     use std::str::FromStr;
     let pool = PgPool::connect(config.postgres.url.expose()).await.unwrap();

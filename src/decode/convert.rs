@@ -13,7 +13,7 @@ pub use time::{
 
 use serde_json::Value;
 
-pub use crate::config::ColumnType;
+use crate::config::ColumnType;
 use crate::error::quote;
 pub(crate) use time::{days_from_civil, parse_date};
 use time::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
