@@ -113,16 +113,6 @@ pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow:
     }
 }
 
-/// Applies the connector's migrations (the `migrate` subcommand).
-pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
-    let pool = connect_pool(config, &CancellationToken::new()).await?;
-    migrate(&pool, &config.schema)
-        .await
-        .context("applying migrations")?;
-    tracing::info!(schema = %config.schema, "Migrations applied.");
-    Ok(())
-}
-
 /// The decoder and the writers' statements for the configured mappings, with binary COPY where
 /// the tables' column types allow it.
 pub async fn row_plan(

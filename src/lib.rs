@@ -16,7 +16,6 @@
 //! - [`shutdown`]: stop signals. [`app`]: wiring and orderly drain.
 
 pub mod app;
-pub mod commands;
 pub mod config;
 pub mod decode;
 pub mod error;
@@ -25,7 +24,7 @@ pub mod http;
 pub mod ident;
 pub mod kafka;
 pub mod metrics;
-pub mod offsets_tool;
+pub mod ops;
 pub mod pipeline;
 pub mod progress;
 pub mod record;
