@@ -3,8 +3,10 @@
 //! pipeline.
 //!
 //! - `consumer`: the librdkafka properties the guarantees depend on.
-//! - `context`: rebalances (start offsets read, or resolved and stored), the chunk of records
-//!   taken and not yet sent, and the positions the poll thread has taken.
+//! - `context`: the consumer context: rebalances (`assign`: start offsets read, or resolved and
+//!   stored), the outbox of records taken and events (`outbox`), and the positions the poll
+//!   thread has taken (`positions`).
+//! - `events`: what the poll thread and the pipeline say to each other.
 //! - `poller`: the poll thread; `fetch_queue`: batch reads of routed partitions; `flow`: the
 //!   memory bound between poll thread and pipeline.
 //! - `out_of_range`: offset-out-of-range answers (policy, or a refetch from the position).
@@ -15,6 +17,7 @@
 
 mod consumer;
 mod context;
+mod events;
 mod fetch_queue;
 mod flow;
 mod out_of_range;
@@ -24,7 +27,8 @@ mod stored;
 mod watch;
 
 pub use consumer::build_consumer;
-pub use context::{Command, Event, SinkContext};
+pub use context::SinkContext;
+pub use events::{Command, Event};
 pub use flow::FlowControl;
 pub use poller::{spawn_poller, PollerHandle};
 pub use stored::StoredOffsets;

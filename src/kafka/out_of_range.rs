@@ -10,7 +10,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::{Event, SinkContext};
+use super::context::SinkContext;
+use super::events::Event;
 use crate::config::OutOfRange;
 use crate::record::TopicPartition;
 

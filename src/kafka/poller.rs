@@ -16,7 +16,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::context::{Command, Event, SinkContext};
+use super::context::SinkContext;
+use super::events::{Command, Event};
 use super::fetch_queue::{FetchQueue, REROUTE_EVERY};
 use super::flow::FlowControl;
 use super::record;

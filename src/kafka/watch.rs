@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Offset;
 
-use super::context::{Event, Seen, SinkContext};
+use super::context::{Seen, SinkContext};
+use super::events::Event;
 use crate::record::TopicPartition;
 
 /// How often librdkafka's positions are read and sent when they changed.
