@@ -24,7 +24,7 @@ use crate::sink::encode::{BinType, Decoder};
 use crate::sink::{check_database, column_types, migrate, MappingSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.
-pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+pub(crate) fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(config.postgres.url.expose()).with_context(|| {
         format!(
             "postgres.url `{}` is not a valid connection URL",
@@ -88,7 +88,10 @@ async fn watch_postgres(
 /// Opens the pool, waiting for Postgres to come up (or the token to be cancelled). Only what
 /// [`classify`] calls transient is waited out (server down or starting, connection refused); a
 /// wrong password, an unknown role or database stops at once with the server's reason.
-pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_pool(
+    config: &Config,
+    token: &CancellationToken,
+) -> anyhow::Result<PgPool> {
     let options = connect_options(config)?;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {

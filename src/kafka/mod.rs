@@ -30,5 +30,5 @@ pub use consumer::build_consumer;
 pub use context::SinkContext;
 pub use events::{Command, Event};
 pub use flow::FlowControl;
-pub use poller::{spawn_poller, PollerHandle};
+pub use poller::spawn_poller;
 pub use stored::StoredOffsets;

@@ -53,7 +53,7 @@ pub type Headers = Vec<(String, Option<Vec<u8>>)>;
 /// Headers as a JSON array of `[name, value]` pairs, order and repeats kept. A name or value is
 /// a JSON string when its bytes are UTF-8 without NUL (jsonb cannot hold `\u0000`), `null` for
 /// a header without a value, and `{"base64": "<standard base64>"}` otherwise, so every byte is
-/// kept. [`headers_from_json`] reads it back.
+/// kept. `headers_from_json` reads it back.
 pub fn headers_json(record: &Record) -> String {
     let pairs: Vec<Value> = record
         .headers

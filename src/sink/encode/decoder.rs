@@ -86,7 +86,7 @@ impl Decoder {
     }
 
     /// Declares, per mapping, whether the table keeps its key values as written (see
-    /// [`BinType::sorts_exactly`]): its upserts can then go sorted ([`Plan::sorted`]) with text
+    /// [`BinType::sorts_exactly`]): its upserts can then go sorted (`Plan::sorted`) with text
     /// and timestamp keys too.
     pub fn with_exact_keys(mut self, exact: &[bool]) -> Self {
         for ((plan, m), &exact) in self.plans.iter_mut().zip(self.mappings.iter()).zip(exact) {

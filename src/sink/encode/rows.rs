@@ -125,7 +125,7 @@ pub struct TableRows {
     /// Whether both row sets are in binary COPY format (else text).
     pub binary: bool,
     /// The upserts hold one row per key, in key order: they need no `DISTINCT ON` (see
-    /// [`Plan::sorted`]).
+    /// `Plan::sorted` in the decoder).
     pub sorted: bool,
 }
 
