@@ -67,6 +67,15 @@ impl<'d> MappingRows<'d> {
             binary,
         }
     }
+
+    fn reject(&mut self, record: usize, (stage, error): Failure) {
+        self.rejected.push(Rejected {
+            record,
+            mapping: self.rows.mapping,
+            stage,
+            error,
+        });
+    }
 }
 
 /// Record `i`'s rows for mapping `m` (planned as `plan`), its reject, or `Err` when a value cannot
@@ -78,64 +87,83 @@ pub(super) fn record_rows(
     i: usize,
     p: &Parsed<'_>,
 ) -> Result<(), ()> {
-    let index = out.rows.mapping;
-    let binary = out.binary;
-    let rows = &mut out.rows;
-    let key = &mut out.key;
-    key.clear();
-    let sort = &mut out.sort;
-    sort.clear();
-    let sorted = out.sorted;
-    let mut reject = |(stage, error): Failure| {
-        out.rejected.push(Rejected {
-            record: i,
-            mapping: index,
-            stage,
-            error,
-        })
+    out.key.clear();
+    out.sort.clear();
+    match (p.record.value(), m.tombstone) {
+        (Some(_), _) => upsert_row(m, plan, out, i, p),
+        (None, Tombstone::Ignore) => {
+            out.rows.ignored += 1;
+            Ok(())
+        }
+        (None, Tombstone::BadRecord) => {
+            out.reject(
+                i,
+                (
+                    Stage::Decode,
+                    "tombstone (null value) is not accepted by this mapping".into(),
+                ),
+            );
+            Ok(())
+        }
+        (None, Tombstone::Delete) => delete_row(m, plan, out, i, p),
+    }
+}
+
+/// A tombstone's delete row, kept unless a newer tombstone of its key already has one.
+fn delete_row(
+    m: &Mapping,
+    plan: &Plan,
+    out: &mut MappingRows<'_>,
+    i: usize,
+    p: &Parsed<'_>,
+) -> Result<(), ()> {
+    let start = out.rows.deletes.next_start();
+    let row = Row {
+        m,
+        plan,
+        p,
+        with_ord: false,
     };
-    if p.record.value().is_none() {
-        match m.tombstone {
-            Tombstone::Ignore => rows.ignored += 1,
-            Tombstone::BadRecord => reject((
-                Stage::Decode,
-                "tombstone (null value) is not accepted by this mapping".into(),
-            )),
-            Tombstone::Delete => {
-                let start = rows.deletes.next_start();
-                let row = Row {
-                    m,
-                    plan,
-                    p,
-                    with_ord: false,
-                };
-                match row.write(
-                    plan.keys.iter().copied(),
-                    &mut rows.deletes.data,
-                    key,
-                    binary,
-                    sorted.then_some(&mut *sort),
-                ) {
-                    Err(Miss::Text) => return Err(()),
-                    Err(Miss::Reject(failure)) => {
-                        rows.deletes.drop_from(start);
-                        reject(failure);
-                    }
-                    Ok(()) => {
-                        let state = out.states.slot(if sorted { sort } else { key.as_bytes() });
-                        if matches!(state, Some(KeyState::Done)) {
-                            rows.deletes.drop_from(start);
-                        } else {
-                            rows.deletes.keep(i);
-                            *state = Some(KeyState::Done);
-                        }
-                    }
-                }
+    match row.write(
+        plan.keys.iter().copied(),
+        &mut out.rows.deletes.data,
+        &mut out.key,
+        out.binary,
+        out.sorted.then_some(&mut out.sort),
+    ) {
+        Err(Miss::Text) => return Err(()),
+        Err(Miss::Reject(failure)) => {
+            out.rows.deletes.drop_from(start);
+            out.reject(i, failure);
+        }
+        Ok(()) => {
+            let sorted = out.sorted;
+            let state = out.states.slot(if sorted {
+                &out.sort
+            } else {
+                out.key.as_bytes()
+            });
+            if matches!(state, Some(KeyState::Done)) {
+                out.rows.deletes.drop_from(start);
+            } else {
+                out.rows.deletes.keep(i);
+                *state = Some(KeyState::Done);
             }
         }
-        return Ok(());
     }
-    let start = rows.upserts.next_start();
+    Ok(())
+}
+
+/// A record's row for the INSERT: every row of an insert or accumulate mapping; for an upsert,
+/// the newest row of its key (every candidate after the newest tombstone with a version guard).
+fn upsert_row(
+    m: &Mapping,
+    plan: &Plan,
+    out: &mut MappingRows<'_>,
+    i: usize,
+    p: &Parsed<'_>,
+) -> Result<(), ()> {
+    let start = out.rows.upserts.next_start();
     let row = Row {
         m,
         plan,
@@ -144,39 +172,45 @@ pub(super) fn record_rows(
     };
     match row.write(
         0..m.columns.len(),
-        &mut rows.upserts.data,
-        key,
-        binary,
-        sorted.then_some(&mut *sort),
+        &mut out.rows.upserts.data,
+        &mut out.key,
+        out.binary,
+        out.sorted.then_some(&mut out.sort),
     ) {
         Ok(()) => {}
         Err(Miss::Text) => return Err(()),
         Err(Miss::Reject(failure)) => {
-            rows.upserts.drop_from(start);
-            reject(failure);
+            out.rows.upserts.drop_from(start);
+            out.reject(i, failure);
             return Ok(());
         }
     }
+    let upserts = &mut out.rows.upserts;
     if m.mode != Mode::Upsert {
-        rows.upserts.keep(i);
+        upserts.keep(i);
         return Ok(());
     }
-    let state = out.states.slot(if sorted { sort } else { key.as_bytes() });
+    let sorted = out.sorted;
+    let state = out.states.slot(if sorted {
+        &out.sort
+    } else {
+        out.key.as_bytes()
+    });
     match state {
         None if sorted => {
-            rows.upserts.keep_sorted(i, sort);
+            upserts.keep_sorted(i, &out.sort);
             *state = Some(KeyState::SeekingDelete);
         }
         None => {
-            rows.upserts.keep(i);
+            upserts.keep(i);
             *state = Some(if m.only_if_newer.is_some() {
                 KeyState::Collecting
             } else {
                 KeyState::SeekingDelete
             });
         }
-        Some(KeyState::Collecting) => rows.upserts.keep(i),
-        Some(_) => rows.upserts.drop_from(start),
+        Some(KeyState::Collecting) => upserts.keep(i),
+        Some(_) => upserts.drop_from(start),
     }
     Ok(())
 }
