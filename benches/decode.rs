@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_pg_sink::config::Config;
-use kafka_pg_sink::kafka::{Record, TopicPartition};
-use kafka_pg_sink::pipeline::{BinType, Decoder};
+use kafka_pg_sink::record::{Record, TopicPartition};
+use kafka_pg_sink::sink::encode::{BinType, Decoder};
 
 const BATCH: usize = 10_000;
 /// Rounds, unless `DECODE_ROUNDS` says otherwise (e.g. 3 under `valgrind --tool=callgrind`,

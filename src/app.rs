@@ -1,11 +1,13 @@
 //! Wiring: pool, migrations, metrics, HTTP, writers, the poll thread and the pipeline, under one
 //! cancellation token; then an orderly drain.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Mutex};
@@ -14,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Mapping};
 use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
-use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext};
+use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext, StoredOffsets};
 use crate::metrics::Metrics;
-use crate::pipeline::{Batcher, BinType, Decoder, Limits, Pipeline, Wiring};
+use crate::pipeline::{Batcher, Limits, Pipeline, Wiring};
+use crate::record::TopicPartition;
+use crate::sink::encode::{BinType, Decoder};
 use crate::sink::{check_database, column_types, migrate, MappingSql, OffsetStore, Writer};
 
 /// Connection options shared by the pool and the writers.
-pub fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+pub(crate) fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(config.postgres.url.expose()).with_context(|| {
         format!(
             "postgres.url `{}` is not a valid connection URL",
@@ -84,7 +88,10 @@ async fn watch_postgres(
 /// Opens the pool, waiting for Postgres to come up (or the token to be cancelled). Only what
 /// [`classify`] calls transient is waited out (server down or starting, connection refused); a
 /// wrong password, an unknown role or database stops at once with the server's reason.
-pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect_pool(
+    config: &Config,
+    token: &CancellationToken,
+) -> anyhow::Result<PgPool> {
     let options = connect_options(config)?;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
@@ -107,16 +114,6 @@ pub async fn connect_pool(config: &Config, token: &CancellationToken) -> anyhow:
             _ = token.cancelled() => {}
         }
     }
-}
-
-/// Applies the connector's migrations (the `migrate` subcommand).
-pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
-    let pool = connect_pool(config, &CancellationToken::new()).await?;
-    migrate(&pool, &config.schema)
-        .await
-        .context("applying migrations")?;
-    tracing::info!(schema = %config.schema, "Migrations applied.");
-    Ok(())
 }
 
 /// The decoder and the writers' statements for the configured mappings, with binary COPY where
@@ -274,7 +271,11 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let (events_tx, events) = mpsc::channel(16);
     let (commands, commands_rx) = std::sync::mpsc::channel();
     let context = SinkContext::new(
-        OffsetStore::new(pool.clone(), &config.schema, &config.kafka.group_id),
+        Box::new(OffsetStore::new(
+            pool.clone(),
+            &config.schema,
+            &config.kafka.group_id,
+        )),
         tokio::runtime::Handle::current(),
         events_tx,
         config.kafka.auto_offset_reset,
@@ -329,4 +330,22 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let _ = http.await;
     pool.close().await;
     result.map_err(anyhow::Error::from)
+}
+
+/// The rebalance callback reads and stores start offsets in the sink's offset store: the one
+/// place `kafka` and `sink` meet, so neither imports the other.
+impl StoredOffsets for OffsetStore {
+    fn load<'a>(
+        &'a self,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, Result<HashMap<TopicPartition, i64>, Error>> {
+        Box::pin(OffsetStore::load(self, partitions))
+    }
+
+    fn insert_starts<'a>(
+        &'a self,
+        starts: &'a [(TopicPartition, i64)],
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(OffsetStore::insert_starts(self, starts))
+    }
 }

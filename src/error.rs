@@ -131,6 +131,14 @@ pub fn classify_sqlstate(code: &str) -> ErrorClass {
     }
 }
 
+/// `s` shortened and quoted with escapes, so control characters stay visible.
+pub(crate) fn quote(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((end, _)) => format!("{:?}…", &s[..end]),
+        None => format!("{s:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

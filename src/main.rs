@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kafka_pg_sink::commands;
 use kafka_pg_sink::config::Config;
-use kafka_pg_sink::sink::replay::Filter;
+use kafka_pg_sink::ops;
+use kafka_pg_sink::ops::replay::Filter;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -50,7 +50,7 @@ enum Command {
     DeadLetters(DeadLetterCommand),
     /// Show stored offsets and lag, or set them (dry run by default).
     #[command(subcommand)]
-    Offsets(kafka_pg_sink::offsets_tool::OffsetsCommand),
+    Offsets(ops::offsets::OffsetsCommand),
 }
 
 #[derive(Subcommand)]
@@ -135,27 +135,22 @@ fn main() -> ExitCode {
                     .await
                     .map(|()| ExitCode::SUCCESS)
             }
-            Command::Migrate => kafka_pg_sink::app::migrate_only(&config)
-                .await
-                .map(|()| ExitCode::SUCCESS),
+            Command::Migrate => ops::migrate(&config).await.map(|()| ExitCode::SUCCESS),
             Command::CheckConfig => {
                 print!("{}", config.to_toml());
                 Ok(ExitCode::SUCCESS)
             }
             Command::Ddl => {
-                print!(
-                    "{}",
-                    kafka_pg_sink::sink::create_statements(&config.mappings)
-                );
+                print!("{}", ops::create_statements(&config.mappings));
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Check => commands::check(&config).await,
+            Command::Check => ops::check(&config).await,
             Command::DeadLetters(DeadLetterCommand::List { filter, all }) => {
-                commands::list_dead_letters(&config, &filter.into_filter(all)).await
+                ops::list_dead_letters(&config, &filter.into_filter(all)).await
             }
-            Command::Offsets(command) => kafka_pg_sink::offsets_tool::run(&config, command).await,
+            Command::Offsets(command) => ops::offsets::run(&config, command).await,
             Command::DeadLetters(DeadLetterCommand::Replay { filter, execute }) => {
-                commands::replay_dead_letters(&config, &filter.into_filter(false), execute).await
+                ops::replay_dead_letters(&config, &filter.into_filter(false), execute).await
             }
         }
     });

@@ -11,7 +11,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::kafka::TopicPartition;
+use crate::record::TopicPartition;
 
 const PREFIX: &str = "kafka_pg_sink";
 

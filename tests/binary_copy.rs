@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::*;
 use kafka_pg_sink::config::Config;
-use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
+use kafka_pg_sink::record::{Record, TopicPartition};
 use kafka_pg_sink::sink::{migrate, Outcome};
 use testkit::prelude::*;
 
@@ -277,7 +277,7 @@ impl Lcg {
 /// must store the same values (and the same display scale) for every one the encoder accepts.
 #[tokio::test]
 async fn random_numerics_and_timestamps_read_the_same_in_binary_and_text() {
-    use kafka_pg_sink::pipeline::binary::{self, BinType};
+    use kafka_pg_sink::sink::encode::binary::{self, BinType};
 
     let db = TestDb::create().await;
     db.exec("CREATE TABLE as_text (i int PRIMARY KEY, v numeric, t timestamptz); CREATE TABLE as_binary (LIKE as_text)")

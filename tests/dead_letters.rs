@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use common::*;
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::error::{classify, Error, ErrorClass};
-use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
-use kafka_pg_sink::sink::replay::{self, DeadLetter, Filter, ReplayReport};
+use kafka_pg_sink::ops::replay::{self, DeadLetter, Filter, ReplayReport};
+use kafka_pg_sink::record::{Record, TopicPartition};
 use kafka_pg_sink::sink::{migrate, Outcome};
 use testkit::prelude::*;
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use kafka_pg_sink::app::row_plan;
 use kafka_pg_sink::config::Config;
-use kafka_pg_sink::kafka::{Record, TopicPartition};
 use kafka_pg_sink::metrics::Metrics;
+use kafka_pg_sink::record::{Record, TopicPartition};
 use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
 use sqlx::postgres::PgConnectOptions;
 use testkit::prelude::*;

@@ -7,6 +7,7 @@
 mod mapping;
 mod secret;
 mod source;
+mod types;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -22,6 +23,7 @@ pub use mapping::{
 };
 pub use secret::{is_secret_property, SecretUrl};
 pub use source::{ColumnSource, KafkaMeta, PathSegment};
+pub use types::{parse_duration_millis, ColumnType};
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "KAFKA_PG_SINK";

@@ -10,9 +10,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::{Event, SinkContext};
-use super::record::TopicPartition;
+use super::context::SinkContext;
+use super::events::Event;
 use crate::config::OutOfRange;
+use crate::record::TopicPartition;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 

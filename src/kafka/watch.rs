@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Offset;
 
-use super::context::{Event, Seen, SinkContext};
-use super::record::TopicPartition;
+use super::context::{Seen, SinkContext};
+use super::events::Event;
+use crate::record::TopicPartition;
 
 /// How often librdkafka's positions are read and sent when they changed.
 const POSITIONS_EVERY: Duration = Duration::from_secs(1);

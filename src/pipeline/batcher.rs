@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::kafka::{Record, TopicPartition};
+use crate::record::{Record, TopicPartition};
 
 /// A due partition whose oldest record has waited this many `max_wait`s is written before fuller
 /// ones: the bound on how long a light partition can wait behind heavy ones while every writer is

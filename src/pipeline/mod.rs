@@ -1,15 +1,13 @@
-//! The pipeline: a pure per-partition batcher, the decoder from records to rows, and the run loop
-//! that ties the poll thread to the database writers.
+//! The pipeline: a pure per-partition batcher and the run loop that ties the poll thread to the
+//! database writers.
 
 mod batcher;
-pub mod binary;
-mod decoder;
-mod json;
-mod keys;
 mod run;
-mod scan;
 
 pub use batcher::{Batcher, Limits};
-pub use binary::BinType;
-pub use decoder::{Decoded, Decoder, Rejected, RowSet, Stage, TableRows};
 pub use run::{Pipeline, Wiring};
+
+/// The old path of `sink::encode::binary`, for the developer tools in `src/bin` until they move
+/// to their own crate and import the new path.
+#[doc(hidden)]
+pub use crate::sink::encode::binary;

@@ -7,9 +7,10 @@
 
 use sqlx::{Connection, PgConnection};
 
+use super::encode::{binary, Decoded, RowSet};
 use super::sql::MappingSql;
+use crate::decode::{Rejected, Stage};
 use crate::error::{classify, Error, ErrorClass};
-use crate::pipeline::{binary, Decoded, Rejected, RowSet, Stage};
 
 /// Rows written per mapping: (mapping index, rows inserted or updated, rows deleted).
 pub type Written = Vec<(usize, u64, u64)>;

@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use super::apply::describe;
-use crate::convert::format_timestamp_millis;
+use crate::decode::convert::format_timestamp_millis;
+use crate::decode::Stage;
 use crate::error::{classify, Error, ErrorClass};
 use crate::ident::Ident;
-use crate::kafka::Record;
-use crate::pipeline::Stage;
+use crate::record::Record;
 
 /// SQL for the dead-letter table, built once from the configured schema.
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ pub type Headers = Vec<(String, Option<Vec<u8>>)>;
 /// Headers as a JSON array of `[name, value]` pairs, order and repeats kept. A name or value is
 /// a JSON string when its bytes are UTF-8 without NUL (jsonb cannot hold `\u0000`), `null` for
 /// a header without a value, and `{"base64": "<standard base64>"}` otherwise, so every byte is
-/// kept. [`headers_from_json`] reads it back.
+/// kept. `headers_from_json` reads it back.
 pub fn headers_json(record: &Record) -> String {
     let pairs: Vec<Value> = record
         .headers
@@ -203,7 +203,7 @@ mod base64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::TopicPartition;
+    use crate::record::TopicPartition;
 
     fn with_headers(headers: Headers) -> Record {
         Record::new(TopicPartition::new("t", 0), 5, None, None, None, headers)

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::error::Error;
 use crate::ident::Ident;
-use crate::kafka::TopicPartition;
+use crate::record::TopicPartition;
 
 /// SQL for the offsets table, built once from the configured schema.
 #[derive(Clone, Debug)]

@@ -22,12 +22,13 @@ use sqlx::{Connection, PgConnection};
 
 use super::apply::{apply_batch, diagnose, Written};
 use super::dead_letters::{self, DeadLetterSql};
+use super::encode::{Decoded, Decoder};
 use super::offsets::{compare_and_set, load_one, OffsetSql};
 use super::sql::MappingSql;
 use crate::config::{Mode, OnError};
+use crate::decode::Rejected;
 use crate::error::{classify, is_key_affected_twice, Error, ErrorClass};
 use crate::metrics::Metrics;
-use crate::pipeline::{Decoded, Decoder, Rejected};
 pub use batch::{Batch, Outcome, WriteBatch};
 use retry::{backoff, retry_cause};
 

@@ -14,7 +14,7 @@ pub async fn sink_writer(
     metrics: kafka_pg_sink::metrics::Metrics,
 ) -> (
     kafka_pg_sink::sink::Writer,
-    Arc<kafka_pg_sink::pipeline::Decoder>,
+    Arc<kafka_pg_sink::sink::encode::Decoder>,
 ) {
     use std::str::FromStr;
     let pool = PgPool::connect(config.postgres.url.expose()).await.unwrap();
@@ -33,7 +33,7 @@ pub async fn sink_writer(
 /// One partition's records (all of `records[0]`'s partition, in offset order) as the pipeline
 /// hands them to a writer, expecting the stored offset `expected`.
 pub fn batch_of_records(
-    records: Vec<kafka_pg_sink::kafka::Record>,
+    records: Vec<kafka_pg_sink::record::Record>,
     expected: Option<i64>,
 ) -> kafka_pg_sink::sink::Batch {
     kafka_pg_sink::sink::Batch {

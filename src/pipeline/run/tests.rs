@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::pipeline::Limits;
+use crate::record::Record;
+use crate::sink::Outcome;
 
 const WAIT: Duration = Duration::from_millis(5);
 

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::kafka::{Record, TopicPartition};
+use crate::record::{Record, TopicPartition};
 
 /// One partition's records, in offset order, to be written in one transaction.
 #[derive(Debug)]

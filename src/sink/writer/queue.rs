@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 
 use super::{Batch, WriteBatch, Writer};
-use crate::pipeline::{Decoded, Decoder};
+use crate::sink::encode::{Decoded, Decoder};
 
 impl Writer {
     /// Takes batches until the queue closes or the pipeline stops listening.

@@ -1,30 +1,14 @@
-//! The operator subcommands other than `run`: they print a report and return an exit status.
+//! The `dead-letters` subcommand: list dead letters, or replay them (a dry run unless
+//! `--execute`), printing a report and returning an exit status.
 
 use std::process::ExitCode;
 
-use crate::app::connect_pool;
-use crate::config::Config;
-use crate::sink::replay::{self, Filter};
-use crate::sink::{check_database, migrate};
 use tokio_util::sync::CancellationToken;
 
-/// `check`: the configuration against the database; non-zero with a report when anything is off.
-pub async fn check(config: &Config) -> anyhow::Result<ExitCode> {
-    let pool = connect_pool(config, &CancellationToken::new()).await?;
-    let problems = check_database(&pool, config).await?;
-    if problems.is_empty() {
-        println!(
-            "ok: {} mapping(s) can run against this database",
-            config.mappings.len()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{} problem(s):", problems.len());
-    for p in &problems {
-        println!("  - {p}");
-    }
-    Ok(ExitCode::FAILURE)
-}
+use super::replay::{self, Filter};
+use crate::app::connect_pool;
+use crate::config::Config;
+use crate::sink::migrate;
 
 /// `dead-letters list`.
 pub async fn list_dead_letters(config: &Config, filter: &Filter) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,7 @@
 //! it does not accept). Values reach [`encode`] as the text the decoder would put in a COPY text
 //! line.
 
-use crate::convert::{days_from_civil, parse_date};
+use crate::decode::convert::{days_from_civil, parse_date};
 
 /// The 11-byte signature, the flags word (no OIDs) and the header extension length (none).
 pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use super::cluster::Cluster;
 use super::stored::{load_stored, Stored};
 use crate::config::{Config, OffsetReset};
-use crate::convert::format_timestamp_millis;
+use crate::decode::convert::format_timestamp_millis;
 
 /// `offsets show` columns, and which are right-aligned.
 const COLUMNS: [&str; 8] = [

@@ -5,8 +5,6 @@
 //! and for years 1-9999 [`parse_timestamp_millis`] reads back exactly what
 //! [`format_timestamp_millis`] writes.
 
-use super::quote;
-
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
 
@@ -178,34 +176,6 @@ pub fn push_timestamp_millis(out: &mut String, ms: i64) {
     put(20, 3, in_day % 1000);
     // Only ASCII digits and separators were written.
     out.push_str(std::str::from_utf8(&text).unwrap_or_default());
-}
-
-/// Parses a window size like "500ms", "30s", "15m", "1h", "1d" (a positive integer and a unit,
-/// surrounding whitespace ignored) into milliseconds.
-pub fn parse_duration_millis(text: &str) -> Result<i64, String> {
-    let bad = || {
-        format!(
-            "expected a duration like 500ms, 30s, 15m, 1h or 1d, found {}",
-            quote(text)
-        )
-    };
-    let text_trimmed = text.trim();
-    let split = text_trimmed.bytes().take_while(u8::is_ascii_digit).count();
-    let (digits, unit) = text_trimmed.split_at(split);
-    let unit_ms = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => DAY_MS,
-        _ => return Err(bad()),
-    };
-    let n: i64 = digits.parse().map_err(|_| bad())?;
-    if n == 0 {
-        return Err(format!("{}: the duration must be positive", bad()));
-    }
-    n.checked_mul(unit_ms)
-        .ok_or_else(|| format!("{}: too large", bad()))
 }
 
 /// The start of the fixed window of `size_ms` containing `ms`; windows are aligned to the epoch.

@@ -1,6 +1,10 @@
-use super::*;
-use crate::config::Config;
-use crate::kafka::TopicPartition;
+use std::collections::HashSet;
+
+use super::binary::{self, BinType};
+use super::{Decoded, Decoder, RowSet, TableRows};
+use crate::config::{Config, Mapping};
+use crate::decode::{extract, scan, Parsed, Stage};
+use crate::record::{Record, TopicPartition};
 
 fn decoder(mapping: &str) -> Decoder {
     let text = format!("[kafka]\nbrokers='b'\n[postgres]\nurl='postgres://x'\n[[mappings]]\ntopic='t'\ntable='acct'\n{mapping}\n");
@@ -388,31 +392,6 @@ fn decoding_arbitrary_bytes_never_panics() {
             assert_eq!(accounted, 1, "a record was neither applied nor rejected");
         }
     }
-}
-
-#[test]
-fn escape_test_finds_every_special_byte_at_every_position() {
-    let naive = |b: &[u8]| b.iter().any(|&c| c <= b'\r' || c == b'\\');
-    for len in 0..20 {
-        for at in 0..len {
-            for special in 0..=255u8 {
-                let mut text = vec![b'a'; len];
-                text[at] = special;
-                assert_eq!(may_need_escape(&text), naive(&text), "{text:?}");
-            }
-        }
-    }
-    // Neighbouring high bytes (UTF-8) must not hide or fake a special byte.
-    for text in ["é\\é", "ééééééé\n", "ééééééééé", "\u{7f}\u{80}\u{ff}ñ"] {
-        assert_eq!(
-            may_need_escape(text.as_bytes()),
-            naive(text.as_bytes()),
-            "{text:?}"
-        );
-    }
-    let mut out = Vec::new();
-    copy_escape(&mut out, "a\tb\\c\nd\re\u{1}").unwrap();
-    assert_eq!(out, b"a\\tb\\\\c\\nd\\re\x01");
 }
 
 #[test]

@@ -11,14 +11,12 @@ use std::sync::Arc;
 
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::apply::{apply_batch, describe};
-use super::dead_letters::headers_from_json;
-use super::sql::MappingSql;
 use crate::config::{Config, Mapping};
 use crate::error::{classify, Error, ErrorClass};
 use crate::ident::Ident;
-use crate::kafka::{Record, TopicPartition};
-use crate::pipeline::Decoder;
+use crate::record::{Record, TopicPartition};
+use crate::sink::encode::Decoder;
+use crate::sink::{apply_batch, describe, headers_from_json, MappingSql};
 
 /// One row of the dead-letter table.
 #[derive(Clone, Debug, sqlx::FromRow)]

@@ -8,125 +8,19 @@
 mod time;
 
 pub use time::{
-    format_timestamp_millis, parse_duration_millis, parse_timestamp_millis, push_timestamp_millis,
-    window_start_millis,
+    format_timestamp_millis, parse_timestamp_millis, push_timestamp_millis, window_start_millis,
 };
 
 use serde_json::Value;
+
+use crate::config::ColumnType;
+use crate::error::quote;
 pub(crate) use time::{days_from_civil, parse_date};
 use time::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
 
-/// Column types the connector converts to explicitly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ColumnType {
-    Text,
-    Smallint,
-    Integer,
-    Bigint,
-    Numeric,
-    Double,
-    Boolean,
-    Timestamptz,
-    Date,
-    Uuid,
-    Jsonb,
-    Bytea,
-}
-
-/// Config names accepted by [`ColumnType::parse`], in the order the error message lists them.
-const NAMES: &[(&str, ColumnType)] = &[
-    ("text", ColumnType::Text),
-    ("varchar", ColumnType::Text),
-    ("smallint", ColumnType::Smallint),
-    ("int2", ColumnType::Smallint),
-    ("integer", ColumnType::Integer),
-    ("int", ColumnType::Integer),
-    ("int4", ColumnType::Integer),
-    ("bigint", ColumnType::Bigint),
-    ("int8", ColumnType::Bigint),
-    ("numeric", ColumnType::Numeric),
-    ("decimal", ColumnType::Numeric),
-    ("double", ColumnType::Double),
-    ("double precision", ColumnType::Double),
-    ("float8", ColumnType::Double),
-    ("boolean", ColumnType::Boolean),
-    ("bool", ColumnType::Boolean),
-    ("timestamptz", ColumnType::Timestamptz),
-    ("timestamp with time zone", ColumnType::Timestamptz),
-    ("date", ColumnType::Date),
-    ("uuid", ColumnType::Uuid),
-    ("jsonb", ColumnType::Jsonb),
-    ("json", ColumnType::Jsonb),
-    ("bytea", ColumnType::Bytea),
-];
-
+/// What a value of each column type should look like, and the integer types' ranges: the
+/// conversions' side of [`ColumnType`] (its names are the config's).
 impl ColumnType {
-    /// Parses a config name (case-insensitive, surrounding whitespace ignored).
-    /// Err lists the accepted names.
-    pub fn parse(name: &str) -> Result<Self, String> {
-        let wanted = collapse_whitespace(&name.trim().to_ascii_lowercase());
-        match NAMES.iter().find(|(n, _)| *n == wanted) {
-            Some((_, ty)) => Ok(*ty),
-            None => {
-                let all: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
-                Err(format!(
-                    "unknown column type {}; expected one of: {}",
-                    quote(name),
-                    all.join(", ")
-                ))
-            }
-        }
-    }
-
-    /// The canonical PostgreSQL name, as `format_type()` prints it.
-    pub fn pg_name(self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Smallint => "smallint",
-            Self::Integer => "integer",
-            Self::Bigint => "bigint",
-            Self::Numeric => "numeric",
-            Self::Double => "double precision",
-            Self::Boolean => "boolean",
-            Self::Timestamptz => "timestamp with time zone",
-            Self::Date => "date",
-            Self::Uuid => "uuid",
-            Self::Jsonb => "jsonb",
-            Self::Bytea => "bytea",
-        }
-    }
-
-    /// Whether a column whose catalog type is `format_type` (output of PostgreSQL's
-    /// `format_type()`, e.g. "numeric(14,2)") can take values converted to this type without
-    /// loss or error in the usual case. Type modifiers are ignored; array types never match.
-    pub fn accepts_catalog_type(self, format_type: &str) -> bool {
-        let lower = format_type.trim().to_ascii_lowercase();
-        if lower.ends_with("[]") {
-            return false;
-        }
-        let base = strip_type_modifiers(&lower);
-        let t = base.as_str();
-        match self {
-            Self::Text => {
-                matches!(
-                    t,
-                    "text" | "character varying" | "character" | "bpchar" | "citext"
-                ) || t.ends_with(".citext")
-            }
-            Self::Smallint => matches!(t, "smallint" | "integer" | "bigint" | "numeric"),
-            Self::Integer => matches!(t, "integer" | "bigint" | "numeric"),
-            Self::Bigint => matches!(t, "bigint" | "numeric"),
-            Self::Numeric => t == "numeric",
-            Self::Double => matches!(t, "double precision" | "real" | "numeric"),
-            Self::Boolean => t == "boolean",
-            Self::Timestamptz => is_timestamp(t),
-            Self::Date => t == "date" || is_timestamp(t),
-            Self::Uuid => matches!(t, "uuid" | "text"),
-            Self::Jsonb => matches!(t, "jsonb" | "json"),
-            Self::Bytea => t == "bytea",
-        }
-    }
-
     /// What a value for this type should look like, for error messages.
     fn expected(self) -> &'static str {
         match self {
@@ -153,32 +47,6 @@ impl ColumnType {
             _ => (i64::MIN, i64::MAX),
         }
     }
-}
-
-/// `format_type()` output without `(...)` modifiers and with single spaces.
-fn strip_type_modifiers(lower: &str) -> String {
-    let mut out = String::with_capacity(lower.len());
-    let mut depth = 0u32;
-    for c in lower.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    collapse_whitespace(&out)
-}
-
-fn collapse_whitespace(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn is_timestamp(t: &str) -> bool {
-    matches!(
-        t,
-        "timestamp with time zone" | "timestamp without time zone"
-    )
 }
 
 /// Why NUL characters are refused rather than passed on.
@@ -303,14 +171,6 @@ fn short(s: &str) -> String {
     match s.char_indices().nth(60) {
         Some((end, _)) => format!("{}…", &s[..end]),
         None => s.to_owned(),
-    }
-}
-
-/// `s` shortened and quoted with escapes, so control characters stay visible.
-fn quote(s: &str) -> String {
-    match s.char_indices().nth(60) {
-        Some((end, _)) => format!("{:?}…", &s[..end]),
-        None => format!("{s:?}"),
     }
 }
 

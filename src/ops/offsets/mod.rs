@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::connect_pool;
 use crate::config::Config;
-use crate::convert::parse_timestamp_millis;
+use crate::decode::convert::parse_timestamp_millis;
 use crate::sink::migrate;
 
 use cluster::Cluster;

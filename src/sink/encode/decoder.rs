@@ -1,0 +1,201 @@
+//! The [`Decoder`]: each mapping's plan, worked out once, and the walk over a batch, newest
+//! first, that turns its records into every mapping's COPY rows.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::binary::BinType;
+use super::reduce::{self, MappingRows};
+use super::rows::Decoded;
+use crate::config::{ColumnSource, Format, Mapping, Mode};
+use crate::decode::{scan, Parsed};
+use crate::record::Record;
+
+/// Decodes batches for every configured mapping.
+#[derive(Debug)]
+pub struct Decoder {
+    pub(super) mappings: Arc<[Mapping]>,
+    /// Per mapping, in the same order.
+    plans: Vec<Plan>,
+    by_topic: HashMap<String, Vec<usize>>,
+}
+
+/// A mapping's columns as the decoder walks them, worked out once instead of per record.
+#[derive(Debug)]
+pub(super) struct Plan {
+    /// Indexes of the key columns, in COPY order (the rows of a delete).
+    pub(super) keys: Vec<usize>,
+    /// Whether each column is part of the key.
+    pub(super) is_key: Vec<bool>,
+    /// Each column's binary COPY type, when every column has one (else rows are COPY text).
+    pub(super) binary: Option<Vec<BinType>>,
+    /// An upsert without a version guard whose key columns all sort exactly
+    /// ([`BinType::sorts_exactly`]: integers, uuids; text and timestamps where the table keeps
+    /// them as written):
+    /// in a binary batch the reduction keys on the values written (equal here exactly when equal
+    /// in SQL, unlike their texts: `7` and `007`, a uuid in either case), so one row per key is
+    /// left, and the rows go in key order. Postgres then neither sorts nor removes duplicates,
+    /// and writers that share keys still lock them in one order. Otherwise rows go unsorted,
+    /// through `DISTINCT ON`.
+    pub(super) sorted: bool,
+}
+
+impl Plan {
+    fn sorts(m: &Mapping, keys: &[usize], binary: Option<&[BinType]>, exact_keys: bool) -> bool {
+        let exact = |types: &[BinType]| keys.iter().all(|&k| types[k].sorts_exactly(exact_keys));
+        m.mode == Mode::Upsert && m.only_if_newer.is_none() && binary.is_some_and(exact)
+    }
+
+    fn new(m: &Mapping, binary: Option<Vec<BinType>>, exact_keys: bool) -> Self {
+        let is_key: Vec<bool> = m.columns.iter().map(|c| m.key.contains(&c.name)).collect();
+        let keys: Vec<usize> = (0..m.columns.len()).filter(|&i| is_key[i]).collect();
+        let binary = binary.filter(|types| types.len() == m.columns.len());
+        Self {
+            sorted: Self::sorts(m, &keys, binary.as_deref(), exact_keys),
+            keys,
+            is_key,
+            binary,
+        }
+    }
+}
+
+impl Decoder {
+    /// A decoder that writes every row as COPY text.
+    pub fn new(mappings: Arc<[Mapping]>) -> Self {
+        Self::with_binary(mappings, Vec::new())
+    }
+
+    /// `binary[i]`, when present, holds the binary COPY type of each column of mapping `i`: its
+    /// rows are then written in binary, or as text for a batch with a value binary cannot carry.
+    pub fn with_binary(mappings: Arc<[Mapping]>, mut binary: Vec<Option<Vec<BinType>>>) -> Self {
+        let mut by_topic: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, m) in mappings.iter().enumerate() {
+            by_topic.entry(m.topic.clone()).or_default().push(i);
+        }
+        binary.resize(mappings.len(), None);
+        let plans = mappings
+            .iter()
+            .zip(binary)
+            .map(|(m, types)| Plan::new(m, types, false))
+            .collect();
+        Self {
+            mappings,
+            plans,
+            by_topic,
+        }
+    }
+
+    /// Declares, per mapping, whether the table keeps its key values as written (see
+    /// [`BinType::sorts_exactly`]): its upserts can then go sorted (`Plan::sorted`) with text
+    /// and timestamp keys too.
+    pub fn with_exact_keys(mut self, exact: &[bool]) -> Self {
+        for ((plan, m), &exact) in self.plans.iter_mut().zip(self.mappings.iter()).zip(exact) {
+            plan.sorted = Plan::sorts(m, &plan.keys, plan.binary.as_deref(), exact);
+        }
+        self
+    }
+
+    pub fn mappings(&self) -> &[Mapping] {
+        &self.mappings
+    }
+
+    /// Decodes one partition's batch (records in offset order) for every mapping of its topic,
+    /// leaving out `(mapping, record)` pairs already rejected by the database.
+    pub fn decode(&self, records: &[Record], excluded: &HashSet<(usize, usize)>) -> Decoded {
+        let Some(first) = records.first() else {
+            return Decoded::default();
+        };
+        let Some(indexes) = self.by_topic.get(&*first.tp.topic) else {
+            return Decoded::default();
+        };
+        // Mappings that write this batch as COPY text: those without binary types, and any
+        // whose batch holds a value binary cannot carry (found on the way; the batch is then
+        // decoded again).
+        let mut text: Vec<bool> = indexes
+            .iter()
+            .map(|&i| self.plans[i].binary.is_none())
+            .collect();
+        loop {
+            match self.decode_chunks(records, excluded, indexes, &text) {
+                Ok(decoded) => return decoded,
+                Err(k) => text[k] = true,
+            }
+        }
+    }
+
+    /// Walks the batch newest first, [`CHUNK`] records at a time: each chunk is scanned, then
+    /// every mapping's rows are written from it while its payloads and members are still in the
+    /// core's cache (scanning the whole batch first left them to be fetched from memory again).
+    /// `Err(k)` when mapping `indexes[k]` needs COPY text for this batch.
+    fn decode_chunks(
+        &self,
+        records: &[Record],
+        excluded: &HashSet<(usize, usize)>,
+        indexes: &[usize],
+        text: &[bool],
+    ) -> Result<Decoded, usize> {
+        let value_json = indexes
+            .iter()
+            .any(|&i| self.mappings[i].format == Format::Json);
+        let key_json = indexes.iter().any(|&i| {
+            self.mappings[i]
+                .columns
+                .iter()
+                .any(|c| matches!(&c.source, ColumnSource::Key(p) if !p.is_empty()))
+        });
+        let mut outs: Vec<MappingRows<'_>> = indexes
+            .iter()
+            .zip(text)
+            .map(|(&i, &text)| {
+                let binary = self.plans[i].binary.as_deref().filter(|_| !text);
+                MappingRows::new(i, records, binary, self.plans[i].sorted)
+            })
+            .collect();
+        // A chunk's top-level members go into one buffer, reused for every chunk.
+        let mut members = Vec::with_capacity(CHUNK.min(records.len()) * 8);
+        let mut end = records.len();
+        while end > 0 {
+            let start = end.saturating_sub(CHUNK);
+            members.clear();
+            let chunk = &records[start..end];
+            let scanned: Vec<_> = chunk
+                .iter()
+                .map(|r| scan(r, value_json, key_json, &mut members))
+                .collect();
+            let parsed: Vec<Parsed<'_>> = chunk
+                .iter()
+                .zip(scanned)
+                .map(|(record, (value, key))| Parsed {
+                    record,
+                    json: value.map(|v| v.map(|s| s.doc(&members))),
+                    key_json: key.map(|k| k.map(|s| s.doc(&members))),
+                })
+                .collect();
+            for (k, out) in outs.iter_mut().enumerate() {
+                for (j, p) in parsed.iter().enumerate().rev() {
+                    if excluded.contains(&(out.rows.mapping, start + j)) {
+                        continue;
+                    }
+                    let index = out.rows.mapping;
+                    let (m, plan) = (&self.mappings[index], &self.plans[index]);
+                    reduce::record_rows(m, plan, out, start + j, p).map_err(|()| k)?;
+                }
+            }
+            end = start;
+        }
+        let mut decoded = Decoded::default();
+        for mut out in outs {
+            if out.sorted {
+                out.rows.sorted = out.rows.upserts.sort_by_keys();
+            }
+            decoded.rejected.append(&mut out.rejected);
+            decoded.tables.push(out.rows);
+        }
+        Ok(decoded)
+    }
+}
+
+/// Records scanned per step of a batch: about 50 KB of payloads and their members, well inside
+/// a core's second-level cache. Unit tests use a small odd size, so that their batches cross
+/// chunk boundaries.
+const CHUNK: usize = if cfg!(test) { 7 } else { 256 };
