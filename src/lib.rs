@@ -18,12 +18,12 @@
 //!   one-line summary in the log.
 //! - `kafka`: consumer construction, rebalance handling from stored offsets (read through
 //!   `kafka::StoredOffsets`, which `app` wires to the sink's offset store), the poll thread.
-//! - `decode`: payload → row values: the strict JSON scan, fields along mapped paths, key map,
+//! - [`decode`]: payload → row values: the strict JSON scan, fields along mapped paths, key map,
 //!   explicit type conversions (`decode::convert`).
 //! - [`sink`]: records → COPY rows in text or binary ([`sink::encode`]), SQL per mapping, the
 //!   batch writer (one transaction per batch), the offset store, dead letters, migrations, the
 //!   start-up database check.
-//! - [`pipeline`]: the pure per-partition batcher and the run loop that feeds the writers.
+//! - `pipeline`: the pure per-partition batcher and the run loop that feeds the writers.
 //! - [`app`]: wiring (pool, migrations, metrics, writers, poll thread, pipeline) under one
 //!   cancellation token, and the orderly drain. [`shutdown`]: stop signals.
 //! - [`ops`]: operator commands at the edge: check, dead letters, offsets, migrate, ddl.
@@ -45,7 +45,7 @@
 
 pub mod app;
 pub mod config;
-mod decode;
+pub mod decode;
 pub mod error;
 mod health;
 mod http;
@@ -53,13 +53,8 @@ pub mod ident;
 mod kafka;
 pub mod metrics;
 pub mod ops;
-pub mod pipeline;
+mod pipeline;
 mod progress;
 pub mod record;
 pub mod shutdown;
 pub mod sink;
-
-/// The old path of `decode::convert`, for the developer tools in `src/bin` until they move to
-/// their own crate and import the new path.
-#[doc(hidden)]
-pub use decode::convert;

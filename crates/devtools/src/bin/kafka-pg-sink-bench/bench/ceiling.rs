@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use kafka_pg_sink::pipeline::binary::{self, BinType};
+use kafka_pg_sink::sink::encode::binary::{self, BinType};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Barrier;
 

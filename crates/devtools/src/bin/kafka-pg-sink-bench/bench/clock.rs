@@ -1,10 +1,10 @@
 //! UTC times for the benchmark, on the connector's own RFC 3339 formatter
-//! ([`kafka_pg_sink::convert::format_timestamp_millis`]): record timestamps, and stamps for the
+//! ([`kafka_pg_sink::decode::convert::format_timestamp_millis`]): record timestamps, and stamps for the
 //! report and file names.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kafka_pg_sink::convert::{format_timestamp_millis, push_timestamp_millis};
+use kafka_pg_sink::decode::convert::{format_timestamp_millis, push_timestamp_millis};
 
 /// `2026-01-01T00:00:00.123Z`, appended to `out`.
 pub fn push_rfc3339_ms(out: &mut String, ms: i64) {
