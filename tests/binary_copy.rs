@@ -205,18 +205,18 @@ async fn binary_and_text_copy_leave_the_same_rows() {
     db.drop_db().await;
 }
 
-/// A small deterministic generator, so a failure names a reproducible case.
-struct Lcg(u64);
+/// Random value spellings from the test kit's seeded generator, so a failure names a
+/// reproducible case.
+trait Spellings {
+    /// Up to `max` decimal digits.
+    fn digits(&mut self, max: u64) -> String;
+    /// A numeric literal as a producer might write it.
+    fn numeric(&mut self) -> String;
+    /// A timestamp literal in one of the accepted forms.
+    fn timestamp(&mut self) -> String;
+}
 
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-
+impl Spellings for Rng {
     fn digits(&mut self, max: u64) -> String {
         (0..self.below(max + 1))
             .map(|_| char::from(b'0' + self.below(10) as u8))
@@ -282,7 +282,7 @@ async fn random_numerics_and_timestamps_read_the_same_in_binary_and_text() {
     let db = TestDb::create().await;
     db.exec("CREATE TABLE as_text (i int PRIMARY KEY, v numeric, t timestamptz); CREATE TABLE as_binary (LIKE as_text)")
         .await;
-    let mut rng = Lcg(7);
+    let mut rng = Rng::new(7);
     let cases: Vec<(String, String)> = (0..4_000)
         .map(|_| (rng.numeric(), rng.timestamp()))
         .collect();

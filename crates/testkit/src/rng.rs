@@ -48,6 +48,16 @@ impl Rng {
         lo + self.next_u64() % (hi - lo)
     }
 
+    /// A number in `0..n` (0 if `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.range(0, n)
+    }
+
+    /// An index into a collection of `len` items (0 if it is empty).
+    pub fn index(&mut self, len: usize) -> usize {
+        self.range(0, len as u64) as usize
+    }
+
     /// One element of a non-empty slice.
     pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.range(0, items.len() as u64) as usize]

@@ -1,8 +1,7 @@
 //! [`super::split`] against serde_json on valid, hand-picked invalid and randomly mutated texts.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::de::IgnoredAny;
+use testkit::rng::Rng;
 
 use super::*;
 
@@ -83,7 +82,7 @@ fn rejects_what_json_forbids() {
 /// every text, and on the member split of every object.
 #[test]
 fn agrees_with_serde_json_on_random_and_mutated_texts() {
-    let mut rng = StdRng::seed_from_u64(7);
+    let mut rng = Rng::new(7);
     let (mut agreed_invalid, mut compared) = (0, 0);
     for round in 0..20_000 {
         let mut text = String::new();
@@ -123,20 +122,20 @@ fn agrees_with_serde_json_on_random_and_mutated_texts() {
     );
 }
 
-fn document(rng: &mut StdRng, depth: usize, out: &mut String) {
-    let ws = |rng: &mut StdRng, out: &mut String| {
-        for _ in 0..rng.random_range(0..3) {
-            out.push([' ', '\n', '\t', '\r'][rng.random_range(0..4)]);
+fn document(rng: &mut Rng, depth: usize, out: &mut String) {
+    let ws = |rng: &mut Rng, out: &mut String| {
+        for _ in 0..rng.index(3) {
+            out.push([' ', '\n', '\t', '\r'][rng.index(4)]);
         }
     };
     ws(rng, out);
     let pick = if depth > 4 {
-        rng.random_range(0..5)
+        rng.index(5)
     } else {
-        rng.random_range(0..7)
+        rng.index(7)
     };
     match pick {
-        0 => out.push_str(["true", "false", "null"][rng.random_range(0..3)]),
+        0 => out.push_str(["true", "false", "null"][rng.index(3)]),
         1 => out.push_str(
             [
                 "0",
@@ -146,11 +145,11 @@ fn document(rng: &mut StdRng, depth: usize, out: &mut String) {
                 "1e9",
                 "2.5E-3",
                 "12345678901234567890.123",
-            ][rng.random_range(0..7)],
+            ][rng.index(7)],
         ),
         2 | 3 => {
             out.push('"');
-            for _ in 0..rng.random_range(0..6) {
+            for _ in 0..rng.index(6) {
                 out.push_str(
                     [
                         "a",
@@ -163,15 +162,15 @@ fn document(rng: &mut StdRng, depth: usize, out: &mut String) {
                         " ",
                         "/",
                         "\\/",
-                    ][rng.random_range(0..10)],
+                    ][rng.index(10)],
                 );
             }
             out.push('"');
         }
-        4 => out.push_str(["\"x\"", "[]", "{}"][rng.random_range(0..3)]),
+        4 => out.push_str(["\"x\"", "[]", "{}"][rng.index(3)]),
         5 => {
             out.push('[');
-            for i in 0..rng.random_range(0..4) {
+            for i in 0..rng.index(4) {
                 if i > 0 {
                     out.push(',');
                 }
@@ -181,14 +180,13 @@ fn document(rng: &mut StdRng, depth: usize, out: &mut String) {
         }
         _ => {
             out.push('{');
-            for i in 0..rng.random_range(0..4) {
+            for i in 0..rng.index(4) {
                 if i > 0 {
                     out.push(',');
                 }
                 ws(rng, out);
                 out.push_str(
-                    ["\"id\"", "\"a\"", "\"\"", "\"k\\u0041\"", "\"n\\\"q\""]
-                        [rng.random_range(0..5)],
+                    ["\"id\"", "\"a\"", "\"\"", "\"k\\u0041\"", "\"n\\\"q\""][rng.index(5)],
                 );
                 ws(rng, out);
                 out.push(':');
@@ -200,21 +198,21 @@ fn document(rng: &mut StdRng, depth: usize, out: &mut String) {
     ws(rng, out);
 }
 
-fn mutate(rng: &mut StdRng, text: &mut String) {
+fn mutate(rng: &mut Rng, text: &mut String) {
     let pieces = [
         "", "\"", "\\", ",", ":", "{", "}", "[", "]", "0", "-", ".", "e", "\u{1}", "\t", "x",
         "\\u", "n",
     ];
-    for _ in 0..rng.random_range(1..3) {
-        let mut at = rng.random_range(0..=text.len());
+    for _ in 0..1 + rng.index(2) {
+        let mut at = rng.index(text.len() + 1);
         while !text.is_char_boundary(at) {
             at -= 1;
         }
-        if rng.random_bool(0.5) && at < text.len() {
+        if rng.chance(0.5) && at < text.len() {
             let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
-            text.replace_range(at..end, pieces[rng.random_range(0..pieces.len())]);
+            text.replace_range(at..end, pieces[rng.index(pieces.len())]);
         } else {
-            text.insert_str(at, pieces[rng.random_range(0..pieces.len())]);
+            text.insert_str(at, pieces[rng.index(pieces.len())]);
         }
     }
 }

@@ -1,20 +1,8 @@
 use std::collections::HashMap;
 
-use super::*;
+use testkit::rng::Rng;
 
-/// A tiny deterministic generator, so failures reproduce from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use super::*;
 
 fn record(partition: i32, offset: i64, size: usize) -> Record {
     Record::new(
@@ -30,7 +18,7 @@ fn record(partition: i32, offset: i64, size: usize) -> Record {
 #[test]
 fn every_record_leaves_once_in_order_within_limits() {
     for seed in 1..200u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let limits = Limits {
             max_records: 1 + rng.below(20) as usize,
             max_bytes: 1 + rng.below(400) as usize,
@@ -74,7 +62,7 @@ fn every_record_leaves_once_in_order_within_limits() {
                     batcher.push_run(TopicPartition::new("t", p), run, now);
                 }
                 6..=8 => {
-                    let busy_mask = rng.next();
+                    let busy_mask = rng.next_u64();
                     let drain = rng.below(4) == 0;
                     for (tp, batch) in
                         batcher.take_ready(now, drain, 1 + rng.below(4) as usize, |tp| {

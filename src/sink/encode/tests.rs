@@ -1,5 +1,7 @@
 use std::collections::HashSet;
 
+use testkit::rng::Rng;
+
 use super::binary::{self, BinType};
 use super::{Decoded, Decoder, RowSet, TableRows};
 use crate::config::{Config, Mapping};
@@ -232,17 +234,6 @@ fn text_and_bytes_payloads() {
     assert_eq!(lines(&out.tables[0].upserts), vec!["\\\\x0141\t0"]);
 }
 
-/// A tiny deterministic generator, so failures reproduce from the printed seed.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Applies a decoded batch to a model table the way the SQL does: deletes first, then one row
 /// per key (highest version, then lowest offset, with the guard; else highest offset), merged
 /// with the version guard when configured.
@@ -301,7 +292,7 @@ fn random_upserts_and_deletes_in_random_batches_end_as_applied_one_by_one() {
         };
         let d = decoder(mapping);
         for seed in 1..300u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
             let n = 1 + rng.below(60) as i64;
             let mut records = Vec::new();
             let mut expected: std::collections::BTreeMap<String, (i64, i64)> =
@@ -348,7 +339,7 @@ fn decoding_arbitrary_bytes_never_panics() {
         "mode='insert'\nformat='text'\ncolumns={ t='value' }\ntypes={ t='timestamptz' }",
         "mode='accumulate'\nkey=['k']\ncolumns={ k='key', n='value.n' }\ntypes={ n='bigint' }\naccumulate={ n='add', c='count' }\nwindow={ column='w', source='value.ts', size='1h' }",
     ];
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let fragments: [&[u8]; 12] = [
         b"{",
         b"}",
@@ -538,7 +529,7 @@ fn integer_keys_spelled_differently_leave_one_row_per_value_in_key_order() {
     let id = column_at(&mappings, "id");
     let d = Decoder::with_binary(mappings, vec![Some(vec![BinType::Int8, BinType::Int8])]);
     for seed in 1..200u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
         let n = 1 + rng.below(40) as i64;
         let mut records = Vec::new();
         let mut expected = std::collections::BTreeMap::new();
@@ -609,7 +600,7 @@ fn composite_uuid_and_integer_keys_spelled_differently_leave_one_row_per_key_in_
         "0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5c",
     ];
     for seed in 1..200u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let count = 1 + rng.below(30) as usize;
         let mut expected = std::collections::BTreeMap::new();
         let records: Vec<Record> = (0..count as i64)
