@@ -307,16 +307,19 @@ async fn the_start_up_log_is_a_readable_summary_without_colour_codes_in_a_file()
 /// Issue 21: any identifier Postgres accepts when quoted is a table, schema or column name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_and_columns_with_any_quoted_name_are_written() {
-    let db = TestDb::create().await;
-    db.exec(
-        r#"CREATE SCHEMA "eu.billing";
-           CREATE TABLE "eu.billing"."payments-eu" ("order-id" bigint PRIMARY KEY, "Betrag €" numeric NOT NULL, "say ""hi""" text);"#,
-    )
-    .await;
-    let mut broker = broker();
-    let topic = unique("quoted");
-    broker.create_topic(&topic, 1).expect("create the topic");
-    let group = unique("group");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(r#"CREATE SCHEMA "eu.billing";"#)
+        .ddl(r#"CREATE TABLE "eu.billing"."payments-eu" ("order-id" bigint PRIMARY KEY, "Betrag €" numeric NOT NULL, "say ""hi""" text);"#)
+        .topic("quoted")
+        .partitions(1)
+        .build()
+        .await;
     let records: Vec<Produced> = (1..=20)
         .map(|i| {
             (

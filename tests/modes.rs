@@ -34,14 +34,20 @@ async fn wait_for_log_end(db: &TestDb, broker: &Broker, group: &str, topic: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
-    let db = TestDb::create().await;
-    db.exec(
-        "CREATE TABLE events (seq bigint NOT NULL, amount numeric NOT NULL, src_offset bigint)",
-    )
-    .await;
-    let mut broker = broker();
-    let topic = unique("events");
-    broker.create_topic(&topic, 3).expect("create the topic");
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(
+            "CREATE TABLE events (seq bigint NOT NULL, amount numeric NOT NULL, src_offset bigint)",
+        )
+        .topic("events")
+        .partitions(3)
+        .build()
+        .await;
     let n = 15_000u64;
     let mut total = 0i64;
     // No natural key and repeated payloads: only the offset transaction can deduplicate.
@@ -62,7 +68,6 @@ async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
         })
         .collect();
     let producer = stream(&broker.bootstrap, &topic, records, 700);
-    let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 250\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"events\"\nmode = \"insert\"\n\
          columns = {{ seq = \"value.seq\", amount = \"value.amount\", src_offset = \"kafka.offset\" }}\ntypes = {{ amount = \"numeric\" }}\n"
@@ -91,15 +96,13 @@ async fn insert_mode_appends_every_record_exactly_once_through_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
-    let db = TestDb::create().await;
-    db.exec(
-        "CREATE TABLE usage (account text NOT NULL, hour timestamptz NOT NULL, bytes numeric NOT NULL, \
-         peak bigint, events bigint NOT NULL, last_ref text, PRIMARY KEY (account, hour))",
-    )
-    .await;
-    let mut broker = broker();
-    let topic = unique("usage");
-    broker.create_topic(&topic, 4).expect("create the topic");
+    let Built { broker, db, topic, group, .. } = Scenario::new()
+        .ddl("CREATE TABLE usage (account text NOT NULL, hour timestamptz NOT NULL, bytes numeric NOT NULL, \
+         peak bigint, events bigint NOT NULL, last_ref text, PRIMARY KEY (account, hour))")
+        .topic("usage")
+        .partitions(4)
+        .build()
+        .await;
     let n = 16_000u64;
     let base_ms: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     let mut truth: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
@@ -119,7 +122,6 @@ async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
         })
         .collect();
     let producer = stream(&broker.bootstrap, &topic, records, 800);
-    let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 300\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"usage\"\nmode = \"accumulate\"\n\
          key = [\"account\"]\ncolumns = {{ account = \"value.account\", bytes = \"value.bytes\", peak = \"value.bytes\", last_ref = \"value.ref\" }}\n\
@@ -156,12 +158,18 @@ async fn accumulate_mode_sums_exactly_per_account_and_hour_through_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE profiles (id text PRIMARY KEY, version bigint NOT NULL, name text)")
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE profiles (id text PRIMARY KEY, version bigint NOT NULL, name text)")
+        .topic("profiles")
+        .partitions(2)
+        .build()
         .await;
-    let mut broker = broker();
-    let topic = unique("profiles");
-    broker.create_topic(&topic, 2).expect("create the topic");
     // Each key gets versions 1..=20 in a scrambled order, spread over several batches.
     let mut records = Vec::new();
     for round in 0..20u64 {
@@ -174,7 +182,6 @@ async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
     stream(&broker.bootstrap, &topic, records, 5000)
         .join()
         .unwrap();
-    let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 37\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"profiles\"\nkey = [\"id\"]\n\
          only_if_newer = \"version\"\ncolumns = {{ id = \"key\", version = \"value.v\", name = \"value.name\" }}\n"
@@ -196,12 +203,18 @@ async fn version_guard_keeps_the_newest_version_whatever_the_arrival_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE kv (k text PRIMARY KEY, v bigint NOT NULL, extra text DEFAULT 'fresh')")
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE kv (k text PRIMARY KEY, v bigint NOT NULL, extra text DEFAULT 'fresh')")
+        .topic("kv")
+        .partitions(1)
+        .build()
         .await;
-    let mut broker = broker();
-    let topic = unique("kv");
-    broker.create_topic(&topic, 1).expect("create the topic");
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
     let mut records = Vec::new();
     for i in 0..600u64 {
@@ -219,7 +232,6 @@ async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order()
         .unwrap();
     // A row the stream never writes but deletes: an unmapped column shows a delete really happened.
     db.exec("INSERT INTO kv VALUES ('k3', -1, 'stale')").await;
-    let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 23\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"kv\"\nkey = [\"k\"]\n\
          columns = {{ k = \"key\", v = \"value.v\" }}\n"
@@ -243,14 +255,12 @@ async fn tombstone_sequences_within_and_across_batches_end_as_applied_in_order()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() {
-    let db = TestDb::create().await;
-    db.exec(
-        "CREATE TABLE orders (id bigint PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), placed timestamptz, sku uuid)",
-    )
-    .await;
-    let mut broker = broker();
-    let topic = unique("orders");
-    broker.create_topic(&topic, 2).expect("create the topic");
+    let Built { broker, db, topic, group, .. } = Scenario::new()
+        .ddl("CREATE TABLE orders (id bigint PRIMARY KEY, qty integer NOT NULL CHECK (qty > 0), placed timestamptz, sku uuid)")
+        .topic("orders")
+        .partitions(2)
+        .build()
+        .await;
     let mut records = Vec::new();
     let mut good = 0;
     let mut poison = Vec::new();
@@ -284,7 +294,6 @@ async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() 
     stream(&broker.bootstrap, &topic, records, 5000)
         .join()
         .unwrap();
-    let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 100\nmax_wait_ms = 50\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"orders\"\nkey = [\"id\"]\n\
          columns = {{ id = \"value.id\", qty = \"value.qty\", placed = \"value.placed\", sku = \"value.sku\" }}\n\
@@ -319,12 +328,18 @@ async fn poison_records_land_in_dead_letters_once_and_their_neighbours_commit() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_policy_stops_only_the_partition_with_the_bad_record() {
-    let db = TestDb::create().await;
-    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, n integer NOT NULL)")
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE t (id bigint PRIMARY KEY, n integer NOT NULL)")
+        .topic("strict")
+        .partitions(2)
+        .build()
         .await;
-    let mut broker = broker();
-    let topic = unique("strict");
-    broker.create_topic(&topic, 2).expect("create the topic");
     let mut records = Vec::new();
     for i in 0..200u64 {
         let value = if i == 100 {
@@ -337,7 +352,6 @@ async fn fail_policy_stops_only_the_partition_with_the_bad_record() {
     stream(&broker.bootstrap, &topic, records, 5000)
         .join()
         .unwrap();
-    let group = unique("group");
     let rest = format!(
         "[batch]\nmax_records = 10\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"t\"\nkey = [\"id\"]\non_error = \"fail\"\n\
          columns = {{ id = \"value.id\", n = \"value.n\" }}\ntypes = {{ n = \"integer\" }}\n"
