@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Mapping};
+use crate::config::{Config, Mapping, Mode};
 use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext, StoredOffsets};
@@ -21,7 +21,9 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Batcher, Limits, Pipeline, Wiring};
 use crate::record::TopicPartition;
 use crate::sink::encode::{BinType, Decoder};
-use crate::sink::{check_database, column_types, migrate, MappingSql, OffsetStore, Writer};
+use crate::sink::{
+    check_database, column_types, copies_like_inserts, migrate, MappingSql, OffsetStore, Writer,
+};
 
 /// Connection options shared by the pool and the writers.
 pub(crate) fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
@@ -128,6 +130,10 @@ pub async fn row_plan(
         .iter()
         .map(|s| s.as_ref().is_some_and(|s| s.2))
         .collect();
+    let mut direct = Vec::with_capacity(mappings.len());
+    for mapping in mappings.iter() {
+        direct.push(mapping.mode == Mode::Insert && copies_like_inserts(pool, mapping).await?);
+    }
     let decoder = Arc::new(
         Decoder::with_binary(
             Arc::clone(&mappings),
@@ -136,7 +142,8 @@ pub async fn row_plan(
                 .map(|s| s.as_ref().map(|(b, _, _)| b.clone()))
                 .collect(),
         )
-        .with_exact_keys(&exact),
+        .with_exact_keys(&exact)
+        .with_direct_inserts(&direct),
     );
     let sql = mappings
         .iter()

@@ -15,7 +15,8 @@ use crate::error::{classify, Error, ErrorClass};
 /// Rows written per mapping: (mapping index, rows inserted or updated, rows deleted).
 pub type Written = Vec<(usize, u64, u64)>;
 
-/// One statement pair of a batch: COPY into a stage, then apply it.
+/// One statement pair of a batch: COPY into a stage, then apply it; or, for a direct insert,
+/// one COPY straight into the table (`apply` empty).
 struct Step<'a> {
     mapping: usize,
     copy: &'a str,
@@ -48,10 +49,18 @@ fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded) -> Vec<Step<'a>> {
             });
         }
         if !t.upserts.is_empty() {
+            let (copy, apply) = match (t.unordered, t.direct, t.binary) {
+                (true, true, true) => (&s.copy_direct_binary, ""),
+                (true, true, false) => (&s.copy_direct, ""),
+                (true, false, true) => (&s.copy_unordered_binary, s.apply_unordered.as_str()),
+                (true, false, false) => (&s.copy_unordered, s.apply_unordered.as_str()),
+                (false, _, _) if t.sorted => (copy_rows, s.apply_sorted.as_str()),
+                (false, _, _) => (copy_rows, s.apply.as_str()),
+            };
             steps.push(Step {
                 mapping: t.mapping,
-                copy: copy_rows,
-                apply: if t.sorted { &s.apply_sorted } else { &s.apply },
+                copy,
+                apply,
                 rows: &t.upserts,
                 deletes: false,
                 binary: t.binary,
@@ -80,8 +89,13 @@ pub(crate) async fn apply_batch(
     Ok(written)
 }
 
+/// COPY, then the statement that applies the stage; a COPY straight into the table (no `apply`)
+/// counts the rows it stored.
 async fn run(tx: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<u64, Error> {
-    copy(tx, step, data).await?;
+    let copied = copy(tx, step, data).await?;
+    if step.apply.is_empty() {
+        return Ok(copied);
+    }
     Ok(sqlx::query(step.apply)
         .execute(&mut *tx)
         .await?
@@ -186,7 +200,7 @@ pub(crate) fn describe(error: &Error) -> String {
     }
 }
 
-async fn copy(conn: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<(), Error> {
+async fn copy(conn: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<u64, Error> {
     let mut copy = conn.copy_in_raw(step.copy).await?;
     let parts: &[&[u8]] = if step.binary {
         &[binary::HEADER, data, binary::TRAILER]
@@ -200,6 +214,5 @@ async fn copy(conn: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<(
             return Err(error.into());
         }
     }
-    copy.finish().await?;
-    Ok(())
+    Ok(copy.finish().await?)
 }

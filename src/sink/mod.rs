@@ -11,7 +11,7 @@ mod sql;
 mod writer;
 
 pub(crate) use apply::{apply_batch, describe};
-pub use check::{check_database, column_types};
+pub use check::{check_database, column_types, copies_like_inserts};
 pub(crate) use dead_letters::headers_from_json;
 pub use dead_letters::{headers_json, DeadLetterSql};
 pub use migrate::migrate;

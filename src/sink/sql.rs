@@ -20,6 +20,16 @@ pub struct MappingSql {
     /// `apply` for a stage that holds one row per key in key order (`TableRows::sorted`): an
     /// upsert then neither sorts nor removes duplicates.
     pub apply_sorted: String,
+    /// Insert mode: COPY of rows without `kps_ord`, in offset order (`TableRows::unordered`),
+    /// straight into the table (`TableRows::direct`); empty for other modes.
+    pub copy_direct: String,
+    pub copy_direct_binary: String,
+    /// Insert mode, the same rows through the stage (a direct COPY failed, so the batch is
+    /// written, or its bad rows found, the staged way): `kps_ord` stays NULL and the rows are
+    /// applied in the order COPY stored them.
+    pub copy_unordered: String,
+    pub copy_unordered_binary: String,
+    pub apply_unordered: String,
     pub delete: String,
 }
 
@@ -81,6 +91,21 @@ impl MappingSql {
             copy_deletes_binary: format!(
                 "COPY pg_temp.{del_stage} ({keys}) FROM STDIN (FORMAT binary)"
             ),
+            copy_direct: insert_only(mapping, || format!("COPY {table} ({columns}) FROM STDIN")),
+            copy_direct_binary: insert_only(mapping, || {
+                format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)")
+            }),
+            copy_unordered: insert_only(mapping, || {
+                format!("COPY pg_temp.{stage} ({columns}) FROM STDIN")
+            }),
+            copy_unordered_binary: insert_only(mapping, || {
+                format!("COPY pg_temp.{stage} ({columns}) FROM STDIN (FORMAT binary)")
+            }),
+            // A stage emptied at every commit is filled from its first page on, so physical
+            // order is COPY order.
+            apply_unordered: insert_only(mapping, || {
+                format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM pg_temp.{stage} ORDER BY ctid")
+            }),
             apply_sorted: match mapping.mode {
                 Mode::Upsert if mapping.only_if_newer.is_none() => {
                     upsert(mapping, &table, &stage, &columns, &keys, false)
@@ -98,6 +123,14 @@ impl MappingSql {
                 "DELETE FROM {table} AS t USING pg_temp.{del_stage} AS d WHERE {key_match}"
             ),
         }
+    }
+}
+
+/// `statement()` for an insert mapping, else empty.
+fn insert_only(mapping: &Mapping, statement: impl FnOnce() -> String) -> String {
+    match mapping.mode {
+        Mode::Insert => statement(),
+        _ => String::new(),
     }
 }
 
@@ -267,6 +300,36 @@ mod tests {
             sql.apply,
             "INSERT INTO \"billing\".\"acct\" (\"body\", \"id\") SELECT \"body\", \"id\" FROM pg_temp.kps_stage_1 ORDER BY kps_ord"
         );
+        assert_eq!(
+            sql.copy_direct_binary,
+            "COPY \"billing\".\"acct\" (\"body\", \"id\") FROM STDIN (FORMAT binary)"
+        );
+        assert_eq!(
+            sql.copy_unordered,
+            "COPY pg_temp.kps_stage_1 (\"body\", \"id\") FROM STDIN"
+        );
+        assert_eq!(
+            sql.apply_unordered,
+            "INSERT INTO \"billing\".\"acct\" (\"body\", \"id\") SELECT \"body\", \"id\" FROM pg_temp.kps_stage_1 ORDER BY ctid"
+        );
+    }
+
+    #[test]
+    fn only_inserts_have_direct_statements() {
+        for mode in [
+            "mode='upsert'\nkey=['id']",
+            "mode='accumulate'\nkey=['id']\naccumulate={ n='add' }",
+        ] {
+            let sql = MappingSql::new(
+                &mapping(&format!("{mode}\ncolumns={{ id='value.id', n='value.n' }}")),
+                0,
+                None,
+            );
+            assert!(
+                sql.copy_direct.is_empty() && sql.apply_unordered.is_empty(),
+                "{mode}"
+            );
+        }
     }
 
     #[test]

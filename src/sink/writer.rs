@@ -53,6 +53,10 @@ enum AttemptError {
     /// Rows sent sorted held one key twice in the table's eyes: write the batch again through
     /// `DISTINCT ON`, which merges keys as the table does.
     Unsort(Error),
+    /// Postgres refused rows copied straight into a table: write the batch again through the
+    /// stage, where rejected rows are isolated (and a column type changed since start-up is
+    /// cast, as `INSERT … SELECT` does, instead of failing binary COPY).
+    Unstage(Error),
     Db(Error),
 }
 
@@ -76,15 +80,16 @@ struct Work {
     rejected_by_db: Vec<Rejected>,
     /// Never send this batch's rows sorted ([`AttemptError::Unsort`]).
     unsorted: bool,
+    /// Never copy this batch's rows straight into a table ([`AttemptError::Unstage`]).
+    staged: bool,
 }
 
 impl Work {
-    /// Takes a new decoding of the batch, unsorted if the batch must be.
+    /// Takes a new decoding of the batch, unsorted and staged if the batch must be.
     fn set_decoded(&mut self, mut decoded: Decoded) {
-        if self.unsorted {
-            for table in &mut decoded.tables {
-                table.sorted = false;
-            }
+        for table in &mut decoded.tables {
+            table.sorted &= !self.unsorted;
+            table.direct &= !self.staged;
         }
         self.decoded = decoded;
     }
@@ -132,6 +137,7 @@ impl Writer {
             excluded: HashSet::new(),
             rejected_by_db: Vec::new(),
             unsorted: false,
+            staged: false,
         };
         let mut backoff = backoff();
         let mut uncertain = false;
@@ -169,6 +175,12 @@ impl Writer {
                         work.rejected_by_db.push(r);
                     }
                     work.set_decoded(self.decoder.decode(&batch.records, &work.excluded));
+                }
+                Err(AttemptError::Unstage(error)) => {
+                    tracing::warn!(%error, partition = %batch.tp, "Postgres refused rows copied straight into the table; writing the batch again through the stage.");
+                    work.staged = true;
+                    let decoded = std::mem::take(&mut work.decoded);
+                    work.set_decoded(decoded);
                 }
                 Err(AttemptError::Unsort(error)) => {
                     tracing::warn!(%error, partition = %batch.tp, "Two keys taken as different are one in the table; writing the batch again through DISTINCT ON.");
@@ -298,6 +310,14 @@ impl Writer {
                 tx.rollback().await?;
                 self.conn = Some(conn);
                 return Err(AttemptError::Unsort(error));
+            }
+            Err(error)
+                if classify(&error) == ErrorClass::BadRecord
+                    && work.decoded.tables.iter().any(|t| t.direct) =>
+            {
+                tx.rollback().await?;
+                self.conn = Some(conn);
+                return Err(AttemptError::Unstage(error));
             }
             Err(error) if classify(&error) == ErrorClass::BadRecord => {
                 tx.rollback().await?;

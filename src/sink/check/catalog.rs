@@ -50,6 +50,23 @@ pub async fn column_types(pool: &PgPool, mapping: &Mapping) -> Result<Option<Col
     }))
 }
 
+/// Whether `COPY` into the mapping's table does what `INSERT` does, so that insert-mode rows can
+/// go straight into it: `COPY FROM` fires triggers and checks constraints as `INSERT` does, but
+/// it does not apply rewrite rules, so a table with an `INSERT` rule (`ev_type` 3) takes its
+/// rows through `INSERT … SELECT`. False too when the table is not found.
+pub async fn copies_like_inserts(pool: &PgPool, mapping: &Mapping) -> Result<bool, Error> {
+    let Ok(oid) = find_table(pool, &mapping.table).await? else {
+        return Ok(false);
+    };
+    let rules: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = $1 AND ev_type = '3')",
+    )
+    .bind(oid)
+    .fetch_one(pool)
+    .await?;
+    Ok(!rules)
+}
+
 /// Whether two key values are equal in the table exactly when they are as written (text as its
 /// bytes, a timestamp to the microsecond): every key column has no type modifier (the server
 /// would cut `varchar(n)` overflow made of spaces and round `timestamptz(p)`, making different

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use crate::config::Config;
 use crate::error::Error;
 use crate::ident::Ident;
-pub use catalog::column_types;
+pub use catalog::{column_types, copies_like_inserts};
 use catalog::{find_table, Table};
 
 /// The connector's own tables (see migrations/), in `postgres.schema`.

@@ -38,6 +38,9 @@ pub(super) struct Plan {
     /// and writers that share keys still lock them in one order. Otherwise rows go unsorted,
     /// through `DISTINCT ON`.
     pub(super) sorted: bool,
+    /// An insert whose rows go by `COPY` straight into the table ([`TableRows::direct`]): rows
+    /// without `kps_ord`, turned into offset order after the newest-first walk.
+    pub(super) direct: bool,
 }
 
 impl Plan {
@@ -55,6 +58,7 @@ impl Plan {
             keys,
             is_key,
             binary,
+            direct: false,
         }
     }
 }
@@ -91,6 +95,20 @@ impl Decoder {
     pub fn with_exact_keys(mut self, exact: &[bool]) -> Self {
         for ((plan, m), &exact) in self.plans.iter_mut().zip(self.mappings.iter()).zip(exact) {
             plan.sorted = Plan::sorts(m, &plan.keys, plan.binary.as_deref(), exact);
+        }
+        self
+    }
+
+    /// Declares, per mapping, whether `COPY` into its table does what `INSERT` does
+    /// (`sink::copies_like_inserts`): its insert-mode rows then go straight into the table.
+    pub fn with_direct_inserts(mut self, copies_like_inserts: &[bool]) -> Self {
+        for ((plan, m), &direct) in self
+            .plans
+            .iter_mut()
+            .zip(self.mappings.iter())
+            .zip(copies_like_inserts)
+        {
+            plan.direct = direct && m.mode == Mode::Insert;
         }
         self
     }
@@ -148,7 +166,7 @@ impl Decoder {
             .zip(text)
             .map(|(&i, &text)| {
                 let binary = self.plans[i].binary.as_deref().filter(|_| !text);
-                MappingRows::new(i, records, binary, self.plans[i].sorted)
+                MappingRows::new(i, records, binary, &self.plans[i])
             })
             .collect();
         // A chunk's top-level members go into one buffer, reused for every chunk.
@@ -187,6 +205,9 @@ impl Decoder {
         for mut out in outs {
             if out.sorted {
                 out.rows.sorted = out.rows.upserts.sort_by_keys();
+            }
+            if out.rows.direct {
+                out.rows.upserts.reverse();
             }
             decoded.rejected.append(&mut out.rejected);
             decoded.tables.push(out.rows);

@@ -44,11 +44,13 @@ impl<'d> MappingRows<'d> {
         mapping: usize,
         records: &[Record],
         binary: Option<&'d [BinType]>,
-        plan_sorted: bool,
+        plan: &Plan,
     ) -> Self {
         let mut rows = TableRows {
             mapping,
             binary: binary.is_some(),
+            unordered: plan.direct,
+            direct: plan.direct,
             ..TableRows::default()
         };
         // COPY rows are about as long as the payloads they come from: size the buffer once.
@@ -63,7 +65,7 @@ impl<'d> MappingRows<'d> {
             states: KeyMap::with_capacity(records.len()),
             key: String::new(),
             sort: Vec::new(),
-            sorted: binary.is_some() && plan_sorted,
+            sorted: binary.is_some() && plan.sorted,
             binary,
         }
     }
@@ -168,7 +170,7 @@ fn upsert_row(
         m,
         plan,
         p,
-        with_ord: true,
+        with_ord: !plan.direct,
     };
     match row.write(
         0..m.columns.len(),

@@ -112,11 +112,30 @@ impl RowSet {
     }
 }
 
+impl RowSet {
+    /// Puts the rows in the opposite order (the walk is newest first; a direct insert goes in
+    /// offset order).
+    pub(super) fn reverse(&mut self) {
+        debug_assert!(
+            self.key_ends.is_empty(),
+            "reversing rows that carry sort keys"
+        );
+        let mut reversed = RowSet::default();
+        reversed.reserve(self.len(), self.data.len());
+        for row in (0..self.len()).rev() {
+            reversed.data.extend_from_slice(self.bytes(row..row + 1));
+            reversed.keep(self.records[row]);
+        }
+        *self = reversed;
+    }
+}
+
 /// The rows of one mapping for one batch.
 #[derive(Debug, Default)]
 pub struct TableRows {
     pub mapping: usize,
-    /// Rows for the INSERT (all columns, then the record offset as `kps_ord`).
+    /// Rows for the INSERT (all columns, then the record offset as `kps_ord` unless
+    /// [`Self::unordered`]).
     pub upserts: RowSet,
     /// Key rows for the DELETE of tombstones.
     pub deletes: RowSet,
@@ -127,6 +146,11 @@ pub struct TableRows {
     /// The upserts hold one row per key, in key order: they need no `DISTINCT ON` (see
     /// `Plan::sorted` in the decoder).
     pub sorted: bool,
+    /// The upserts (an insert mapping's rows) carry no `kps_ord` and are in offset order.
+    pub unordered: bool,
+    /// The upserts go by `COPY` straight into the table, with no stage and no `INSERT … SELECT`;
+    /// the writer clears it to send a batch through the stage instead.
+    pub direct: bool,
 }
 
 /// A decoded batch.

@@ -693,3 +693,38 @@ fn text_keys_go_sorted_only_where_the_table_compares_them_bytewise() {
     let want: Vec<(String, i64)> = want.iter().map(|&(t, v)| (t.to_string(), v)).collect();
     assert_eq!(got, want);
 }
+
+/// A direct insert's rows carry no `kps_ord` and go in offset order, across chunk boundaries and
+/// around rejected records; the rows stay traceable to their records. A staged insert keeps
+/// `kps_ord` (the stage orders by it).
+#[test]
+fn direct_inserts_go_in_offset_order_without_the_offset_column() {
+    let d = decoder("mode='insert'\ncolumns={ n='value.n' }").with_direct_inserts(&[true]);
+    let records: Vec<Record> = (0..40)
+        .map(|i| match i % 9 {
+            4 => record(i, None, Some("not json")),
+            _ => record(i, None, Some(&format!(r#"{{"n":{i}}}"#))),
+        })
+        .collect();
+    let out = decode(&d, &records);
+    let table = &out.tables[0];
+    assert!(table.direct && table.unordered);
+    let good: Vec<i64> = (0..40).filter(|i| i % 9 != 4).collect();
+    let text = String::from_utf8(table.upserts.data.clone()).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    let expected: Vec<String> = good.iter().map(i64::to_string).collect();
+    assert_eq!(rows, expected, "one column, no offset, in offset order");
+    let traced: Vec<i64> = table
+        .upserts
+        .records
+        .iter()
+        .map(|&r| records[r].offset)
+        .collect();
+    assert_eq!(traced, good);
+    assert_eq!(out.rejected.len(), 40 - good.len());
+
+    let staged = decoder("mode='insert'\ncolumns={ n='value.n' }");
+    let out = decode(&staged, &records[..3]);
+    assert!(!out.tables[0].direct && !out.tables[0].unordered);
+    assert_eq!(lines(&out.tables[0].upserts), vec!["0\t0", "1\t1", "2\t2"]);
+}
