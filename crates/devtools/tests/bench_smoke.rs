@@ -83,35 +83,53 @@ fn check_report(report: &Value) {
     assert!(machine["postgres"]["synchronous_commit"].is_string());
     assert!(machine["load_average_before"].is_string());
 
-    let ceiling = &report["ceiling"];
-    positive(&ceiling["rows_per_s"], "ceiling rows/s");
-    let loads = ceiling["loads"].as_array().expect("ceiling loads");
-    assert_eq!(loads.len(), 2, "one and two connections");
-    for load in loads {
-        positive(&load["rows_per_s"], "ceiling load rows/s");
-    }
-    // The two-connection ceiling again after each mode, so each mode is bracketed.
-    let again = ceiling["again"]
-        .as_array()
-        .expect("ceilings between the modes");
-    let after: Vec<&str> = again
+    // One ceiling per kind of work: upsert (also accumulate's reference) and insert, each with
+    // its two-connection load again after each mode compared with it, so each mode is bracketed.
+    let ceilings = report["ceilings"].as_array().expect("ceilings");
+    let works: Vec<&str> = ceilings
         .iter()
-        .map(|l| l["after_mode"].as_str().unwrap_or("?"))
+        .map(|c| c["work"].as_str().unwrap())
         .collect();
-    assert_eq!(after, ["upsert", "insert", "accumulate"]);
-    for load in again {
-        positive(&load["rows_per_s"], "ceiling measured again");
-        assert_eq!(load["connections"], 2);
+    assert_eq!(works, ["upsert", "insert"]);
+    let ceiling_of = |work: &str| ceilings.iter().find(|c| c["work"] == work).unwrap();
+    for c in ceilings {
+        positive(&c["rows_per_s"], "ceiling rows/s");
+        let loads = c["loads"].as_array().expect("ceiling loads");
+        assert_eq!(loads.len(), 2, "one and two connections");
+        for load in loads {
+            positive(&load["rows_per_s"], "ceiling load rows/s");
+        }
+        for load in c["again"].as_array().expect("ceilings between the modes") {
+            positive(&load["rows_per_s"], "ceiling measured again");
+            assert_eq!(load["connections"], 2);
+        }
     }
+    let after = |work: &str| -> Vec<String> {
+        ceiling_of(work)["again"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["after_mode"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    assert_eq!(after("upsert"), ["upsert", "accumulate"]);
+    assert_eq!(after("insert"), ["insert"]);
 
     let modes = report["modes"].as_array().expect("modes");
     let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
     assert_eq!(names, ["upsert", "insert", "accumulate"]);
-    for (i, m) in modes.iter().enumerate() {
+    for m in modes {
         let name = m["mode"].as_str().unwrap();
         assert_eq!(m["records"], 20000, "{name}");
-        // Bracketed by the two-connection ceilings measured just before and just after it.
-        let before = if i == 0 { &loads[1] } else { &again[i - 1] };
+        // Bracketed by its ceiling's two-connection loads measured just before and just after.
+        let c = ceiling_of(if name == "insert" { "insert" } else { "upsert" });
+        let again = c["again"].as_array().unwrap();
+        let i = again.iter().position(|l| l["after_mode"] == name).unwrap();
+        let before = if i == 0 {
+            &c["loads"][1]
+        } else {
+            &again[i - 1]
+        };
         let bracket = (positive(&before["rows_per_s"], "before")
             + positive(&again[i]["rows_per_s"], "after"))
             / 2.0;

@@ -282,23 +282,20 @@ async fn run(args: Args) -> Result<bool> {
 
     let mut problems = Vec::new();
     let run_id = run_id();
-    say("ceiling: raw COPY + upsert of the backlog, no Kafka, no connector");
-    let mut ceiling = ceiling::run(&server, &work, &run_id)
-        .await
-        .map_err(|error| problems.push(format!("ceiling: {error:#}")))
-        .ok();
+    let mut ceilings = Vec::new();
+    for kind in ceiling_kinds(&plan.modes) {
+        say(&format!(
+            "{} ceiling: the backlog's rows by raw COPY, no Kafka, no connector",
+            kind.name()
+        ));
+        match ceiling::run(&server, &work, &run_id, kind).await {
+            Ok(c) => ceilings.push(c),
+            Err(error) => problems.push(format!("{} ceiling: {error:#}", kind.name())),
+        }
+    }
     let dir = std::env::temp_dir().join(&run_id);
     std::fs::create_dir_all(&dir)?;
-    let modes = run_modes(
-        &args,
-        &plan,
-        &server,
-        &work,
-        &run_id,
-        &dir,
-        ceiling.as_mut(),
-    )
-    .await?;
+    let modes = run_modes(&args, &plan, &server, &work, &run_id, &dir, &mut ceilings).await?;
     for r in &modes {
         problems.extend(r.problems.iter().map(|p| format!("{}: {p}", r.mode.name())));
     }
@@ -311,7 +308,7 @@ async fn run(args: Args) -> Result<bool> {
             load_average_after: procs::load_average(),
             postgres: info,
         },
-        ceiling,
+        ceilings,
         modes,
         ok: problems.is_empty(),
         problems,
@@ -345,7 +342,7 @@ async fn run_modes(
     work: &Arc<Workload>,
     run_id: &str,
     dir: &std::path::Path,
-    mut ceiling: Option<&mut Ceiling>,
+    ceilings: &mut [Ceiling],
 ) -> Result<Vec<ModeResult>> {
     let mut broker = match &args.kafka_brokers {
         Some(bootstrap) => Broker::external(bootstrap.clone()),
@@ -397,7 +394,8 @@ async fn run_modes(
                 }
             }
         };
-        if let Some(c) = ceiling.as_deref_mut() {
+        let same_work = m.ceiling_work();
+        if let Some(c) = ceilings.iter_mut().find(|c| c.work == same_work) {
             bracket(&mut result, c, server, run_id).await;
         }
         results.push(result);
@@ -405,8 +403,21 @@ async fn run_modes(
     Ok(results)
 }
 
-/// The mode's rate against the run's ceiling, and against the two-connection ceilings measured
-/// just before and just after it (measured here); a failed measurement becomes a problem.
+/// The ceilings the modes are compared with, each once (accumulate has no ceiling of its own
+/// yet and is compared with the upsert's).
+fn ceiling_kinds(modes: &[Mode]) -> Vec<ceiling::Work> {
+    let mut kinds: Vec<ceiling::Work> = Vec::new();
+    for work in modes.iter().map(|m| m.ceiling_work()) {
+        if !kinds.contains(&work) {
+            kinds.push(work);
+        }
+    }
+    kinds
+}
+
+/// The mode's rate against its ceiling (the same work), and against that ceiling's
+/// two-connection loads measured just before and just after it (measured here); a failed
+/// measurement becomes a problem.
 async fn bracket(result: &mut ModeResult, ceiling: &mut Ceiling, server: &Server, run_id: &str) {
     let rate = result.records_per_s;
     result.ratio_to_ceiling = (ceiling.rows_per_s > 0.0).then(|| rate / ceiling.rows_per_s);
@@ -463,7 +474,7 @@ fn print_settings(
         },
         format!("pacing (mock broker only): each partition at most {} MiB = {} records ahead of the committed offset; starved below {} MiB = {} records", args.pace_max_ahead_mib, plan.window, args.pace_min_ahead_mib, plan.min_ahead),
         format!("connector: {}, production defaults; set by the benchmark: kafka.brokers, kafka.group_id, postgres.url, http.listen (free port) and the mapping; KAFKA_PG_SINK_* variables removed; RUST_LOG {rust_log}", plan.sink.display()),
-        format!("ceiling: {} rows per transaction (offsets UPDATE, binary COPY of the newest row per id in id order into a temp stage, INSERT ... SELECT ... ON CONFLICT DO UPDATE), 1 and 2 connections", ceiling::BATCH_ROWS),
+        format!("ceilings: {} records per transaction, 1 and 2 connections; upsert (and accumulate, which has no ceiling of its own yet): {}; insert: {}", ceiling::BATCH_ROWS, ceiling::Work::Upsert.describe(), ceiling::Work::Insert.describe()),
     ];
     if args.kafka_brokers.is_none() {
         lines.push(MOCK_FETCH_NOTE.to_owned());

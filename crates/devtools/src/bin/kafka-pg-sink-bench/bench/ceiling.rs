@@ -1,14 +1,17 @@
-//! The ceiling: the fastest raw path for the backlog's rows, without Kafka and without the
-//! connector, so the connector's rate has something to be compared with.
+//! The ceilings: the fastest raw path for the backlog's rows, per kind of work, without Kafka
+//! and without the connector, so each mode's rate is compared with Postgres doing the same work.
 //!
-//! Per 10,000 rows of one partition, one transaction: UPDATE of that partition's offsets row,
-//! COPY into a temporary stage, `INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE`. The stage
-//! holds the newest row of each id, in id order, as the connector sends rows with integer keys:
-//! Postgres neither sorts nor removes duplicates. The COPY is in binary format, the
-//! server's fastest input (it parses no number or timestamp text), which the connector also uses
-//! for these column types; it is formatted before the clock starts, so the figure is the
-//! database's, not this process's. Run on one connection and
-//! on two connections writing disjoint partitions (hence disjoint ids) in parallel.
+//! Per 10,000 records of one partition, one transaction: UPDATE of that partition's offsets row,
+//! then
+//! - [`Work::Upsert`]: COPY into a temporary stage, `INSERT ... SELECT ... ON CONFLICT (id) DO
+//!   UPDATE`. The stage holds the newest row of each id, in id order, as the connector sends
+//!   rows with integer keys: Postgres neither sorts nor removes duplicates.
+//! - [`Work::Insert`]: COPY of every record's row, in offset order, straight into the table.
+//!
+//! The COPY is in binary format, the server's fastest input (it parses no number or timestamp
+//! text), which the connector also uses for these column types; it is formatted before the clock
+//! starts, so the figure is the database's, not this process's. Run on one connection and on two
+//! connections writing disjoint partitions (hence disjoint ids) in parallel.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,14 +27,68 @@ use super::{procs, say};
 
 pub const BATCH_ROWS: usize = 10_000;
 
-const DDL: &str = "CREATE TABLE bench_ceiling (id bigint PRIMARY KEY, account text, \
-    amount numeric(14,2), ts timestamptz, meta jsonb);
-    CREATE TABLE bench_ceiling_offsets (partition integer PRIMARY KEY, next_offset bigint NOT NULL)";
+/// The kind of work a ceiling measures: the statements of the connector mode it stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Work {
+    Upsert,
+    Insert,
+}
+
+impl Work {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Upsert => "upsert",
+            Self::Insert => "insert",
+        }
+    }
+
+    /// What one transaction does, for the settings printed with the results.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Upsert => "offsets UPDATE, binary COPY of the newest row per id in id order into a temp stage, INSERT ... SELECT ... ON CONFLICT DO UPDATE",
+            Self::Insert => "offsets UPDATE, binary COPY of every record's row in offset order straight into the table",
+        }
+    }
+
+    fn ddl(self) -> &'static str {
+        match self {
+            Self::Upsert => {
+                "CREATE TABLE bench_ceiling (id bigint PRIMARY KEY, account text, \
+                amount numeric(14,2), ts timestamptz, meta jsonb)"
+            }
+            Self::Insert => {
+                "CREATE TABLE bench_ceiling (id bigint, account text, \
+                amount numeric(14,2), ts timestamptz, meta jsonb)"
+            }
+        }
+    }
+
+    fn copy(self) -> &'static str {
+        match self {
+            Self::Upsert => COPY_STAGE,
+            Self::Insert => COPY_TABLE,
+        }
+    }
+
+    /// Columns per row: the insert has no `ord`.
+    fn types(self) -> &'static [BinType] {
+        match self {
+            Self::Upsert => &TYPES,
+            Self::Insert => &TYPES[..5],
+        }
+    }
+}
+
+const OFFSETS_DDL: &str =
+    "CREATE TABLE bench_ceiling_offsets (partition integer PRIMARY KEY, next_offset bigint NOT NULL)";
 const STAGE: &str = "CREATE TEMP TABLE bench_stage ON COMMIT DELETE ROWS AS \
     SELECT id, account, amount, ts, meta, NULL::bigint AS ord FROM bench_ceiling WITH NO DATA";
 const ADVANCE: &str = "UPDATE bench_ceiling_offsets SET next_offset = $1 WHERE partition = $2";
-const COPY: &str =
+const COPY_STAGE: &str =
     "COPY pg_temp.bench_stage (id, account, amount, ts, meta, ord) FROM STDIN (FORMAT binary)";
+const COPY_TABLE: &str =
+    "COPY bench_ceiling (id, account, amount, ts, meta) FROM STDIN (FORMAT binary)";
 /// The stage's column types, in COPY order.
 const TYPES: [BinType; 6] = [
     BinType::Int8,
@@ -70,6 +127,7 @@ pub struct Load {
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Ceiling {
+    pub work: Work,
     pub batch_rows: usize,
     pub loads: Vec<Load>,
     /// The better of the loads: what every mode's `ratio_to_ceiling` divides by.
@@ -106,11 +164,12 @@ impl Ceiling {
     }
 }
 
-pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ceiling> {
+pub async fn run(server: &Server, work: &Workload, db_prefix: &str, kind: Work) -> Result<Ceiling> {
     let started = Instant::now();
-    let batches = Arc::new(build(work)?);
+    let batches = Arc::new(build(work, kind)?);
+    let name = kind.name();
     say(&format!(
-        "ceiling: {} batches of up to {BATCH_ROWS} rows formatted in {:.1} s",
+        "{name} ceiling: {} batches of up to {BATCH_ROWS} records formatted in {:.1} s",
         batches.len(),
         started.elapsed().as_secs_f64()
     ));
@@ -118,13 +177,15 @@ pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ce
     let mut loads = Vec::new();
     for connections in [1, 2] {
         if connections > work.partitions {
-            say("ceiling: one partition only, so no disjoint two-connection load");
+            say(&format!(
+                "{name} ceiling: one partition only, so no disjoint two-connection load"
+            ));
             continue;
         }
-        let name = format!("{db_prefix}_ceiling{connections}");
-        let load = load(server, &name, &batches, connections, &truth).await?;
+        let db = format!("{db_prefix}_{name}_ceiling{connections}");
+        let load = load(server, &db, kind, &batches, connections, &truth).await?;
         say(&format!(
-            "ceiling, {connections} connection(s): {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1}, machine busy {:.1} of {:.1})",
+            "{name} ceiling, {connections} connection(s): {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1}, machine busy {:.1} of {:.1})",
             load.rows, load.seconds, load.rows_per_s, load.postgres_cpu_s, load.machine_busy_s,
             load.seconds * work_cpus()
         ));
@@ -132,6 +193,7 @@ pub async fn run(server: &Server, work: &Workload, db_prefix: &str) -> Result<Ce
     }
     let best = loads.iter().map(|l| l.rows_per_s).fold(0.0, f64::max);
     Ok(Ceiling {
+        work: kind,
         batch_rows: BATCH_ROWS,
         loads,
         rows_per_s: best,
@@ -148,12 +210,13 @@ impl Ceiling {
         let Some(input) = self.input.clone().filter(|_| two) else {
             return Ok(());
         };
-        let name = format!("{db_prefix}_ceiling2_after_{mode}");
-        let mut load = load(server, &name, &input.batches, 2, &input.truth).await?;
+        let kind = self.work;
+        let name = format!("{db_prefix}_{}_ceiling2_after_{mode}", kind.name());
+        let mut load = load(server, &name, kind, &input.batches, 2, &input.truth).await?;
         load.after_mode = Some(mode.to_owned());
         say(&format!(
-            "ceiling again after {mode}, 2 connections: {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1})",
-            load.rows, load.seconds, load.rows_per_s, load.postgres_cpu_s
+            "{} ceiling again after {mode}, 2 connections: {} rows in {:.2} s = {:.0} rows/s (CPU s: postgres {:.1})",
+            kind.name(), load.rows, load.seconds, load.rows_per_s, load.postgres_cpu_s
         ));
         self.again.push(load);
         Ok(())
@@ -164,8 +227,8 @@ fn work_cpus() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
-/// Chunks of each partition's backlog, partitions taken in turn.
-fn build(work: &Workload) -> Result<Vec<Batch>> {
+/// Chunks of each partition's backlog, partitions taken in turn, as `kind` sends them.
+fn build(work: &Workload, kind: Work) -> Result<Vec<Batch>> {
     let chunked: Vec<Vec<&[u32]>> = work
         .backlog_by_partition
         .iter()
@@ -178,27 +241,25 @@ fn build(work: &Workload) -> Result<Vec<Batch>> {
             let Some(chunk) = chunks.get(round) else {
                 continue;
             };
-            // The newest record of each id, in id order.
-            let mut newest: std::collections::HashMap<i64, u32> = Default::default();
-            for &i in *chunk {
-                newest.insert(work.records[i as usize].id, i);
-            }
-            let mut rows: Vec<(i64, u32)> = newest.into_iter().collect();
-            rows.sort_unstable();
+            let rows = match kind {
+                Work::Upsert => newest_by_id(work, chunk),
+                Work::Insert => chunk.to_vec(),
+            };
+            let types = kind.types();
             let mut data = Vec::with_capacity(chunk.len() * 200);
             data.extend_from_slice(binary::HEADER);
             let mut line = String::new();
-            for (_, i) in rows {
+            for i in rows {
                 line.clear();
                 copy_line(&work.records[i as usize], &mut line);
                 let row = binary::start_row(&mut data);
-                for (field, ty) in line.trim_end_matches('\n').split('\t').zip(TYPES) {
+                for (field, &ty) in line.trim_end_matches('\n').split('\t').zip(types) {
                     ensure!(
                         binary::encode(ty, field, &mut data),
                         "the workload's {field:?} has no exact binary form as {ty:?}"
                     );
                 }
-                binary::end_row(&mut data, row, TYPES.len() as u16);
+                binary::end_row(&mut data, row, types.len() as u16);
             }
             data.extend_from_slice(binary::TRAILER);
             batches.push(Batch {
@@ -211,15 +272,27 @@ fn build(work: &Workload) -> Result<Vec<Batch>> {
     Ok(batches)
 }
 
+/// The newest record of each id in `chunk`, in id order.
+fn newest_by_id(work: &Workload, chunk: &[u32]) -> Vec<u32> {
+    let mut newest: std::collections::HashMap<i64, u32> = Default::default();
+    for &i in chunk {
+        newest.insert(work.records[i as usize].id, i);
+    }
+    let mut rows: Vec<(i64, u32)> = newest.into_iter().collect();
+    rows.sort_unstable();
+    rows.into_iter().map(|(_, i)| i).collect()
+}
+
 async fn load(
     server: &Server,
     name: &str,
+    kind: Work,
     batches: &Arc<Vec<Batch>>,
     connections: usize,
     truth: &Truth,
 ) -> Result<Load> {
     let db = server.create_db(name).await?;
-    let result = load_into(server, &db, batches, connections, truth).await;
+    let result = load_into(server, &db, kind, batches, connections, truth).await;
     server.drop_db(db).await;
     result
 }
@@ -227,11 +300,13 @@ async fn load(
 async fn load_into(
     server: &Server,
     db: &Database,
+    kind: Work,
     batches: &Arc<Vec<Batch>>,
     connections: usize,
     truth: &Truth,
 ) -> Result<Load> {
-    db.exec(DDL).await?;
+    db.exec(kind.ddl()).await?;
+    db.exec(OFFSETS_DDL).await?;
     sqlx::query("INSERT INTO bench_ceiling_offsets SELECT p, 0 FROM generate_series(0, $1) p")
         .bind(batches.iter().map(|b| b.partition).max().unwrap_or(0))
         .execute(&db.pool)
@@ -244,9 +319,11 @@ async fn load_into(
             .filter(|&i| batches[i].partition as usize % connections == c)
             .collect();
         let mut conn = PgConnection::connect(&db.url).await?;
-        sqlx::raw_sql(STAGE).execute(&mut conn).await?;
+        if kind == Work::Upsert {
+            sqlx::raw_sql(STAGE).execute(&mut conn).await?;
+        }
         let (batches, barrier) = (batches.clone(), barrier.clone());
-        tasks.push(tokio::spawn(write(conn, batches, mine, barrier)));
+        tasks.push(tokio::spawn(write(conn, kind, batches, mine, barrier)));
     }
     barrier.wait().await;
     let cpu_before = procs::postgres_cpu_seconds(server.postmaster);
@@ -265,11 +342,14 @@ async fn load_into(
         sqlx::query_as("SELECT count(*), sum(amount)::text FROM bench_ceiling")
             .fetch_one(&db.pool)
             .await?;
+    let (want_rows, want_cents) = match kind {
+        Work::Upsert => (truth.keys, truth.last_cents),
+        Work::Insert => (truth.records, truth.total_cents),
+    };
     ensure!(
-        rows as u64 == truth.keys && sum.as_deref().and_then(parse_cents) == Some(truth.last_cents),
-        "ceiling table holds {rows} rows (sum {sum:?}), expected {} rows (sum {} cents)",
-        truth.keys,
-        truth.last_cents
+        rows as u64 == want_rows && sum.as_deref().and_then(parse_cents) == Some(want_cents),
+        "{} ceiling table holds {rows} rows (sum {sum:?}), expected {want_rows} rows (sum {want_cents} cents)",
+        kind.name()
     );
     Ok(Load {
         connections,
@@ -284,6 +364,7 @@ async fn load_into(
 
 async fn write(
     mut conn: PgConnection,
+    kind: Work,
     batches: Arc<Vec<Batch>>,
     mine: Vec<usize>,
     start: Arc<Barrier>,
@@ -297,10 +378,12 @@ async fn write(
             .bind(batch.partition)
             .execute(&mut *tx)
             .await?;
-        let mut copy = tx.copy_in_raw(COPY).await?;
+        let mut copy = tx.copy_in_raw(kind.copy()).await?;
         copy.send(batch.data.as_slice()).await?;
         copy.finish().await?;
-        sqlx::query(UPSERT).execute(&mut *tx).await?;
+        if kind == Work::Upsert {
+            sqlx::query(UPSERT).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
     }
     Ok(conn)

@@ -41,6 +41,14 @@ const COLUMNS: &str = r#"columns = { id = "value.id", account = "value.account",
 types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" }"#;
 
 impl Mode {
+    /// The ceiling doing this mode's work in Postgres alone (accumulate has none of its own yet).
+    pub fn ceiling_work(self) -> super::ceiling::Work {
+        match self {
+            Self::Insert => super::ceiling::Work::Insert,
+            Self::Upsert | Self::Accumulate => super::ceiling::Work::Upsert,
+        }
+    }
+
     pub fn parse(name: &str) -> Result<Self> {
         Ok(match name.trim() {
             "upsert" => Self::Upsert,

@@ -23,8 +23,8 @@ pub struct ModeResult {
     /// Per partition, sorted: seconds from the first commit until its last record was committed.
     /// A wide spread means partitions were drained unevenly and the end ran on fewer writers.
     pub partition_done_s: Vec<f64>,
-    /// Against the ceiling (the raw COPY + upsert path; for insert and accumulate only a
-    /// reference point, as their SQL differs).
+    /// Against the ceiling of the same work (`Mode::ceiling_work`; accumulate, which has none of
+    /// its own yet, against the upsert's, only a reference point as its SQL differs).
     pub ratio_to_ceiling: Option<f64>,
     /// Against the two-connection ceiling measured just before this mode (the run's first for
     /// the first mode), just after it, and the mean of those two.
@@ -226,7 +226,8 @@ pub struct Report {
     pub started_at: String,
     pub settings: serde_json::Value,
     pub machine: Machine,
-    pub ceiling: Option<Ceiling>,
+    /// One per kind of work the modes do (see `Mode::ceiling_work`).
+    pub ceilings: Vec<Ceiling>,
     pub modes: Vec<ModeResult>,
     pub ok: bool,
     pub problems: Vec<String>,
@@ -236,7 +237,7 @@ impl Report {
     pub fn print(&self) {
         println!("\n{:=^130}", " kafka-pg-sink benchmark ");
         println!(
-            "{:<26} {:>9} {:>11} {:>8} {:>19} {:>19} {:>9} {:>7}",
+            "{:<32} {:>9} {:>11} {:>8} {:>19} {:>19} {:>9} {:>7}",
             "mode",
             "records",
             "records/s",
@@ -246,21 +247,22 @@ impl Report {
             "RSS MB",
             "CPU s"
         );
-        if let Some(c) = &self.ceiling {
+        for c in &self.ceilings {
             for l in c.loads.iter().chain(&c.again) {
+                let work = c.work.name();
                 let name = match &l.after_mode {
-                    Some(mode) => format!("ceiling after {mode}"),
-                    None => format!("ceiling {}conn", l.connections),
+                    Some(mode) => format!("{work} ceiling after {mode}"),
+                    None => format!("{work} ceiling {}conn", l.connections),
                 };
                 println!(
-                    "{name:<26} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
+                    "{name:<32} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9} {:>7}",
                     l.rows, l.rows_per_s, "-", "-", "-", "-", "-"
                 );
             }
         }
         for m in &self.modes {
             println!(
-                "{:<26} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9.0} {:>7.1}",
+                "{:<32} {:>9} {:>11.0} {:>8} {:>19} {:>19} {:>9.0} {:>7.1}",
                 m.mode.name(),
                 m.records,
                 m.records_per_s,
