@@ -403,8 +403,7 @@ async fn run_modes(
     Ok(results)
 }
 
-/// The ceilings the modes are compared with, each once (accumulate has no ceiling of its own
-/// yet and is compared with the upsert's).
+/// The ceilings the modes are compared with, each once.
 fn ceiling_kinds(modes: &[Mode]) -> Vec<ceiling::Work> {
     let mut kinds: Vec<ceiling::Work> = Vec::new();
     for work in modes.iter().map(|m| m.ceiling_work()) {
@@ -474,7 +473,7 @@ fn print_settings(
         },
         format!("pacing (mock broker only): each partition at most {} MiB = {} records ahead of the committed offset; starved below {} MiB = {} records", args.pace_max_ahead_mib, plan.window, args.pace_min_ahead_mib, plan.min_ahead),
         format!("connector: {}, production defaults; set by the benchmark: kafka.brokers, kafka.group_id, postgres.url, http.listen (free port) and the mapping; KAFKA_PG_SINK_* variables removed; RUST_LOG {rust_log}", plan.sink.display()),
-        format!("ceilings: {} records per transaction, 1 and 2 connections; upsert (and accumulate, which has no ceiling of its own yet): {}; insert: {}", ceiling::BATCH_ROWS, ceiling::Work::Upsert.describe(), ceiling::Work::Insert.describe()),
+        format!("ceilings: {} records per transaction, 1 and 2 connections; upsert: {}; insert: {}; accumulate: {}", ceiling::BATCH_ROWS, ceiling::Work::Upsert.describe(), ceiling::Work::Insert.describe(), ceiling::Work::Accumulate.describe()),
     ];
     if args.kafka_brokers.is_none() {
         lines.push(MOCK_FETCH_NOTE.to_owned());

@@ -7,6 +7,9 @@
 //!   UPDATE`. The stage holds the newest row of each id, in id order, as the connector sends
 //!   rows with integer keys: Postgres neither sorts nor removes duplicates.
 //! - [`Work::Insert`]: COPY of every record's row, in offset order, straight into the table.
+//! - [`Work::Accumulate`]: COPY of the chunk pre-aggregated per (account, hour), one row per key
+//!   in key order, into a temporary stage, then `INSERT ... SELECT ... ON CONFLICT DO UPDATE`
+//!   adding to the totals: what the connector would send if it pre-aggregated each batch.
 //!
 //! The COPY is in binary format, the server's fastest input (it parses no number or timestamp
 //! text), which the connector also uses for these column types; it is formatted before the clock
@@ -21,6 +24,7 @@ use kafka_pg_sink::sink::encode::binary::{self, BinType};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Barrier;
 
+use super::clock::push_rfc3339_ms;
 use super::infra::{Database, Server};
 use super::workload::{copy_line, parse_cents, Truth, Workload};
 use super::{procs, say};
@@ -33,6 +37,7 @@ pub const BATCH_ROWS: usize = 10_000;
 pub enum Work {
     Upsert,
     Insert,
+    Accumulate,
 }
 
 impl Work {
@@ -40,6 +45,7 @@ impl Work {
         match self {
             Self::Upsert => "upsert",
             Self::Insert => "insert",
+            Self::Accumulate => "accumulate",
         }
     }
 
@@ -48,6 +54,7 @@ impl Work {
         match self {
             Self::Upsert => "offsets UPDATE, binary COPY of the newest row per id in id order into a temp stage, INSERT ... SELECT ... ON CONFLICT DO UPDATE",
             Self::Insert => "offsets UPDATE, binary COPY of every record's row in offset order straight into the table",
+            Self::Accumulate => "offsets UPDATE, binary COPY of one row per (account, hour) with the chunk's sum and count, in key order, into a temp stage, INSERT ... SELECT ... ON CONFLICT DO UPDATE adding them",
         }
     }
 
@@ -61,6 +68,28 @@ impl Work {
                 "CREATE TABLE bench_ceiling (id bigint, account text, \
                 amount numeric(14,2), ts timestamptz, meta jsonb)"
             }
+            Self::Accumulate => {
+                "CREATE TABLE bench_ceiling (account text, hour timestamptz, \
+                total numeric, events bigint, PRIMARY KEY (account, hour))"
+            }
+        }
+    }
+
+    /// The temporary stage, for the kinds that apply one.
+    fn stage(self) -> Option<&'static str> {
+        match self {
+            Self::Upsert => Some(STAGE),
+            Self::Insert => None,
+            Self::Accumulate => Some(ACC_STAGE),
+        }
+    }
+
+    /// The statement that applies the stage.
+    fn apply(self) -> Option<&'static str> {
+        match self {
+            Self::Upsert => Some(UPSERT),
+            Self::Insert => None,
+            Self::Accumulate => Some(ACC_MERGE),
         }
     }
 
@@ -68,6 +97,7 @@ impl Work {
         match self {
             Self::Upsert => COPY_STAGE,
             Self::Insert => COPY_TABLE,
+            Self::Accumulate => ACC_COPY,
         }
     }
 
@@ -76,6 +106,7 @@ impl Work {
         match self {
             Self::Upsert => &TYPES,
             Self::Insert => &TYPES[..5],
+            Self::Accumulate => &ACC_TYPES,
         }
     }
 }
@@ -98,6 +129,20 @@ const TYPES: [BinType; 6] = [
     BinType::Jsonb,
     BinType::Int8,
 ];
+const ACC_STAGE: &str = "CREATE TEMP TABLE bench_acc_stage (account text, hour timestamptz, \
+    total numeric, events bigint) ON COMMIT DELETE ROWS";
+const ACC_COPY: &str =
+    "COPY pg_temp.bench_acc_stage (account, hour, total, events) FROM STDIN (FORMAT binary)";
+const ACC_TYPES: [BinType; 4] = [
+    BinType::Text,
+    BinType::Timestamptz,
+    BinType::Numeric,
+    BinType::Int8,
+];
+const ACC_MERGE: &str = "INSERT INTO bench_ceiling AS t (account, hour, total, events) \
+    SELECT account, hour, total, events FROM pg_temp.bench_acc_stage \
+    ON CONFLICT (account, hour) DO UPDATE SET total = t.total + EXCLUDED.total, \
+    events = t.events + EXCLUDED.events";
 const UPSERT: &str = "INSERT INTO bench_ceiling AS t (id, account, amount, ts, meta) \
     SELECT id, account, amount, ts, meta FROM pg_temp.bench_stage \
     ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, \
@@ -241,17 +286,18 @@ fn build(work: &Workload, kind: Work) -> Result<Vec<Batch>> {
             let Some(chunk) = chunks.get(round) else {
                 continue;
             };
-            let rows = match kind {
-                Work::Upsert => newest_by_id(work, chunk),
-                Work::Insert => chunk.to_vec(),
+            let lines: Vec<String> = match kind {
+                Work::Upsert => newest_by_id(work, chunk)
+                    .into_iter()
+                    .map(|i| line_of(work, i))
+                    .collect(),
+                Work::Insert => chunk.iter().map(|&i| line_of(work, i)).collect(),
+                Work::Accumulate => per_account_hour(work, chunk),
             };
             let types = kind.types();
             let mut data = Vec::with_capacity(chunk.len() * 200);
             data.extend_from_slice(binary::HEADER);
-            let mut line = String::new();
-            for i in rows {
-                line.clear();
-                copy_line(&work.records[i as usize], &mut line);
+            for line in lines {
                 let row = binary::start_row(&mut data);
                 for (field, &ty) in line.trim_end_matches('\n').split('\t').zip(types) {
                     ensure!(
@@ -270,6 +316,38 @@ fn build(work: &Workload, kind: Work) -> Result<Vec<Batch>> {
         }
     }
     Ok(batches)
+}
+
+/// Record `i` as a COPY text line.
+fn line_of(work: &Workload, i: u32) -> String {
+    let mut line = String::new();
+    copy_line(&work.records[i as usize], &mut line);
+    line
+}
+
+/// `chunk` summed per (account, hour) as COPY text lines (account, hour, total, events), in key
+/// order, as a connector pre-aggregating the batch would send them.
+fn per_account_hour(work: &Workload, chunk: &[u32]) -> Vec<String> {
+    const HOUR_MS: i64 = 3_600_000;
+    let mut sums: std::collections::BTreeMap<(String, i64), (u64, u64)> = Default::default();
+    for &i in chunk {
+        let r = &work.records[i as usize];
+        let key = (
+            format!("acct-{}", r.account),
+            r.ts_ms.div_euclid(HOUR_MS) * HOUR_MS,
+        );
+        let sum = sums.entry(key).or_default();
+        sum.0 += u64::from(r.cents);
+        sum.1 += 1;
+    }
+    sums.into_iter()
+        .map(|((account, hour), (cents, events))| {
+            let mut line = format!("{account}\t");
+            push_rfc3339_ms(&mut line, hour);
+            line.push_str(&format!("\t{}.{:02}\t{events}\n", cents / 100, cents % 100));
+            line
+        })
+        .collect()
 }
 
 /// The newest record of each id in `chunk`, in id order.
@@ -319,8 +397,8 @@ async fn load_into(
             .filter(|&i| batches[i].partition as usize % connections == c)
             .collect();
         let mut conn = PgConnection::connect(&db.url).await?;
-        if kind == Work::Upsert {
-            sqlx::raw_sql(STAGE).execute(&mut conn).await?;
+        if let Some(stage) = kind.stage() {
+            sqlx::raw_sql(stage).execute(&mut conn).await?;
         }
         let (batches, barrier) = (batches.clone(), barrier.clone());
         tasks.push(tokio::spawn(write(conn, kind, batches, mine, barrier)));
@@ -338,13 +416,15 @@ async fn load_into(
     let postgres_cpu_s = procs::postgres_cpu_seconds(server.postmaster) - cpu_before;
     let machine_busy_s = procs::machine_cpu_seconds().0 - busy_before;
     drop(open);
-    let (rows, sum): (i64, Option<String>) =
-        sqlx::query_as("SELECT count(*), sum(amount)::text FROM bench_ceiling")
-            .fetch_one(&db.pool)
-            .await?;
+    let summed = match kind {
+        Work::Accumulate => "SELECT count(*), sum(total)::text FROM bench_ceiling",
+        Work::Upsert | Work::Insert => "SELECT count(*), sum(amount)::text FROM bench_ceiling",
+    };
+    let (rows, sum): (i64, Option<String>) = sqlx::query_as(summed).fetch_one(&db.pool).await?;
     let (want_rows, want_cents) = match kind {
         Work::Upsert => (truth.keys, truth.last_cents),
         Work::Insert => (truth.records, truth.total_cents),
+        Work::Accumulate => (truth.account_hours, truth.total_cents),
     };
     ensure!(
         rows as u64 == want_rows && sum.as_deref().and_then(parse_cents) == Some(want_cents),
@@ -381,8 +461,8 @@ async fn write(
         let mut copy = tx.copy_in_raw(kind.copy()).await?;
         copy.send(batch.data.as_slice()).await?;
         copy.finish().await?;
-        if kind == Work::Upsert {
-            sqlx::query(UPSERT).execute(&mut *tx).await?;
+        if let Some(apply) = kind.apply() {
+            sqlx::query(apply).execute(&mut *tx).await?;
         }
         tx.commit().await?;
     }

@@ -41,11 +41,12 @@ const COLUMNS: &str = r#"columns = { id = "value.id", account = "value.account",
 types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" }"#;
 
 impl Mode {
-    /// The ceiling doing this mode's work in Postgres alone (accumulate has none of its own yet).
+    /// The ceiling doing this mode's work in Postgres alone.
     pub fn ceiling_work(self) -> super::ceiling::Work {
         match self {
+            Self::Upsert => super::ceiling::Work::Upsert,
             Self::Insert => super::ceiling::Work::Insert,
-            Self::Upsert | Self::Accumulate => super::ceiling::Work::Upsert,
+            Self::Accumulate => super::ceiling::Work::Accumulate,
         }
     }
 

@@ -23,8 +23,7 @@ pub struct ModeResult {
     /// Per partition, sorted: seconds from the first commit until its last record was committed.
     /// A wide spread means partitions were drained unevenly and the end ran on fewer writers.
     pub partition_done_s: Vec<f64>,
-    /// Against the ceiling of the same work (`Mode::ceiling_work`; accumulate, which has none of
-    /// its own yet, against the upsert's, only a reference point as its SQL differs).
+    /// Against the ceiling of the same work (`Mode::ceiling_work`).
     pub ratio_to_ceiling: Option<f64>,
     /// Against the two-connection ceiling measured just before this mode (the run's first for
     /// the first mode), just after it, and the mean of those two.
