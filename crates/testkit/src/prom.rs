@@ -32,8 +32,8 @@ pub async fn scrape(addr: &str) -> Result<String> {
     Ok(body.to_owned())
 }
 
-/// `name{labels} value` lines of one metric name: (labels, value).
-fn samples<'a>(body: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+/// `name{labels} value` lines of one metric name: (label text, value).
+pub fn samples<'a>(body: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
     body.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(move |line| {
@@ -47,7 +47,12 @@ fn samples<'a>(body: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f
 /// answers.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    // A bounded connect where the address is an IP (a frozen process's port still accepts).
+    let mut stream = match addr.parse() {
+        Ok(socket) => std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(2)),
+        Err(_) => std::net::TcpStream::connect(addr),
+    }
+    .ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
@@ -71,6 +76,13 @@ pub fn sum_matching(body: &str, name: &str, label_filter: &str) -> Option<f64> {
         .filter(|(labels, _)| labels.contains(label_filter))
         .map(|(_, v)| v)
         .reduce(|a, b| a + b)
+}
+
+/// The value of label `key` in a sample's label text (`topic="t",partition="3"}`).
+pub fn label<'l>(labels: &'l str, key: &str) -> Option<&'l str> {
+    let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+    let len = labels[start..].find('"')?;
+    Some(&labels[start..start + len])
 }
 
 /// The sum of every sample of `name` (0 when absent).

@@ -1,7 +1,6 @@
 //! Connector replicas: the real `kafka-pg-sink` binary, one config and one log file per start,
 //! killed on drop so no replica outlives the runner.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -172,7 +171,7 @@ impl Replica {
     /// The `/metrics` text, or None while it does not answer.
     pub async fn metrics(&self) -> Option<String> {
         let addr = self.http.clone();
-        tokio::task::spawn_blocking(move || http_get(&addr, "/metrics"))
+        tokio::task::spawn_blocking(move || testkit::prom::http_get(&addr, "/metrics"))
             .await
             .ok()
             .flatten()
@@ -185,43 +184,4 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// A minimal HTTP/1.1 GET over loopback TCP: (status, body).
-pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let socket = addr.parse().ok()?;
-    let mut stream = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-/// The samples of metric `name`: (label text, value).
-pub fn samples<'b>(body: &'b str, name: &str) -> Vec<(&'b str, f64)> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name).then_some((labels, value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The value of label `key` in a sample's label text (`topic="t",partition="3"}`).
-pub fn label<'l>(labels: &'l str, key: &str) -> Option<&'l str> {
-    let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
-    let len = labels[start..].find('"')?;
-    Some(&labels[start..start + len])
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::fleet::Fleet;
-use super::replicas::{label, samples};
+use testkit::prom::{label, samples};
 
 /// Polls `/metrics` of every running replica until the figures agree or `timeout` passes
 /// (lag comes from librdkafka statistics every 5 s). Ok(summary) or Err(the last disagreement).
