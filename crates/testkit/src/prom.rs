@@ -47,7 +47,7 @@ pub fn samples<'a>(body: &'a str, name: &'a str) -> impl Iterator<Item = (&'a st
 /// answers.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    // A bounded connect where the address is an IP (a frozen process's port still accepts).
+    // Connect and read are both bounded: a stopped (SIGSTOP) replica never answers.
     let mut stream = match addr.parse() {
         Ok(socket) => std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(2)),
         Err(_) => std::net::TcpStream::connect(addr),
