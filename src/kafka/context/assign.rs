@@ -101,52 +101,13 @@ impl SinkContext {
             .iter()
             .map(|e| TopicPartition::new(e.topic(), e.partition()))
             .collect();
-        let loaded = self
-            .with_retries(READ_OFFSETS, || self.store.load(&partitions))
-            .and_then(|stored| match stored {
-                Some(mut stored) => self
-                    .store_starts(consumer, &mut stored, &partitions)
-                    .map(|()| Some(stored)),
-                None => Ok(None),
-            });
-        let stored = match loaded {
-            Ok(Some(stored)) => stored,
-            Ok(None) => {
-                tracing::warn!(
-                    "Shutting down during assignment; not consuming the new partitions."
-                );
-                return;
-            }
-            Err(error) => {
-                self.send(Event::Fatal(format!(
-                    "cannot read or store the offsets of the assigned partitions: {error}"
-                )));
-                return;
-            }
+        let Some(stored) = self.load_starts(consumer, &partitions) else {
+            return;
         };
         let mut assigned = Vec::with_capacity(partitions.len());
         for tp in partitions {
             let start = stored.get(&tp).copied();
-            let offset = start.map_or(self.reset_offset(), Offset::Offset);
-            if let Err(error) = tpl.set_partition_offset(&tp.topic, tp.partition, offset) {
-                tracing::error!(%error, partition = %tp, "Cannot set start offset.");
-            }
-            tracing::info!(partition = %tp, stored_offset = ?start, "Partition assigned.");
-            self.assigned
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(tp.clone());
-            let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-            match start {
-                Some(stored) => {
-                    self.metrics.set_committed(&tp, stored);
-                    positions.insert(tp.clone(), stored);
-                }
-                None => {
-                    positions.remove(&tp);
-                }
-            }
-            drop(positions);
+            self.start_partition(tpl, &tp, start);
             assigned.push((tp, start));
         }
         self.restarted(consumer, assigned.iter().map(|(tp, _)| tp));
@@ -164,6 +125,68 @@ impl SinkContext {
         };
         if let Err(error) = result {
             tracing::error!(%error, "Failed to assign partitions.");
+        }
+    }
+
+    /// The stored next offset of each assigned partition, with the start positions of those that
+    /// had none stored first. None (after a fatal event, or while shutting down) when the
+    /// partitions must not be consumed.
+    fn load_starts(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: &[TopicPartition],
+    ) -> Option<HashMap<TopicPartition, i64>> {
+        let loaded = self
+            .with_retries(READ_OFFSETS, || self.store.load(partitions))
+            .and_then(|stored| match stored {
+                Some(mut stored) => self
+                    .store_starts(consumer, &mut stored, partitions)
+                    .map(|()| Some(stored)),
+                None => Ok(None),
+            });
+        match loaded {
+            Ok(Some(stored)) => Some(stored),
+            Ok(None) => {
+                tracing::warn!(
+                    "Shutting down during assignment; not consuming the new partitions."
+                );
+                None
+            }
+            Err(error) => {
+                self.send(Event::Fatal(format!(
+                    "cannot read or store the offsets of the assigned partitions: {error}"
+                )));
+                None
+            }
+        }
+    }
+
+    /// Sets `tp` to start at its stored offset (`start`; the reset policy without one) and
+    /// records it as assigned, with its position and committed-offset gauge.
+    fn start_partition(
+        &self,
+        tpl: &mut TopicPartitionList,
+        tp: &TopicPartition,
+        start: Option<i64>,
+    ) {
+        let offset = start.map_or(self.reset_offset(), Offset::Offset);
+        if let Err(error) = tpl.set_partition_offset(&tp.topic, tp.partition, offset) {
+            tracing::error!(%error, partition = %tp, "Cannot set start offset.");
+        }
+        tracing::info!(partition = %tp, stored_offset = ?start, "Partition assigned.");
+        self.assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tp.clone());
+        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        match start {
+            Some(stored) => {
+                self.metrics.set_committed(tp, stored);
+                positions.insert(tp.clone(), stored);
+            }
+            None => {
+                positions.remove(tp);
+            }
         }
     }
 
