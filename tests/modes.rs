@@ -574,3 +574,63 @@ async fn inserts_copy_straight_into_the_table_in_order_and_isolate_refused_rows(
         "the INSERT rule fired for every row"
     );
 }
+
+/// Postgres refuses `COPY FROM` into a table whose row-level security applies to the writer
+/// (0A000), so an insert mapping onto such a table keeps the staged `INSERT … SELECT`: the
+/// connector, connected as a role the policy binds, writes every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_into_a_table_with_row_level_security_go_through_the_stage() {
+    // Declared first, so it is dropped after the database whose tables it comes to own.
+    let role = TestRole::create("kps_writer").await;
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl("CREATE TABLE guarded (n bigint NOT NULL)")
+        .ddl("ALTER TABLE guarded ENABLE ROW LEVEL SECURITY; ALTER TABLE guarded FORCE ROW LEVEL SECURITY")
+        .ddl("CREATE POLICY all_rows ON guarded USING (true) WITH CHECK (true)")
+        .topic("guarded")
+        .build()
+        .await;
+    db.exec(&format!(
+        "GRANT CREATE, CONNECT ON DATABASE {} TO {r}; GRANT SELECT, INSERT ON guarded TO {r}",
+        db.name,
+        r = role.name
+    ))
+    .await;
+    let records: Vec<Produced> = (0..200u64)
+        .map(|i| (0, i.to_string(), Some(format!(r#"{{"n":{i}}}"#))))
+        .collect();
+    stream(&broker.bootstrap, &topic, records, 20_000)
+        .join()
+        .unwrap();
+    let rest = format!(
+        "[batch]\nmax_wait_ms = 20\n[[mappings]]\ntopic = \"{topic}\"\ntable = \"guarded\"\n\
+         mode = \"insert\"\ncolumns = {{ n = \"value.n\" }}\n"
+    );
+    let (config, http) = sink_config(&broker, &db, &group, &rest);
+    // The connector connects as the role (trust authentication on the test server).
+    let text = std::fs::read_to_string(&config.0).unwrap();
+    let url_line = format!("url = \"{}\"", db.url);
+    assert!(text.contains(&url_line), "{text}");
+    let as_role = format!("url = \"{}\"", role.url_for(&db.url));
+    std::fs::write(&config.0, text.replace(&url_line, &as_role)).unwrap();
+    let sink = Sink::start_with(config, http);
+    let done = eventually(Duration::from_secs(60), || async {
+        db.scalar_i64("SELECT count(*) FROM guarded").await == 200
+    })
+    .await;
+    drop(sink);
+    assert!(
+        done,
+        "{} of 200 rows in a table with row-level security",
+        db.scalar_i64("SELECT count(*) FROM guarded").await
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT sum(n)::bigint FROM guarded").await,
+        (0..200).sum::<i64>()
+    );
+}

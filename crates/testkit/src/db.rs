@@ -113,22 +113,75 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if self.dropped {
-            return;
+        if !self.dropped {
+            let (url, name) = (self.url.clone(), self.name.clone());
+            block_on_own_thread(move || async move { drop_database(&url, &name).await });
         }
-        // Drop may run inside the test's runtime, which cannot block on another future: the
-        // statement runs on a thread with a runtime of its own.
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(runtime) = runtime {
-                runtime.block_on(drop_database(&url, &name));
-            }
-        })
-        .join();
     }
+}
+
+/// A login role for a test (cluster-wide, unlike a database), dropped when the handle drops.
+/// Declare it before the [`TestDb`] whose objects it comes to own: locals drop in reverse
+/// order, so the database, and with it those objects, goes first.
+pub struct TestRole {
+    pub name: String,
+}
+
+impl TestRole {
+    /// `CREATE ROLE <unique> LOGIN` on the server of `DATABASE_URL`.
+    pub async fn create(prefix: &str) -> Self {
+        let name = unique(prefix);
+        admin_exec(&format!("CREATE ROLE {name} LOGIN")).await;
+        Self { name }
+    }
+
+    /// `url` with this role as its user (no password: the test server trusts loopback).
+    pub fn url_for(&self, url: &str) -> String {
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{}@{host}", self.name)
+            }
+            None => url.to_owned(),
+        }
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let statement = format!("DROP ROLE IF EXISTS {}", self.name);
+        block_on_own_thread(move || async move { admin_exec(&statement).await });
+    }
+}
+
+/// Runs `sql` on the server's `postgres` database; panics with the statement on error.
+async fn admin_exec(sql: &str) {
+    let server = with_database(&server_url(), "postgres");
+    let mut admin = PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach Postgres at {server}: {e}"));
+    sqlx::raw_sql(sql)
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Runs `work` to completion from a `Drop`, which may run inside the test's runtime and so
+/// cannot block on a future there: on a thread with a runtime of its own.
+fn block_on_own_thread<F, Fut>(work: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        if let Ok(runtime) = runtime {
+            runtime.block_on(work());
+        }
+    })
+    .join();
 }
 
 /// `DROP DATABASE … WITH (FORCE)`: connections still open (a connector under test, the pool of a

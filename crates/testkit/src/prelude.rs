@@ -3,7 +3,7 @@
 pub use crate::broker::cluster::commit_group_offsets;
 pub use crate::broker::{Broker, LogRecord};
 pub use crate::connector::{kill_repeatedly, run_until_exit, sink_config, Sink};
-pub use crate::db::{server_url, TestDb};
+pub use crate::db::{server_url, TestDb, TestRole};
 pub use crate::fixtures::{payment, payments_mapping, PAYMENTS_DDL};
 pub use crate::names::{eventually, free_port, unique, TempFile};
 pub use crate::pg_server::PgServer;

@@ -52,19 +52,22 @@ pub async fn column_types(pool: &PgPool, mapping: &Mapping) -> Result<Option<Col
 
 /// Whether `COPY` into the mapping's table does what `INSERT` does, so that insert-mode rows can
 /// go straight into it: `COPY FROM` fires triggers and checks constraints as `INSERT` does, but
-/// it does not apply rewrite rules, so a table with an `INSERT` rule (`ev_type` 3) takes its
-/// rows through `INSERT … SELECT`. False too when the table is not found.
+/// it does not apply rewrite rules (a table with an `INSERT` rule, `ev_type` 3) and is refused
+/// (0A000) on a table with row-level security enabled; such tables take their rows through
+/// `INSERT … SELECT`. False too when the table is not found.
 pub async fn copies_like_inserts(pool: &PgPool, mapping: &Mapping) -> Result<bool, Error> {
     let Ok(oid) = find_table(pool, &mapping.table).await? else {
         return Ok(false);
     };
-    let rules: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = $1 AND ev_type = '3')",
+    let copies: bool = sqlx::query_scalar(
+        "SELECT NOT c.relrowsecurity AND NOT EXISTS \
+         (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type = '3') \
+         FROM pg_class c WHERE c.oid = $1",
     )
     .bind(oid)
     .fetch_one(pool)
     .await?;
-    Ok(!rules)
+    Ok(copies)
 }
 
 /// Whether two key values are equal in the table exactly when they are as written (text as its
