@@ -118,9 +118,7 @@ async fn resumes_from_stored_offsets_after_repeated_kill_9() {
     let n = 24_000;
     let producer = stream_payments(broker.bootstrap.clone(), topic.clone(), n, 800);
 
-    let seed = testkit::rng::seed_from_env_or_clock();
-    eprintln!("kill timing seed {seed} (KPS_SEED={seed} repeats it)");
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::for_test("kill timing");
     let mut kills = 0;
     let mut mid_stream_kills = 0;
     while !producer.is_finished() || kills < 3 {

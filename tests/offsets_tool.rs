@@ -13,16 +13,11 @@ fn counter_mapping(topic: &str) -> String {
     )
 }
 
-/// Whether the tests run against a real cluster (`KAFKA_BROKERS`) rather than the mock broker.
-fn real_broker() -> bool {
-    std::env::var_os("KAFKA_BROKERS").is_some()
-}
-
 /// Flags for `set --execute` while no connector runs. The mock broker implements neither
 /// ListGroups nor DescribeGroups, so there the tool cannot see whether the group is empty and
 /// (failing safe) refuses without `--force`; against a real cluster no flag is needed.
 fn idle_group_flags() -> &'static [&'static str] {
-    if real_broker() {
+    if testkit::skip::real_cluster() {
         &[]
     } else {
         &["--force"]
@@ -204,7 +199,7 @@ async fn set_dry_run_changes_nothing_and_execute_round_trips_every_target() {
             [(0, 10), (1, 4)],
         ),
     ];
-    if real_broker() {
+    if testkit::skip::real_cluster() {
         // The mock broker does not look offsets up by timestamp (it answers "none" for any).
         round_trips.push((vec!["--to-timestamp", before_production], [(0, 0), (1, 0)]));
     }
@@ -337,7 +332,7 @@ async fn set_refuses_while_the_connector_runs_and_with_force_fences_it_to_reappl
         stderr.contains("refused") && stderr.contains("--force") && stderr.contains("fenced"),
         "{stderr}"
     );
-    if real_broker() {
+    if testkit::skip::real_cluster() {
         assert!(stderr.contains("1 live member(s)"), "{stderr}");
     }
     assert_eq!(db.stored_offsets(&group, &topic).await, [(0, 40)]);

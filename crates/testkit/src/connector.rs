@@ -172,7 +172,7 @@ impl Drop for Sink {
 }
 
 /// Starts the connector, waits until `progress` grows, kills it with SIGKILL at a random moment
-/// (from `seed`), and repeats until `stream` is finished and at least `min_kills` kills happened.
+/// (seeded, see [`Rng::for_test`]), and repeats until `stream` is finished and at least `min_kills` kills happened.
 /// Returns how many kills landed before `progress` reached `total`.
 #[allow(clippy::too_many_arguments)]
 pub async fn kill_repeatedly<F, Fut>(
@@ -189,9 +189,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = i64>,
 {
-    let seed = crate::rng::seed_from_env_or_clock();
-    eprintln!("kill_repeatedly: seed {seed} (KPS_SEED={seed} repeats the kill timing)");
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::for_test("kill timing");
     let (mut kills, mut mid_stream) = (0, 0);
     while !stream.is_finished() || kills < min_kills {
         let before = progress().await;

@@ -22,6 +22,16 @@ pub fn seed_from_env_or_clock() -> u64 {
         })
 }
 
+impl Rng {
+    /// A generator for `what`, seeded by [`seed_from_env_or_clock`]; the seed is printed (shown
+    /// with a failing test's output) so that `KPS_SEED` can repeat the run.
+    pub fn for_test(what: &str) -> Self {
+        let seed = seed_from_env_or_clock();
+        eprintln!("{what}: seed {seed} (KPS_SEED={seed} repeats it)");
+        Self::new(seed)
+    }
+}
+
 /// xorshift64*: fast, good enough for choosing faults and delays.
 pub struct Rng(u64);
 

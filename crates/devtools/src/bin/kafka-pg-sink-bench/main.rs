@@ -198,11 +198,6 @@ fn git_revision() -> Option<String> {
     Some(if dirty { format!("{head}-dirty") } else { head })
 }
 
-/// A binary next to this one.
-fn sibling(name: &str) -> Result<PathBuf> {
-    Ok(std::env::current_exe()?.with_file_name(name))
-}
-
 /// The derived settings of a run.
 struct Plan {
     modes: Vec<Mode>,
@@ -223,7 +218,7 @@ impl Plan {
         let sink = args
             .sink
             .clone()
-            .map_or_else(|| sibling("kafka-pg-sink"), Ok)?;
+            .unwrap_or_else(|| testkit::bins::dir().join("kafka-pg-sink"));
         ensure!(
             sink.is_file(),
             "no connector binary at {} (build it or pass --sink)",
@@ -350,7 +345,7 @@ async fn run_modes(
             let host = args
                 .mock_broker
                 .clone()
-                .map_or_else(|| sibling("kafka-pg-sink-mock-broker"), Ok)?;
+                .unwrap_or_else(|| testkit::bins::dir().join("kafka-pg-sink-mock-broker"));
             if !host.is_file() {
                 bail!(
                     "no mock broker host at {} (build the workspace, pass --mock-broker or set KAFKA_BROKERS)",

@@ -133,11 +133,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// A binary next to this one.
-fn sibling(name: &str) -> Result<PathBuf> {
-    Ok(std::env::current_exe()?.with_file_name(name))
-}
-
 /// Removes the logs directory on drop unless `keep` was set.
 struct LogDir {
     path: PathBuf,
@@ -198,7 +193,7 @@ async fn scenario(args: &Args, seed: u64, dir: &Path, started: Instant) -> Resul
             let host = args
                 .mock_broker
                 .clone()
-                .map_or_else(|| sibling("kafka-pg-sink-mock-broker"), Ok)?;
+                .unwrap_or_else(|| testkit::bins::dir().join("kafka-pg-sink-mock-broker"));
             Broker::start_mock(&host, Some(&dir.join("broker.log")))?
         }
     };
@@ -222,7 +217,7 @@ async fn scenario(args: &Args, seed: u64, dir: &Path, started: Instant) -> Resul
         sink: args
             .sink
             .clone()
-            .map_or_else(|| sibling("kafka-pg-sink"), Ok)?,
+            .unwrap_or_else(|| testkit::bins::dir().join("kafka-pg-sink")),
         dir: dir.to_owned(),
         bootstrap: broker.bootstrap.clone(),
         db_url: db_url.clone(),
