@@ -64,7 +64,18 @@ pub struct Config {
 /// reports it (a test checks each value parses).
 const ENUM_VALUES: &[(&str, &[&str])] = &[
     ("Mode", &["upsert", "insert", "accumulate"]),
-    ("Format", &["json", "text", "bytes"]),
+    (
+        "Format",
+        &[
+            "json",
+            "text",
+            "bytes",
+            "avro",
+            "protobuf",
+            "json_schema",
+            "connect_json",
+        ],
+    ),
     ("Tombstone", &["delete", "ignore", "bad_record"]),
     ("OnError", &["dead_letter", "skip", "fail"]),
     ("AccumulateOp", &["add", "min", "max", "last", "count"]),

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::ColumnType;
 use crate::error::quote;
-pub(crate) use time::{days_from_civil, parse_date};
+pub(crate) use time::{civil_from_days, days_from_civil, parse_date};
 use time::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
 
 /// What a value of each column type should look like, and the integer types' ranges: the

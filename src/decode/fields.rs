@@ -30,23 +30,16 @@ pub(crate) type Scans<'r> = (
 );
 
 pub(crate) fn scan<'r>(
-    record: &'r Record,
-    value_json: bool,
-    key_json: bool,
+    value: Option<Result<&'r [u8], String>>,
+    key: Option<Result<&'r [u8], String>>,
     members: &mut Vec<Member<'r>>,
 ) -> Scans<'r> {
-    let value = match (record.value(), value_json) {
-        (Some(bytes), true) => {
-            Some(Scanned::new(bytes, members).map_err(|e| format!("value is not valid JSON: {e}")))
-        }
-        _ => None,
-    };
-    let key = match (record.key(), key_json) {
-        (Some(bytes), true) => {
-            Some(Scanned::new(bytes, members).map_err(|e| format!("key is not valid JSON: {e}")))
-        }
-        _ => None,
-    };
+    let value = value.map(|bytes| {
+        Scanned::new(bytes?, members).map_err(|e| format!("value is not valid JSON: {e}"))
+    });
+    let key = key.map(|bytes| {
+        Scanned::new(bytes?, members).map_err(|e| format!("key is not valid JSON: {e}"))
+    });
     (value, key)
 }
 
@@ -92,15 +85,22 @@ pub(crate) fn extract<'a>(
     };
     match source {
         ColumnSource::Value(path) => match m.format {
-            Format::Json => p.json.as_ref().map_or(Ok(None), |doc| from_doc(doc, path)),
             Format::Text => r.value().map_or(Ok(None), |b| from_bytes(b, None)),
             Format::Bytes => r
                 .value()
                 .map_or(Ok(None), |b| from_bytes(b, Some(ColumnType::Bytea))),
+            _ => p.json.as_ref().map_or(Ok(None), |doc| from_doc(doc, path)),
         },
-        ColumnSource::Key(path) if path.is_empty() => {
-            r.key().map_or(Ok(None), |b| from_bytes(b, None))
-        }
+        ColumnSource::Key(path) if path.is_empty() => match m.key_format {
+            None | Some(Format::Text) => r.key().map_or(Ok(None), |b| from_bytes(b, None)),
+            Some(Format::Bytes) => r
+                .key()
+                .map_or(Ok(None), |b| from_bytes(b, Some(ColumnType::Bytea))),
+            Some(_) => p
+                .key_json
+                .as_ref()
+                .map_or(Ok(None), |doc| from_doc(doc, path)),
+        },
         ColumnSource::Key(path) => p
             .key_json
             .as_ref()

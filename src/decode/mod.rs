@@ -13,6 +13,7 @@
 
 pub mod convert;
 mod fields;
+pub mod formats;
 pub(crate) mod json;
 pub(crate) mod keys;
 pub(crate) mod scan;

@@ -47,6 +47,18 @@ pub enum Format {
     Text,
     /// Raw bytes; only `value` (for a bytea column) can be mapped.
     Bytes,
+    /// Avro in the Confluent wire format, decoded with the writer's schema from
+    /// `[schema_registry]`; fields are read as from JSON.
+    Avro,
+    /// Protobuf in the Confluent wire format (with its message-index list), decoded with the
+    /// writer's schema from `[schema_registry]`.
+    Protobuf,
+    /// JSON in the Confluent wire format (JSON Schema serializers): the 5-byte header is checked
+    /// and the JSON body read as `json`.
+    JsonSchema,
+    /// Kafka Connect's JSON converter with schemas enabled: `{"schema": …, "payload": …}`; the
+    /// payload is read, Connect's logical types (Decimal, Timestamp, Date, Time) converted.
+    ConnectJson,
 }
 
 impl Format {
@@ -56,7 +68,21 @@ impl Format {
             Self::Json => "json",
             Self::Text => "text",
             Self::Bytes => "bytes",
+            Self::Avro => "avro",
+            Self::Protobuf => "protobuf",
+            Self::JsonSchema => "json_schema",
+            Self::ConnectJson => "connect_json",
         }
+    }
+
+    /// Whether payloads are read as a JSON document (`value.<path>` reads fields).
+    pub fn reads_json(self) -> bool {
+        !matches!(self, Self::Text | Self::Bytes)
+    }
+
+    /// Whether payloads carry a Schema Registry id (the Confluent wire format).
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Self::Avro | Self::Protobuf | Self::JsonSchema)
     }
 }
 
@@ -152,9 +178,14 @@ pub struct MappingConfig {
     /// Column name = constant text value.
     #[serde(default)]
     pub constants: BTreeMap<String, String>,
-    /// Payload format: `json` (default), `text`, `bytes`.
+    /// Value format: `json` (default), `text`, `bytes`, `avro`, `protobuf`, `json_schema` (the
+    /// last three in the Confluent wire format, with `[schema_registry]`), or `connect_json`.
     #[serde(default)]
     pub format: Format,
+    /// Key format, same values as `format`. Default: `key` is the key's UTF-8 text and
+    /// `key.<path>` reads a JSON key. With a format, `key` is the decoded key (a string key
+    /// unquoted, a record as JSON) and `key.<path>` reads its fields.
+    pub key_format: Option<Format>,
     /// Upsert only: update a row only when this column's incoming value is greater than the
     /// stored one, so late records never overwrite newer state.
     pub only_if_newer: Option<String>,
@@ -202,6 +233,8 @@ pub struct Mapping {
     /// All columns, ordered by name (keys and the window column included).
     pub columns: Vec<Column>,
     pub format: Format,
+    /// `None`: the key is text, or JSON where `key.<path>` reads it.
+    pub key_format: Option<Format>,
     pub only_if_newer: Option<Ident>,
     pub tombstone: Tombstone,
     pub on_error: OnError,

@@ -1,7 +1,7 @@
 //! Validation of one `[[mappings]]` entry into a [`Mapping`]: every problem is reported, with its
 //! key path, and a mapping is built only when there is none.
 
-use super::{AccumulateOp, Column, Format, Mapping, MappingConfig, Mode, Tombstone, Window};
+use super::{AccumulateOp, Column, Mapping, MappingConfig, Mode, Tombstone, Window};
 use crate::config::source::ColumnSource;
 use crate::config::{parse_duration_millis, ColumnType};
 use crate::ident::{Ident, TableName};
@@ -39,6 +39,7 @@ pub fn validate(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Op
         key,
         columns,
         format: m.format,
+        key_format: m.key_format,
         only_if_newer,
         tombstone,
         on_error: m.on_error,
@@ -53,13 +54,22 @@ fn mapped_columns(m: &MappingConfig, problem: &mut impl FnMut(String)) -> Vec<Co
         let ident = Ident::parse(name).map_err(|e| problem(format!("columns.{name}: {e}")));
         let source = ColumnSource::parse(expr).map_err(|e| problem(format!("columns.{name}: {e}")));
         if let (Ok(name), Ok(source)) = (ident, source) {
-            if m.format != Format::Json
+            if !m.format.reads_json()
                 && source.is_json_path()
                 && matches!(source, ColumnSource::Value(_))
             {
                 problem(format!(
                     "columns.{name}: format {:?} has no fields; map the whole `value`",
                     m.format
+                ));
+            }
+            if m.key_format.is_some_and(|f| !f.reads_json())
+                && source.is_json_path()
+                && matches!(source, ColumnSource::Key(_))
+            {
+                problem(format!(
+                    "columns.{name}: key_format {:?} has no fields; map the whole `key`",
+                    m.key_format
                 ));
             }
             columns.push(Column {

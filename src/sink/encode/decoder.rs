@@ -1,6 +1,7 @@
 //! The [`Decoder`]: each mapping's plan, worked out once, and the walk over a batch, newest
 //! first, that turns its records into every mapping's COPY rows.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use super::binary::BinType;
 use super::reduce::{self, MappingRows};
 use super::rows::Decoded;
 use crate::config::{ColumnSource, Format, Mapping, Mode};
+use crate::decode::formats::{self, Schemas};
 use crate::decode::{scan, Parsed};
 use crate::record::Record;
 
@@ -18,6 +20,8 @@ pub struct Decoder {
     /// Per mapping, in the same order.
     plans: Vec<Plan>,
     by_topic: HashMap<String, Vec<usize>>,
+    /// The registry's schemas, filled before a batch is decoded.
+    schemas: Arc<Schemas>,
 }
 
 /// A mapping's columns as the decoder walks them, worked out once instead of per record.
@@ -86,6 +90,7 @@ impl Decoder {
             mappings,
             plans,
             by_topic,
+            schemas: Arc::default(),
         }
     }
 
@@ -111,6 +116,17 @@ impl Decoder {
             plan.direct = direct && m.mode == Mode::Insert;
         }
         self
+    }
+
+    /// Decodes registry formats with these schemas (filled by the registry client before each
+    /// batch is decoded).
+    pub fn with_schemas(mut self, schemas: Arc<Schemas>) -> Self {
+        self.schemas = schemas;
+        self
+    }
+
+    pub fn schemas(&self) -> &Arc<Schemas> {
+        &self.schemas
     }
 
     pub fn mappings(&self) -> &[Mapping] {
@@ -154,13 +170,21 @@ impl Decoder {
     ) -> Result<Decoded, usize> {
         let value_json = indexes
             .iter()
-            .any(|&i| self.mappings[i].format == Format::Json);
+            .any(|&i| self.mappings[i].format.reads_json());
         let key_json = indexes.iter().any(|&i| {
-            self.mappings[i]
-                .columns
-                .iter()
-                .any(|c| matches!(&c.source, ColumnSource::Key(p) if !p.is_empty()))
+            let m = &self.mappings[i];
+            let json_key = m.key_format.is_some_and(Format::reads_json);
+            m.columns.iter().any(|c| match &c.source {
+                ColumnSource::Key(p) => json_key || !p.is_empty(),
+                _ => false,
+            })
         });
+        // Payloads in another format are rendered as JSON first, for the whole batch (the mappings
+        // of a topic share their formats).
+        let first = &self.mappings[indexes[0]];
+        let values = self.rendered(records, value_json, first.format, Record::value, "value");
+        let key_format = first.key_format.unwrap_or(Format::Json);
+        let keys = self.rendered(records, key_json, key_format, Record::key, "key");
         let mut outs: Vec<MappingRows<'_>> = indexes
             .iter()
             .zip(text)
@@ -176,9 +200,12 @@ impl Decoder {
             let start = end.saturating_sub(CHUNK);
             members.clear();
             let chunk = &records[start..end];
-            let scanned: Vec<_> = chunk
-                .iter()
-                .map(|r| scan(r, value_json, key_json, &mut members))
+            let scanned: Vec<_> = (start..end)
+                .map(|i| {
+                    let value = text_of(&values, records[i].value(), i, value_json);
+                    let key = text_of(&keys, records[i].key(), i, key_json);
+                    scan(value, key, &mut members)
+                })
                 .collect();
             let parsed: Vec<Parsed<'_>> = chunk
                 .iter()
@@ -213,6 +240,52 @@ impl Decoder {
             decoded.tables.push(out.rows);
         }
         Ok(decoded)
+    }
+}
+
+/// Each record's payload (or key) rendered as JSON, where its format is not JSON already; empty
+/// when nothing needs rendering.
+type Rendered<'r> = Vec<Option<Result<Cow<'r, [u8]>, String>>>;
+
+/// Record `i`'s JSON text to scan: rendered, or its own bytes; `None` when not read as JSON.
+fn text_of<'r>(
+    rendered: &'r Rendered<'r>,
+    own: Option<&'r [u8]>,
+    i: usize,
+    json: bool,
+) -> Option<Result<&'r [u8], String>> {
+    if !json {
+        return None;
+    }
+    match rendered.get(i) {
+        Some(text) => text
+            .as_ref()
+            .map(|r| r.as_ref().map(|c| &**c).map_err(Clone::clone)),
+        None => own.map(Ok),
+    }
+}
+
+impl Decoder {
+    fn rendered<'r>(
+        &self,
+        records: &'r [Record],
+        json: bool,
+        format: Format,
+        part: fn(&Record) -> Option<&[u8]>,
+        what: &str,
+    ) -> Rendered<'r> {
+        if !json || matches!(format, Format::Json | Format::Text | Format::Bytes) {
+            return Vec::new();
+        }
+        records
+            .iter()
+            .map(|r| {
+                part(r).map(|bytes| {
+                    formats::to_json(format, bytes, &self.schemas)
+                        .map_err(|e| format!("{what} ({}): {e}", format.name()))
+                })
+            })
+            .collect()
     }
 }
 

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use super::binary::{self, BinType};
 use super::decoder::Plan;
 use super::text::copy_escape;
-use crate::config::{Column, ColumnSource, ColumnType, Format, Mapping};
+use crate::config::{Column, ColumnSource, ColumnType, Mapping};
 use crate::decode::json::{scalar, Scalar};
 use crate::decode::{extract, Failure, Parsed, Stage};
 
@@ -132,12 +132,7 @@ impl<'a> Row<'a> {
         let ColumnSource::Value(path) = &column.source else {
             return None;
         };
-        let Some(Ok(doc)) = self
-            .p
-            .json
-            .as_ref()
-            .filter(|_| self.m.format == Format::Json)
-        else {
+        let Some(Ok(doc)) = self.p.json.as_ref().filter(|_| self.m.format.reads_json()) else {
             return None;
         };
         let raw = doc.get(path)?;

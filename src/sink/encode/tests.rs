@@ -426,7 +426,7 @@ fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes
     let m = &mappings[0];
     for (row, &i) in rows.upserts.records.iter().enumerate() {
         let mut members = Vec::new();
-        let (value, _) = scan(&records[i], true, false, &mut members);
+        let (value, _) = scan(records[i].value().map(Ok), None, &mut members);
         let p = Parsed {
             record: &records[i],
             json: value.map(|v| v.map(|s| s.doc(&members))),

@@ -1,0 +1,65 @@
+//! Payload formats other than plain JSON, turned into the JSON text the decoder reads: Avro,
+//! Protobuf and JSON Schema in the Confluent wire format, and Kafka Connect's JSON envelope.
+//!
+//! Guarantee: a payload is rendered exactly (see [`render`]) or refused with the reason, the
+//! schema id included; decoding arbitrary bytes never panics.
+//!
+//! - `wire`: the Confluent framing (magic byte 0, a 4-byte schema id).
+//! - `schemas`: the schemas by id, as fetched from a registry and parsed once.
+//! - `avro`, `protobuf`: a body decoded with its writer's schema, by maintained crates.
+//! - `connect`: Kafka Connect's `{"schema", "payload"}` with its logical types.
+//! - `render`: the one JSON rendering of decoded values.
+
+pub mod avro;
+pub mod connect;
+pub mod protobuf;
+pub mod render;
+pub mod schemas;
+pub mod wire;
+
+pub use schemas::{Reference, RegisteredSchema, SchemaKind, Schemas};
+
+use std::borrow::Cow;
+
+use crate::config::Format;
+use schemas::Decoding;
+
+/// The JSON text a payload in `format` reads as: borrowed where the payload is JSON already
+/// (`json`, and the body of `json_schema`), else rendered. Errors name the schema id.
+pub fn to_json<'a>(
+    format: Format,
+    bytes: &'a [u8],
+    schemas: &Schemas,
+) -> Result<Cow<'a, [u8]>, String> {
+    match format {
+        Format::Json | Format::Text | Format::Bytes => Ok(Cow::Borrowed(bytes)),
+        Format::ConnectJson => {
+            let mut out = String::new();
+            connect::transcode(bytes, &mut out)?;
+            Ok(Cow::Owned(out.into_bytes()))
+        }
+        Format::Avro | Format::Protobuf | Format::JsonSchema => {
+            let framed = wire::split(bytes)?;
+            let id = framed.id;
+            let schema = schemas
+                .get(id)
+                .ok_or_else(|| format!("schema id {id} was not fetched from the registry"))?
+                .map_err(|e| format!("schema id {id}: {e}"))?;
+            let mut out = String::new();
+            match (format, &*schema) {
+                (Format::Avro, Decoding::Avro(avro)) => avro.transcode(framed.body, &mut out),
+                (Format::Protobuf, Decoding::Protobuf(proto)) => {
+                    proto.transcode(framed.body, &mut out)
+                }
+                (Format::JsonSchema, Decoding::Json) => return Ok(Cow::Borrowed(framed.body)),
+                (_, found) => Err(format!(
+                    "it is a {} schema, but the mapping's format is {}",
+                    found.kind().name(),
+                    format.name()
+                )),
+            }
+            .map_err(|e| format!("schema id {id}: {e}"))?;
+            Ok(Cow::Owned(out.into_bytes()))
+        }
+    }
+}
