@@ -17,6 +17,11 @@
 //! - [`scenario`]: the set-up every end-to-end test repeats (database, DDL, topic, group).
 //! - [`bins`]: finding the workspace's binaries. [`process`]: children that die with their
 //!   parent. [`rng`]: the one seeded random generator.
+//! - [`registry`]: the one Schema Registry handle: `SCHEMA_REGISTRY_URL`, or the test kit's own
+//!   Confluent-compatible server in-process ([`registry::store`] what it remembers,
+//!   [`registry::api`] the REST routes, [`registry::gate`] credentials, outages and request
+//!   counts, [`registry::server`] its thread and listener, [`registry::client`] a blocking
+//!   client for the REST API).
 //! - [`fixtures`]: the payments table, mapping and records most tests use.
 //! - [`names`]: unique names, free ports, temporary files, polling until true.
 //! - [`prelude`]: what a test imports.
@@ -32,6 +37,7 @@ pub mod prelude;
 pub mod process;
 pub mod producer;
 pub mod prom;
+pub mod registry;
 pub mod rng;
 pub mod scenario;
 pub mod skip;

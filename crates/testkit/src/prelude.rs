@@ -9,9 +9,10 @@ pub use crate::names::{eventually, free_port, unique, TempFile};
 pub use crate::pg_server::PgServer;
 pub use crate::producer::{stream, transactions, Produced, TestProducer, Transaction};
 pub use crate::prom::http_get;
+pub use crate::registry::{Outage, Reference, SchemaRegistry, SchemaType};
 pub use crate::rng::Rng;
 pub use crate::scenario::{Built, Scenario};
-pub use crate::skip::{unless_mock, unless_real};
+pub use crate::skip::{unless_mock, unless_own_registry, unless_real};
 
 /// A broker for a test: the cluster of `KAFKA_BROKERS`, or a fresh mock broker.
 pub fn broker() -> Broker {

@@ -1,6 +1,8 @@
 //! Tests that need the mock broker's fault injection (broker down and up, request errors,
 //! round-trip delays, damaged batches) cannot run against a real cluster, and the few that need
-//! what only a real cluster does (static membership) cannot run against the mock. Each is
+//! what only a real cluster does (static membership) cannot run against the mock. Likewise a
+//! test that needs the test kit's own schema registry (outages, credentials, request counts)
+//! cannot run against the one of `SCHEMA_REGISTRY_URL`. Each is
 //! skipped where it cannot run, with one printed reason, and counted: `scripts/test.sh` sets
 //! `KPS_SKIP_LOG` and prints a summary from it after the run, so a skip is never silent.
 
@@ -30,6 +32,24 @@ pub fn unless_real(needs: &str) -> bool {
 /// Whether `KAFKA_BROKERS` names a cluster (else each test starts the mock broker).
 pub fn real_cluster() -> bool {
     std::env::var("KAFKA_BROKERS").is_ok_and(|b| !b.trim().is_empty())
+}
+
+/// True when `SCHEMA_REGISTRY_URL` names a registry, after printing and recording that the
+/// calling test is skipped because it `needs` the test kit's own registry:
+/// `if testkit::skip::unless_own_registry("registry outage") { return; }`.
+pub fn unless_own_registry(needs: &str) -> bool {
+    let real = real_registry();
+    if real {
+        record(&format!(
+            "needs the test kit's own schema registry ({needs})"
+        ));
+    }
+    real
+}
+
+/// Whether `SCHEMA_REGISTRY_URL` names a registry (else each test starts the test kit's own).
+pub fn real_registry() -> bool {
+    std::env::var("SCHEMA_REGISTRY_URL").is_ok_and(|url| !url.trim().is_empty())
 }
 
 fn record(why: &str) {
