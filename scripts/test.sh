@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-tools.sh
 DATABASE_URL="$(scripts/ensure-postgres.sh)"
 export DATABASE_URL
+KPS_PYTHON="$(scripts/ensure-python-serde.sh)"; export KPS_PYTHON  # the test kit's Confluent serializers
 echo "test: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=${KAFKA_BROKERS:-<mock cluster per test>}" >&2
 
 # Tests that cannot run on this broker (fault injection needs the mock; static membership needs a

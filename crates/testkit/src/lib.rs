@@ -22,6 +22,9 @@
 //!   [`registry::api`] the REST routes, [`registry::gate`] credentials, outages and request
 //!   counts, [`registry::server`] its thread and listener, [`registry::client`] a blocking
 //!   client for the REST API).
+//! - [`pyserde`]: Confluent's own Python serializers (Avro, Protobuf, JSON Schema) in a child
+//!   process, an encoder independent of the connector's decoder
+//!   (`crates/testkit/python/kps_serde.py`, its venv from `scripts/ensure-python-serde.sh`).
 //! - [`fixtures`]: the payments table, mapping and records most tests use.
 //! - [`names`]: unique names, free ports, temporary files, polling until true.
 //! - [`prelude`]: what a test imports.
@@ -37,6 +40,7 @@ pub mod prelude;
 pub mod process;
 pub mod producer;
 pub mod prom;
+pub mod pyserde;
 pub mod registry;
 pub mod rng;
 pub mod scenario;

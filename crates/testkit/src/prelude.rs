@@ -9,6 +9,7 @@ pub use crate::names::{eventually, free_port, unique, TempFile};
 pub use crate::pg_server::PgServer;
 pub use crate::producer::{stream, transactions, Produced, TestProducer, Transaction};
 pub use crate::prom::http_get;
+pub use crate::pyserde::PySerializer;
 pub use crate::registry::{Outage, Reference, SchemaRegistry, SchemaType};
 pub use crate::rng::Rng;
 pub use crate::scenario::{Built, Scenario};
