@@ -17,9 +17,11 @@ use crate::config::{Config, Mapping, Mode};
 use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext, StoredOffsets};
+use crate::decode::formats::Schemas;
 use crate::metrics::Metrics;
 use crate::pipeline::{Batcher, Limits, Pipeline, Wiring};
 use crate::record::TopicPartition;
+use crate::registry::Registry;
 use crate::sink::encode::{BinType, Decoder};
 use crate::sink::{
     check_database, column_types, copies_like_inserts, migrate, MappingSql, OffsetStore, Writer,
@@ -123,6 +125,7 @@ pub(crate) async fn connect_pool(
 pub async fn row_plan(
     pool: &PgPool,
     config: &Config,
+    schemas: Arc<Schemas>,
 ) -> Result<(Arc<Decoder>, Arc<[MappingSql]>), crate::error::Error> {
     let mappings: Arc<[Mapping]> = config.mappings.clone().into();
     let stages = stage_types(pool, config).await?;
@@ -143,7 +146,8 @@ pub async fn row_plan(
                 .collect(),
         )
         .with_exact_keys(&exact)
-        .with_direct_inserts(&direct),
+        .with_direct_inserts(&direct)
+        .with_schemas(schemas),
     );
     let sql = mappings
         .iter()
@@ -238,7 +242,18 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     }
     health.set_postgres(true);
 
-    let (decoder, sql) = row_plan(&pool, &config)
+    let schemas = Arc::new(Schemas::default());
+    let registry = match &config.schema_registry {
+        Some(registry) => Some(Arc::new(Registry::new(
+            registry,
+            &config.mappings,
+            Arc::clone(&schemas),
+            metrics.clone(),
+            Arc::clone(&health),
+        )?)),
+        None => None,
+    };
+    let (decoder, sql) = row_plan(&pool, &config, schemas)
         .await
         .context("reading column types")?;
     let (batches, queue) = mpsc::channel(config.postgres.writers * 2);
@@ -268,7 +283,8 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
             &config.schema,
             config.kafka.group_id.clone(),
             metrics.clone(),
-        );
+        )
+        .with_registry(registry.clone());
         writers.push(tokio::spawn(
             writer.run(Arc::clone(&queue), results_tx.clone()),
         ));

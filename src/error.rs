@@ -25,6 +25,14 @@ pub enum Error {
         offset: i64,
         reason: String,
     },
+    /// A Schema Registry request failed: `status` is the HTTP status, `None` when no answer came
+    /// (connect error, timeout); `code` is the registry's `error_code` when the body had one.
+    #[error("schema registry: {message}")]
+    Registry {
+        status: Option<u16>,
+        code: Option<i64>,
+        message: String,
+    },
     #[error("{0}")]
     Fatal(String),
 }
@@ -49,8 +57,28 @@ pub fn classify(error: &Error) -> ErrorClass {
             _ => ErrorClass::Transient,
         },
         Error::BadRecord { .. } => ErrorClass::BadRecord,
+        // No answer, an overloaded or failing registry: wait for it. Any other answer (401, 403,
+        // a 404 for a path, 422) means the configuration is wrong: retrying cannot help, and
+        // turning records into dead letters would lose a healthy stream.
+        Error::Registry { status, .. } => match status {
+            None | Some(408 | 429 | 500..=599) => ErrorClass::Transient,
+            Some(_) => ErrorClass::Fatal,
+        },
         Error::Migrate(_) | Error::Fatal(_) => ErrorClass::Fatal,
     }
+}
+
+/// The registry's "schema not found" for an id (HTTP 404, error code 40403): the id is not
+/// there, although the registry answered (unlike a wrong path, which has no such code).
+pub fn is_schema_not_found(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Registry {
+            status: Some(404),
+            code: Some(40403),
+            ..
+        }
+    )
 }
 
 /// The one backoff of every retry loop (batch writes, connecting, reading stored offsets): the
@@ -208,5 +236,23 @@ mod tests {
             ErrorClass::Transient
         );
         assert_eq!(classify(&Error::Fatal("x".into())), ErrorClass::Fatal);
+        let registry = |status, code| Error::Registry {
+            status,
+            code,
+            message: String::new(),
+        };
+        for transient in [None, Some(503), Some(500), Some(429), Some(408)] {
+            assert_eq!(
+                classify(&registry(transient, None)),
+                ErrorClass::Transient,
+                "{transient:?}"
+            );
+        }
+        for fatal in [Some(401), Some(403), Some(404), Some(422), Some(400)] {
+            assert_eq!(classify(&registry(fatal, None)), ErrorClass::Fatal, "{fatal:?}");
+        }
+        assert!(is_schema_not_found(&registry(Some(404), Some(40403))));
+        assert!(!is_schema_not_found(&registry(Some(404), None)));
+        assert!(!is_schema_not_found(&registry(Some(404), Some(40401))));
     }
 }

@@ -13,6 +13,7 @@ pub struct Health {
     started: Instant,
     last_beat_ms: AtomicU64,
     postgres_ok: AtomicBool,
+    registry_ok: AtomicBool,
     group_joined: AtomicBool,
     stopping: AtomicBool,
     stopped_partitions: AtomicI64,
@@ -25,6 +26,8 @@ pub struct Status {
     pub live: bool,
     pub ready: bool,
     pub postgres: bool,
+    /// False while Schema Registry lookups fail and are retried (true without a registry).
+    pub schema_registry: bool,
     pub group_joined: bool,
     pub stopping: bool,
     /// Partitions stopped by a bad record under `on_error = "fail"`.
@@ -42,6 +45,7 @@ impl Default for Health {
             started: Instant::now(),
             last_beat_ms: AtomicU64::new(0),
             postgres_ok: AtomicBool::new(false),
+            registry_ok: AtomicBool::new(true),
             group_joined: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             stopped_partitions: AtomicI64::new(0),
@@ -59,6 +63,10 @@ impl Health {
 
     pub fn set_postgres(&self, ok: bool) {
         self.postgres_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn set_registry(&self, ok: bool) {
+        self.registry_ok.store(ok, Ordering::Relaxed);
     }
 
     pub fn set_joined(&self, joined: bool) {
@@ -84,6 +92,7 @@ impl Health {
         let live = ago < STALL_AFTER.as_millis() as u64;
         let postgres = self.postgres_ok.load(Ordering::Relaxed);
         let group_joined = self.group_joined.load(Ordering::Relaxed);
+        let schema_registry = self.registry_ok.load(Ordering::Relaxed);
         let stopping = self.stopping.load(Ordering::Relaxed);
         let stopped_partitions = self.stopped_partitions.load(Ordering::Relaxed);
         let stalled_partitions = self
@@ -95,6 +104,7 @@ impl Health {
             live,
             ready: live
                 && postgres
+                && schema_registry
                 && group_joined
                 && !stopping
                 && stopped_partitions == 0
@@ -102,6 +112,7 @@ impl Health {
             stopped_partitions,
             stalled_partitions,
             postgres,
+            schema_registry,
             group_joined,
             stopping,
             last_loop_beat_ms_ago: ago,

@@ -19,7 +19,10 @@
 //! - `kafka`: consumer construction, rebalance handling from stored offsets (read through
 //!   `kafka::StoredOffsets`, which `app` wires to the sink's offset store), the poll thread.
 //! - [`decode`]: payload → row values: the strict JSON scan, fields along mapped paths, key map,
-//!   explicit type conversions (`decode::convert`).
+//!   explicit type conversions (`decode::convert`); Avro, Protobuf, JSON Schema and Kafka Connect
+//!   JSON rendered as exact JSON first ([`decode::formats`]).
+//! - [`registry`]: the Schema Registry client that fetches a batch's schemas before it is
+//!   decoded, waiting out outages.
 //! - [`sink`]: records → COPY rows in text or binary ([`sink::encode`]), SQL per mapping, the
 //!   batch writer (one transaction per batch), the offset store, dead letters, migrations, the
 //!   start-up database check.
@@ -36,10 +39,12 @@
 //! metrics    → record;   health;   http, progress → health, metrics
 //! decode     → config, error, record
 //! kafka      → config, error, health, metrics, record
-//! sink       → config, decode, error, ident, metrics, record
+//! registry   → config, decode, error, health, metrics, record
+//! sink       → config, decode, error, ident, metrics, record, registry
 //! pipeline   → error, health, kafka, metrics, record, sink
-//! app        → config, error, health, http, kafka, metrics, pipeline, progress, record, sink
-//! ops        → app, config, decode, error, ident, record, sink
+//! app        → config, error, health, http, kafka, metrics, pipeline, progress, record,
+//!              registry, sink
+//! ops        → app, config, decode, error, ident, record, registry, sink
 //! ```
 //! Modules not needed by `main`, the integration tests or the benchmarks are private.
 
@@ -56,5 +61,6 @@ pub mod ops;
 mod pipeline;
 mod progress;
 pub mod record;
+pub mod registry;
 pub mod shutdown;
 pub mod sink;

@@ -53,6 +53,12 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     pub buffered_records: IntGauge,
     pub buffered_bytes: IntGauge,
+    /// Schema Registry requests by outcome (`ok`, `not_found`, `unavailable`, `refused`).
+    pub registry_requests: IntCounterVec,
+    /// 1 while the registry answers, 0 while lookups are failing and being retried.
+    pub registry_up: IntGauge,
+    /// Schemas held by the registry client's cache.
+    pub registry_schemas: IntGauge,
 }
 
 impl Metrics {
@@ -114,6 +120,21 @@ impl Metrics {
             "Offset-out-of-range answers handled: moved by offset_out_of_range (policy earliest or latest), or fetched again from a position inside the log (policy refetch).",
             &["topic", "partition", "policy"],
         )?;
+        let registry_requests = counter(
+            "schema_registry_requests_total",
+            "Schema Registry lookups by outcome: ok, not_found (the id or subject is not there), unavailable (connect error, timeout, 5xx, 429: retried) or refused (401, 403, other 4xx: the connector stops).",
+            &["outcome"],
+        )?;
+        let registry_up = IntGauge::new(
+            "schema_registry_up",
+            "1 while the Schema Registry answers; 0 while lookups fail and are retried (not ready meanwhile).",
+        )?;
+        registry.register(Box::new(registry_up.clone()))?;
+        let registry_schemas = IntGauge::new(
+            "schema_registry_cached_schemas",
+            "Schemas held in the connector's cache, by registry id.",
+        )?;
+        registry.register(Box::new(registry_schemas.clone()))?;
         let stopped_partitions = IntGauge::new(
             "stopped_partitions",
             "Partitions stopped by a bad record under on_error = \"fail\", or at a record batch that cannot be read (not ready while > 0).",
@@ -234,6 +255,9 @@ impl Metrics {
             assigned_partitions,
             buffered_records,
             buffered_bytes,
+            registry_requests,
+            registry_up,
+            registry_schemas,
         })
     }
 

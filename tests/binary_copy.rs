@@ -524,7 +524,7 @@ async fn a_sorted_batch_whose_keys_collide_in_the_table_is_written_again_through
     .unwrap();
     migrate(&db.pool, &config.schema).await.unwrap();
     // The catalog says no; a decoder told otherwise sends `ab` and `AB` as two sorted rows.
-    let (decoder, sql) = kafka_pg_sink::app::row_plan(&db.pool, &config)
+    let (decoder, sql) = kafka_pg_sink::app::row_plan(&db.pool, &config, Default::default())
         .await
         .unwrap();
     let decoder = Arc::new(Arc::try_unwrap(decoder).unwrap().with_exact_keys(&[true]));

@@ -182,6 +182,13 @@ fn every_configuration_key_is_documented_and_every_documented_key_exists() {
         "mappings[].only_if_newer",
         "mappings[].tombstone",
         "mappings[].window",
+        "mappings[].key_format",
+        "schema_registry.username",
+        "schema_registry.password",
+        "schema_registry.bearer_token",
+        "schema_registry.ca_file",
+        "schema_registry.client_cert_file",
+        "schema_registry.client_key_file",
     ];
     let unknown: Vec<_> = documented
         .iter()

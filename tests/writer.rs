@@ -35,7 +35,7 @@ async fn writer(config: &Config, metrics: &Metrics) -> Writer {
     let pool = sqlx::PgPool::connect(config.postgres.url.expose())
         .await
         .unwrap();
-    let (decoder, sql) = row_plan(&pool, config).await.unwrap();
+    let (decoder, sql) = row_plan(&pool, config, Default::default()).await.unwrap();
     Writer::new(
         PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
         decoder,

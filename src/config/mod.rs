@@ -22,10 +22,10 @@ use crate::ident::Ident;
 pub use mapping::{
     AccumulateOp, Column, Format, Mapping, MappingConfig, Mode, OnError, Tombstone, Window,
 };
-pub use secret::{is_secret_property, SecretUrl};
+pub use secret::{is_secret_property, Secret, SecretUrl};
 pub use sections::{
     BatchConfig, HttpConfig, KafkaConfig, LogConfig, OffsetReset, OutOfRange, PostgresConfig,
-    RawConfig, ShutdownConfig,
+    RawConfig, SchemaRegistryConfig, ShutdownConfig,
 };
 pub use source::{ColumnSource, KafkaMeta, PathSegment};
 pub use types::{parse_duration_millis, ColumnType};
@@ -51,6 +51,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// The whole configuration as resolved (defaults, file, environment), for `check-config`.
     pub resolved: RawConfig,
     /// Parsed `postgres.schema`.

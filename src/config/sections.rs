@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{is_secret_property, MappingConfig, SecretUrl};
+use super::{is_secret_property, MappingConfig, Secret, SecretUrl};
 
 /// The whole file, as written by the user.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -22,6 +22,9 @@ pub struct RawConfig {
     pub shutdown: ShutdownConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Needed by mappings whose `format` or `key_format` is `avro`, `protobuf` or `json_schema`.
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistryConfig>,
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
 }
@@ -160,6 +163,63 @@ pub struct ShutdownConfig {
     /// milliseconds; what is not committed by then is re-read on the next start. Default 30000.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+}
+
+/// `[schema_registry]`: where the writers' schemas of `avro`, `protobuf` and `json_schema`
+/// payloads are fetched (the Confluent Schema Registry REST API). Schemas are fetched by id once
+/// and kept. An unreachable registry, a timeout, or a 5xx/429 answer is retried with backoff
+/// while readiness is down; an answer that says the configuration is wrong (401, 403, a 404 that
+/// is not "schema not found") stops the connector, so a wrong URL or credential never turns a
+/// healthy stream into dead letters.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// Base URL(s), comma-separated (`https://registry-1:8081,https://registry-2:8081`); a
+    /// request that fails to connect goes to the next. Required. Credentials in the URL
+    /// (`https://user:pass@host`) are taken as basic auth and redacted when printed.
+    pub url: SecretUrl,
+    /// Basic auth user (Confluent Cloud: the API key). Default none.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic auth password (Confluent Cloud: the API secret). Printed as `***`. Default none.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Bearer token sent as `Authorization: Bearer …` (instead of basic auth). Printed as `***`.
+    /// Default none.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// PEM file of CA certificates to trust for an `https` registry, in addition to the system's.
+    /// Default none.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// PEM client certificate for mutual TLS (with `client_key_file`). Default none.
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    /// PEM private key (PKCS #8) of `client_cert_file`. Default none.
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+    /// Connect timeout per request, in milliseconds. Default 5000.
+    #[serde(default = "default_registry_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout, in milliseconds; a timeout is retried like an outage. Default 10000.
+    #[serde(default = "default_registry_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Schemas kept in memory (each id is fetched once while it stays cached; the least recently
+    /// fetched go first). Default 1000.
+    #[serde(default = "default_registry_cache_capacity")]
+    pub cache_capacity: usize,
+}
+
+fn default_registry_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_registry_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_registry_cache_capacity() -> usize {
+    1_000
 }
 
 /// `[log]`: what the connector tells a person while it runs.

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::{mapping, Config, ConfigError, RawConfig};
+use super::{mapping, Config, ConfigError, Format, Mapping, RawConfig, SchemaRegistryConfig};
 use crate::ident::Ident;
 
 /// librdkafka properties the connector sets itself, and why: letting a user change them would
@@ -133,6 +133,7 @@ impl RawConfig {
                 ));
             }
         }
+        check_formats(&mappings, self.schema_registry.as_ref(), &mut problems);
         match (schema, listen) {
             (Some(schema), Some(listen)) if problems.is_empty() => Ok(Config {
                 kafka: self.kafka,
@@ -141,12 +142,78 @@ impl RawConfig {
                 http: self.http,
                 shutdown: self.shutdown,
                 log: self.log,
+                schema_registry: self.schema_registry,
                 resolved,
                 schema,
                 listen,
                 mappings,
             }),
             _ => Err(ConfigError::Invalid(problems)),
+        }
+    }
+}
+
+/// Registry formats need `[schema_registry]`, and the mappings of one topic read its payloads in
+/// one way (a batch is rendered once for all of them).
+fn check_formats(
+    mappings: &[Mapping],
+    registry: Option<&SchemaRegistryConfig>,
+    problems: &mut Vec<String>,
+) {
+    let rendered = |f: Format| !matches!(f, Format::Json | Format::Text | Format::Bytes);
+    for (i, a) in mappings.iter().enumerate() {
+        let formats = [Some(a.format), a.key_format];
+        if registry.is_none() && formats.iter().flatten().any(|f| f.uses_registry()) {
+            problems.push(format!(
+                "mappings[{i}] (topic `{}`): format {} needs a [schema_registry] section with its url",
+                a.topic,
+                formats.iter().flatten().find(|f| f.uses_registry()).map_or("", |f| f.name())
+            ));
+        }
+        let Some(b) = mappings[..i].iter().find(|b| b.topic == a.topic) else {
+            continue;
+        };
+        let differs = (a.format != b.format && (rendered(a.format) || rendered(b.format)))
+            || (a.key_format != b.key_format
+                && [a.key_format, b.key_format].into_iter().flatten().any(rendered));
+        if differs {
+            problems.push(format!(
+                "mappings[{i}]: topic `{}` is read as format {} / key_format {} by another mapping; \
+                 the mappings of one topic must agree on avro, protobuf, json_schema and connect_json formats",
+                a.topic,
+                b.format.name(),
+                b.key_format.map_or("(text)", Format::name)
+            ));
+        }
+    }
+    if let Some(r) = registry {
+        let urls: Vec<&str> = r.url.expose().split(',').map(str::trim).collect();
+        for url in &urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(format!(
+                    "schema_registry.url: `{}` must start with http:// or https://",
+                    crate::config::SecretUrl::from(*url).redacted()
+                ));
+            }
+        }
+        if r.bearer_token.is_some() && (r.username.is_some() || r.password.is_some()) {
+            problems.push(
+                "schema_registry: set either bearer_token or username/password, not both".into(),
+            );
+        }
+        if r.password.is_some() != r.username.is_some() {
+            problems.push("schema_registry: username and password go together".into());
+        }
+        if r.client_cert_file.is_some() != r.client_key_file.is_some() {
+            problems.push(
+                "schema_registry: client_cert_file and client_key_file go together".into(),
+            );
+        }
+        if r.cache_capacity == 0 {
+            problems.push("schema_registry.cache_capacity: must be at least 1".into());
+        }
+        if r.timeout_ms == 0 || r.connect_timeout_ms == 0 {
+            problems.push("schema_registry: timeouts must be at least 1 ms".into());
         }
     }
 }

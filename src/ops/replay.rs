@@ -7,14 +7,18 @@
 //! the records were already accounted for when they became dead letters.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::{Config, Mapping};
+use crate::decode::formats::Schemas;
 use crate::error::{classify, Error, ErrorClass};
 use crate::ident::Ident;
+use crate::metrics::Metrics;
 use crate::record::{Record, TopicPartition};
+use crate::registry::Registry;
 use crate::sink::encode::Decoder;
 use crate::sink::{apply_batch, describe, headers_from_json, MappingSql};
 
@@ -108,7 +112,7 @@ pub async fn replay(
         .map_err(|e| Error::Fatal(format!("cannot replay dead letters: {e:#}")))?;
     // One connection of its own: the stage tables are per-connection temporary tables.
     let mut conn = PgConnection::connect_with(&options).await?;
-    let mut replayer = Replayer::new(config, dry_run);
+    let mut replayer = Replayer::new(config, dry_run)?;
     for d in &candidates {
         match replayer.one(&mut conn, d.id).await? {
             Done::Applied => report.replayed.push(d.id),
@@ -151,6 +155,8 @@ struct Replayer {
     lock: String,
     mark: String,
     dry_run: bool,
+    /// Fetches the schemas of registry formats, into every plan's decoder.
+    registry: Option<Registry>,
     /// The plan whose stage tables exist on the connection as of its last commit. Every plan
     /// uses the same stage names, so another plan must drop and recreate them; a rolled-back
     /// transaction undoes that, which is why this only changes on commit.
@@ -171,18 +177,30 @@ struct Stored {
 }
 
 impl Replayer {
-    fn new(config: &Config, dry_run: bool) -> Self {
+    fn new(config: &Config, dry_run: bool) -> Result<Self, Error> {
+        let schemas = Arc::new(Schemas::default());
         let plans = config
             .mappings
             .iter()
             .map(|m| Plan {
                 mapping: m.clone(),
-                decoder: Decoder::new(Arc::from(vec![m.clone()])),
+                decoder: Decoder::new(Arc::from(vec![m.clone()]))
+                    .with_schemas(Arc::clone(&schemas)),
                 sql: [MappingSql::new(m, 0, None)],
             })
             .collect();
+        let registry = match &config.schema_registry {
+            Some(registry) => Some(Registry::new(
+                registry,
+                &config.mappings,
+                schemas,
+                Metrics::new().map_err(|e| Error::Fatal(e.to_string()))?,
+                Arc::default(),
+            )?),
+            None => None,
+        };
         let table = dead_letters_table(&config.schema);
-        Self {
+        Ok(Self {
             plans,
             lock: format!(
                 "SELECT topic, partition, \"offset\", target_table, record_key, record_value, \
@@ -192,8 +210,9 @@ impl Replayer {
             ),
             mark: format!("UPDATE {table} SET replayed_at = now() WHERE id = $1"),
             dry_run,
+            registry,
             staged: None,
-        }
+        })
     }
 
     /// Replays dead letter `id` in its own transaction.
@@ -253,7 +272,12 @@ impl Replayer {
             Ok(record) => record,
             Err(reason) => return Ok(Some(reason)),
         };
-        let decoded = decoder.decode(std::slice::from_ref(&record), &HashSet::new());
+        let record = std::slice::from_ref(&record);
+        if let Some(registry) = &self.registry {
+            // Waits out an unavailable registry; stops on an answer that needs a human.
+            registry.ensure(record, &AtomicBool::new(false)).await?;
+        }
+        let decoded = decoder.decode(record, &HashSet::new());
         if let Some(r) = decoded.rejected.first() {
             return Ok(Some(format!("{} ({} stage)", r.error, r.stage.as_str())));
         }

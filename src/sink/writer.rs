@@ -29,6 +29,7 @@ use crate::config::{Mode, OnError};
 use crate::decode::Rejected;
 use crate::error::{classify, is_key_affected_twice, Error, ErrorClass};
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 pub use batch::{Batch, Outcome, WriteBatch};
 use retry::{backoff, retry_cause};
 
@@ -41,6 +42,8 @@ pub struct Writer {
     dead_letters: DeadLetterSql,
     group: String,
     metrics: Metrics,
+    /// Fetches the schemas of registry formats before a batch is decoded.
+    registry: Option<Arc<Registry>>,
     conn: Option<PgConnection>,
     /// True while the database is failing, so the problem is logged once, not once per retry.
     degraded: bool,
@@ -116,15 +119,24 @@ impl Writer {
             dead_letters: DeadLetterSql::new(schema),
             group,
             metrics,
+            registry: None,
             conn: None,
             degraded: false,
         }
     }
 
+    /// Fetches the registry schemas each batch needs before decoding it.
+    pub fn with_registry(mut self, registry: Option<Arc<Registry>>) -> Self {
+        self.registry = registry;
+        self
+    }
+
     /// Writes one batch, retrying transient errors until it commits, is fenced or is cancelled.
     pub async fn write(&mut self, batch: &Batch) -> Outcome {
-        let decoded = self.decoder.decode(&batch.records, &HashSet::new());
-        self.write_decoded(batch, decoded).await
+        match prepare(self.registry.as_deref(), &self.decoder, batch).await {
+            Ok(decoded) => self.write_decoded(batch, decoded).await,
+            Err(outcome) => outcome,
+        }
     }
 
     /// [`Self::write`] for a batch already decoded.
@@ -453,4 +465,21 @@ impl Writer {
         }
         Ok(conn)
     }
+}
+
+/// A batch decoded, once the registry schemas it needs are fetched; the outcome instead when the
+/// batch was cancelled while the registry was unavailable, or the registry refused.
+async fn prepare(
+    registry: Option<&Registry>,
+    decoder: &Decoder,
+    batch: &Batch,
+) -> Result<Decoded, Outcome> {
+    if let Some(registry) = registry {
+        match registry.ensure(&batch.records, &batch.cancel).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Outcome::Aborted),
+            Err(error) => return Err(Outcome::Failed(error)),
+        }
+    }
+    Ok(decoder.decode(&batch.records, &HashSet::new()))
 }

@@ -18,7 +18,9 @@ pub async fn sink_writer(
 ) {
     use std::str::FromStr;
     let pool = PgPool::connect(config.postgres.url.expose()).await.unwrap();
-    let (decoder, sql) = kafka_pg_sink::app::row_plan(&pool, config).await.unwrap();
+    let (decoder, sql) = kafka_pg_sink::app::row_plan(&pool, config, Default::default())
+        .await
+        .unwrap();
     let writer = kafka_pg_sink::sink::Writer::new(
         sqlx::postgres::PgConnectOptions::from_str(config.postgres.url.expose()).unwrap(),
         Arc::clone(&decoder),

@@ -115,6 +115,13 @@ impl Schemas {
             .insert(id, entry);
     }
 
+    pub fn remove(&self, id: u32) {
+        self.by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.read().unwrap_or_else(|e| e.into_inner()).len()
     }
