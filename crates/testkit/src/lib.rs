@@ -21,7 +21,8 @@
 //!   Confluent-compatible server in-process ([`registry::store`] what it remembers,
 //!   [`registry::api`] the REST routes, [`registry::gate`] credentials, outages and request
 //!   counts, [`registry::server`] its thread and listener, [`registry::client`] a blocking
-//!   client for the REST API).
+//!   client for the REST API, [`registry::proto_text`] Protobuf descriptors stored as `.proto`
+//!   text as Confluent stores them, read by [`registry::descriptor`], [`registry::base64`]).
 //! - [`pyserde`]: Confluent's own Python serializers (Avro, Protobuf, JSON Schema) in a child
 //!   process, an encoder independent of the connector's decoder
 //!   (`crates/testkit/python/kps_serde.py`, its venv from `scripts/ensure-python-serde.sh`).

@@ -170,6 +170,41 @@ fn protobuf_message_registers_its_import_as_a_reference_and_writes_message_index
 }
 
 #[test]
+fn protobuf_schemas_are_answered_as_proto_text_that_compiles_to_the_same_schema() {
+    let registry = SchemaRegistry::start();
+    let serde = PySerializer::start(&registry);
+    let import = format!("{}/money.proto", unique("shop"));
+    let (topic, again) = (unique("orders"), unique("orders_again"));
+    let value = json!({"id": "o-2", "total": {"currency": "EUR", "units": "3"}});
+    let imports = [(import.as_str(), MONEY_PROTO)];
+    let bytes = serde.protobuf(
+        &topic,
+        false,
+        &order_proto(&import),
+        Some("shop.Order"),
+        &imports,
+        &value,
+    );
+    let (_, id, body) = latest(&registry, &format!("{topic}-value"));
+    let text = body["schema"].as_str().expect("schema text").to_owned();
+    assert!(text.starts_with("syntax = \"proto3\";"), "{text}");
+    assert!(text.contains("message Order {"), "{text}");
+    let (_, _, import_body) = latest(&registry, &import);
+    let import_text = import_body["schema"]
+        .as_str()
+        .expect("schema text")
+        .to_owned();
+    assert!(import_text.contains("message Money {"), "{import_text}");
+
+    // The registry's text is a schema in its own right: compiled and registered again, it is
+    // the same schema (same id) and frames the value the same way.
+    let imports = [(import.as_str(), import_text.as_str())];
+    let rebuilt = serde.protobuf(&again, false, &text, Some("shop.Order"), &imports, &value);
+    assert_eq!(latest(&registry, &format!("{again}-value")).1, id);
+    assert_eq!(rebuilt, bytes);
+}
+
+#[test]
 fn protobuf_errors_come_back_with_protoc_text() {
     let registry = SchemaRegistry::start();
     let serde = PySerializer::start(&registry);

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::client::MEDIA_TYPE;
+use super::proto_text;
 use super::store::{Reference, Registered, Schema, SchemaType, Store, StoreError, Version};
 
 type Shared = State<Arc<Mutex<Store>>>;
@@ -107,9 +108,14 @@ fn schema_from(body: &[u8]) -> Result<Schema, ApiError> {
     let type_name = body.schema_type.as_deref().unwrap_or("AVRO");
     let schema_type = SchemaType::parse(type_name)
         .ok_or_else(|| StoreError::InvalidSchema(format!("unknown schema type {type_name}")))?;
+    let mut text = body.schema.unwrap_or_default();
+    if schema_type == SchemaType::Protobuf {
+        // Stored and answered as .proto text, as Confluent's registry does.
+        text = proto_text::from_serialized(&text).unwrap_or(text);
+    }
     Ok(Schema {
         schema_type,
-        text: body.schema.unwrap_or_default(),
+        text,
         references: body.references.unwrap_or_default(),
     })
 }

@@ -4,14 +4,18 @@
 //! ([`Outage`]) and see how often it was asked; a test that needs those skips itself on a real
 //! registry with [`crate::skip::unless_own_registry`].
 //!
-//! What the own server does differently from Confluent's: it stores schema text as given
-//! (Confluent parses it, so two spellings of one Avro schema share an id there and Protobuf
-//! registered as a base64 descriptor is answered as `.proto` text), it checks no compatibility,
-//! and it keeps nothing after the handle is dropped.
+//! What the own server does differently from Confluent's: it stores Avro and JSON Schema text
+//! as given (Confluent parses and normalizes it, so two spellings of one Avro schema share an
+//! id there but not here); Protobuf registered as a base64 descriptor is stored as `.proto`
+//! text as Confluent does ([`proto_text`]), but spelled differently; `format=serialized` is
+//! ignored; it checks no compatibility; and it keeps nothing after the handle is dropped.
 
 pub mod api;
+pub mod base64;
 pub mod client;
+pub mod descriptor;
 pub mod gate;
+pub mod proto_text;
 pub mod server;
 pub mod store;
 
