@@ -128,7 +128,8 @@ impl SchemaRegistry {
     }
 
     /// How many requests the own registry has received whose `METHOD /path` contains
-    /// `pattern`, e.g. `GET /schemas/ids/` or `POST /subjects/orders-value/versions`.
+    /// `pattern`, e.g. `GET /schemas/ids/` or `POST /subjects/orders-value/versions`. Paths
+    /// are as sent, percent-encoded (`/subjects/shop%2Fmoney.proto/versions`), without query.
     pub fn requests_to(&self, pattern: &str) -> u64 {
         let counts = self.request_counts();
         counts
