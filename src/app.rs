@@ -14,10 +14,10 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mapping, Mode};
+use crate::decode::formats::Schemas;
 use crate::error::{classify, Backoff, Error, ErrorClass};
 use crate::health::Health;
 use crate::kafka::{build_consumer, spawn_poller, FlowControl, SinkContext, StoredOffsets};
-use crate::decode::formats::Schemas;
 use crate::metrics::Metrics;
 use crate::pipeline::{Batcher, Limits, Pipeline, Wiring};
 use crate::record::TopicPartition;

@@ -249,7 +249,11 @@ mod tests {
             );
         }
         for fatal in [Some(401), Some(403), Some(404), Some(422), Some(400)] {
-            assert_eq!(classify(&registry(fatal, None)), ErrorClass::Fatal, "{fatal:?}");
+            assert_eq!(
+                classify(&registry(fatal, None)),
+                ErrorClass::Fatal,
+                "{fatal:?}"
+            );
         }
         assert!(is_schema_not_found(&registry(Some(404), Some(40403))));
         assert!(!is_schema_not_found(&registry(Some(404), None)));

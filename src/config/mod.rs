@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use crate::ident::Ident;
 pub use mapping::{
-    AccumulateOp, Column, Format, Mapping, MappingConfig, Mode, OnError, Tombstone, Window,
+    AccumulateOp, Cdc, Column, Envelope, Format, Mapping, MappingConfig, Mode, OnError, Tombstone,
+    Truncate, Window,
 };
 pub use secret::{is_secret_property, Secret, SecretUrl};
 pub use sections::{
@@ -64,7 +65,9 @@ pub struct Config {
 /// Allowed values of every enum in the configuration, by the enum's name as the `config` crate
 /// reports it (a test checks each value parses).
 const ENUM_VALUES: &[(&str, &[&str])] = &[
-    ("Mode", &["upsert", "insert", "accumulate"]),
+    ("Mode", &["upsert", "insert", "accumulate", "cdc"]),
+    ("Envelope", &["debezium"]),
+    ("Truncate", &["delete_all", "ignore", "bad_record"]),
     (
         "Format",
         &[

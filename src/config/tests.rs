@@ -352,6 +352,8 @@ fn every_allowed_enum_value_listed_in_messages_parses() {
                 "AccumulateOp" => serde_plain_parse::<AccumulateOp>(value),
                 "OutOfRange" => serde_plain_parse::<OutOfRange>(value),
                 "OffsetReset" => serde_plain_parse::<OffsetReset>(value),
+                "Envelope" => serde_plain_parse::<Envelope>(value),
+                "Truncate" => serde_plain_parse::<Truncate>(value),
                 other => panic!("no parser for {other}"),
             };
             assert!(parsed, "{name}: `{value}` does not parse");

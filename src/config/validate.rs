@@ -175,7 +175,10 @@ fn check_formats(
         };
         let differs = (a.format != b.format && (rendered(a.format) || rendered(b.format)))
             || (a.key_format != b.key_format
-                && [a.key_format, b.key_format].into_iter().flatten().any(rendered));
+                && [a.key_format, b.key_format]
+                    .into_iter()
+                    .flatten()
+                    .any(rendered));
         if differs {
             problems.push(format!(
                 "mappings[{i}]: topic `{}` is read as format {} / key_format {} by another mapping; \
@@ -205,9 +208,8 @@ fn check_formats(
             problems.push("schema_registry: username and password go together".into());
         }
         if r.client_cert_file.is_some() != r.client_key_file.is_some() {
-            problems.push(
-                "schema_registry: client_cert_file and client_key_file go together".into(),
-            );
+            problems
+                .push("schema_registry: client_cert_file and client_key_file go together".into());
         }
         if r.cache_capacity == 0 {
             problems.push("schema_registry.cache_capacity: must be at least 1".into());

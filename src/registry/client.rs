@@ -87,7 +87,8 @@ impl Client {
             url_auth = url_auth.or(auth);
         }
         let basic = |user: &str, password: &str| {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             format!("Basic {token}")
         };
         let auth = match (&config.bearer_token, &config.username, &config.password) {
@@ -104,7 +105,11 @@ impl Client {
     }
 
     /// `GET /subjects/{subject}/versions/{version}` (`version` may be `latest`).
-    pub async fn schema_by_version(&self, subject: &str, version: &str) -> Result<RawSchema, Error> {
+    pub async fn schema_by_version(
+        &self,
+        subject: &str,
+        version: &str,
+    ) -> Result<RawSchema, Error> {
         self.get(&format!(
             "/subjects/{}/versions/{version}",
             percent_encode(subject)
@@ -120,10 +125,10 @@ impl Client {
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let mut last = None;
         for base in &self.bases {
-            let mut request = self
-                .http
-                .get(format!("{base}{path}"))
-                .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+            let mut request = self.http.get(format!("{base}{path}")).header(
+                "Accept",
+                "application/vnd.schemaregistry.v1+json, application/json",
+            );
             if let Some(auth) = &self.auth {
                 request = request.header("Authorization", auth);
             }

@@ -124,10 +124,15 @@ impl Registry {
                     }
                     Err(e) if is_schema_not_found(&e) && self.found_one.load(Ordering::SeqCst) => {
                         self.answered();
-                        tracing::warn!(id, "Schema id not found in the registry; its records are bad records.");
+                        tracing::warn!(
+                            id,
+                            "Schema id not found in the registry; its records are bad records."
+                        );
                         self.schemas.insert(
                             id,
-                            Err(format!("schema id {id} is not registered in the schema registry")),
+                            Err(format!(
+                                "schema id {id} is not registered in the schema registry"
+                            )),
                         );
                     }
                     Err(e) if is_schema_not_found(&e) => {
@@ -160,7 +165,9 @@ impl Registry {
 
     /// Whether every schema `records` need is cached (then [`Self::ensure`] would not wait).
     pub fn has_all(&self, records: &[Record]) -> bool {
-        self.ids(records).into_iter().all(|id| self.schemas.contains(id))
+        self.ids(records)
+            .into_iter()
+            .all(|id| self.schemas.contains(id))
     }
 
     fn answered(&self) {
@@ -222,7 +229,8 @@ impl Registry {
                 Some(schema) => schema.clone(),
                 None => {
                     let version = r.version.to_string();
-                    let raw = self.count(self.client.schema_by_version(&r.subject, &version).await)?;
+                    let raw =
+                        self.count(self.client.schema_by_version(&r.subject, &version).await)?;
                     let ref_id = raw.id.unwrap_or(0);
                     let schema = Box::pin(self.registered(ref_id, raw, memo, depth + 1)).await?;
                     memo.insert(key, schema.clone());

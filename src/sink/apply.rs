@@ -12,11 +12,15 @@ use super::sql::MappingSql;
 use crate::decode::{Rejected, Stage};
 use crate::error::{classify, Error, ErrorClass};
 
+/// The rows of a step that sends none.
+static NO_ROWS: RowSet = RowSet::EMPTY;
+
 /// Rows written per mapping: (mapping index, rows inserted or updated, rows deleted).
 pub type Written = Vec<(usize, u64, u64)>;
 
 /// One statement pair of a batch: COPY into a stage, then apply it; or, for a direct insert,
-/// one COPY straight into the table (`apply` empty).
+/// one COPY straight into the table (`apply` empty); or, for a truncate, the statement alone
+/// (`copy` empty).
 struct Step<'a> {
     mapping: usize,
     copy: &'a str,
@@ -36,6 +40,17 @@ fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded) -> Vec<Step<'a>> {
         } else {
             (&s.copy_rows, &s.copy_deletes)
         };
+        // A truncate first: the batch's rows are those of the events after it.
+        if t.truncate {
+            steps.push(Step {
+                mapping: t.mapping,
+                copy: "",
+                apply: &s.delete_all,
+                rows: &NO_ROWS,
+                deletes: true,
+                binary: t.binary,
+            });
+        }
         // Deletes first: with a tombstone followed by newer upserts of the same key in one batch,
         // the row is deleted and then written again, as applying in order would do.
         if !t.deletes.is_empty() {
@@ -201,6 +216,9 @@ pub(crate) fn describe(error: &Error) -> String {
 }
 
 async fn copy(conn: &mut PgConnection, step: &Step<'_>, data: &[u8]) -> Result<u64, Error> {
+    if step.copy.is_empty() {
+        return Ok(0);
+    }
     let mut copy = conn.copy_in_raw(step.copy).await?;
     let parts: &[&[u8]] = if step.binary {
         &[binary::HEADER, data, binary::TRAILER]

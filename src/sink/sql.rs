@@ -31,6 +31,8 @@ pub struct MappingSql {
     pub copy_unordered_binary: String,
     pub apply_unordered: String,
     pub delete: String,
+    /// Deletes every row of the table (a change stream's truncate).
+    pub delete_all: String,
 }
 
 impl MappingSql {
@@ -113,7 +115,7 @@ impl MappingSql {
                 _ => String::new(),
             },
             apply: match mapping.mode {
-                Mode::Upsert => upsert(mapping, &table, &stage, &columns, &keys, true),
+                Mode::Upsert | Mode::Cdc => upsert(mapping, &table, &stage, &columns, &keys, true),
                 Mode::Insert => {
                     format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM pg_temp.{stage} ORDER BY kps_ord")
                 }
@@ -122,6 +124,7 @@ impl MappingSql {
             delete: format!(
                 "DELETE FROM {table} AS t USING pg_temp.{del_stage} AS d WHERE {key_match}"
             ),
+            delete_all: format!("DELETE FROM {table}"),
         }
     }
 }

@@ -404,7 +404,7 @@ impl Writer {
             let m = &mappings[mapping];
             let table = m.table.to_string();
             let op = match m.mode {
-                Mode::Upsert => "upsert",
+                Mode::Upsert | Mode::Cdc => "upsert",
                 Mode::Insert => "insert",
                 Mode::Accumulate => "accumulate",
             };

@@ -23,6 +23,12 @@ pub enum Mode {
     Insert,
     /// Per-column aggregates (`add`, `min`, `max`, `last`, `count`) merged into the row by key.
     Accumulate,
+    /// Change events (`envelope`, Debezium's by default): creates, snapshot reads and updates
+    /// upsert the row image `after`, deletes delete by key (from `before`, else the record key),
+    /// the tombstone after a delete is skipped, truncates follow `truncate`. Columns read the
+    /// row image (`value.<field>`), the event's `source` block (`source.lsn`) or the whole
+    /// event (`envelope.ts_ms`). Validated into an upsert mapping with [`Cdc`].
+    Cdc,
 }
 
 impl Mode {
@@ -32,6 +38,7 @@ impl Mode {
             Self::Upsert => "upsert",
             Self::Insert => "insert",
             Self::Accumulate => "accumulate",
+            Self::Cdc => "cdc",
         }
     }
 }
@@ -134,6 +141,38 @@ pub enum AccumulateOp {
     Count,
 }
 
+/// The change-event envelope of `mode = "cdc"`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Envelope {
+    /// Debezium's: `{"before", "after", "source", "op", "ts_ms"}` with `op` one of `c` (create),
+    /// `r` (snapshot read), `u` (update), `d` (delete), `t` (truncate), `m` (message).
+    #[default]
+    Debezium,
+}
+
+/// What a truncate event does in `mode = "cdc"`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncate {
+    /// Delete every row of the table where the truncate falls in the stream (in the batch's
+    /// transaction; rows of later events in the batch are kept).
+    DeleteAll,
+    /// Skip it (counted like an ignored tombstone).
+    Ignore,
+    /// Treat it as a bad record (see `on_error`): the default, so that a truncate is never
+    /// applied or dropped without a decision.
+    #[default]
+    BadRecord,
+}
+
+/// A validated `mode = "cdc"`: the mapping upserts row images and deletes by key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cdc {
+    pub envelope: Envelope,
+    pub truncate: Truncate,
+}
+
 /// `window = { column, source, size }`: bucket a timestamp into fixed windows.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +239,10 @@ pub struct MappingConfig {
     pub accumulate: BTreeMap<String, AccumulateOp>,
     /// Accumulate only: bucket a timestamp into fixed windows; the window start is part of the key.
     pub window: Option<WindowConfig>,
+    /// CDC only: the change-event envelope; `debezium` (default).
+    pub envelope: Option<Envelope>,
+    /// CDC only: what a truncate event does: `delete_all`, `ignore` or `bad_record` (default).
+    pub truncate: Option<Truncate>,
 }
 
 /// One target column.
@@ -239,6 +282,8 @@ pub struct Mapping {
     pub tombstone: Tombstone,
     pub on_error: OnError,
     pub window: Option<Window>,
+    /// `mode = "cdc"`, validated into `mode = upsert` with this.
+    pub cdc: Option<Cdc>,
 }
 
 impl Mapping {

@@ -1,7 +1,7 @@
 //! Validation of one `[[mappings]]` entry into a [`Mapping`]: every problem is reported, with its
 //! key path, and a mapping is built only when there is none.
 
-use super::{AccumulateOp, Column, Mapping, MappingConfig, Mode, Tombstone, Window};
+use super::{AccumulateOp, Cdc, Column, Mapping, MappingConfig, Mode, Tombstone, Window};
 use crate::config::source::ColumnSource;
 use crate::config::{parse_duration_millis, ColumnType};
 use crate::ident::{Ident, TableName};
@@ -16,6 +16,25 @@ pub fn validate(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Op
     let table = TableName::parse(&m.table)
         .map_err(|e| problem(format!("table: {e}")))
         .ok();
+    let cdc = validate_cdc(m, &mut problem);
+    // A change-event mapping is an upsert of row images; the rest of validation sees it so.
+    let upsert;
+    let m = match cdc {
+        Some(_) => {
+            upsert = MappingConfig {
+                mode: Mode::Upsert,
+                tombstone: Some(Tombstone::Ignore),
+                columns: m
+                    .columns
+                    .iter()
+                    .map(|(name, expr)| (name.clone(), change_source(expr)))
+                    .collect(),
+                ..m.clone()
+            };
+            &upsert
+        }
+        None => m,
+    };
     let mut columns = mapped_columns(m, &mut problem);
     let window = validate_window(m, &mut columns, &mut problem);
     validate_accumulate(m, &mut columns, &mut problem);
@@ -44,7 +63,41 @@ pub fn validate(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Op
         tombstone,
         on_error: m.on_error,
         window,
+        cdc,
     })
+}
+
+/// `mode = "cdc"` and its options; `None` for other modes (whose CDC options are refused).
+fn validate_cdc(m: &MappingConfig, problem: &mut impl FnMut(String)) -> Option<Cdc> {
+    if m.mode != Mode::Cdc {
+        if m.envelope.is_some() || m.truncate.is_some() {
+            problem("envelope, truncate: only for mode = \"cdc\"".into());
+        }
+        return None;
+    }
+    if m.tombstone.is_some_and(|t| t != Tombstone::Ignore) {
+        problem("tombstone: cdc skips the tombstone Debezium writes after each delete (the delete event itself deletes); remove tombstone".into());
+    }
+    if !m.accumulate.is_empty() || m.window.is_some() {
+        problem("accumulate, window: not for mode = \"cdc\"".into());
+    }
+    Some(Cdc {
+        envelope: m.envelope.unwrap_or_default(),
+        truncate: m.truncate.unwrap_or_default(),
+    })
+}
+
+/// A CDC column source as a path into the change event: `value[.p]` reads the row image
+/// (`value.after[.p]`), `source.p` the event's source block, `envelope.p` the whole event.
+fn change_source(expr: &str) -> String {
+    let expr = expr.trim();
+    match expr.split_once('.') {
+        _ if expr == "value" => "value.after".into(),
+        Some(("value", path)) => format!("value.after.{path}"),
+        Some(("source", path)) => format!("value.source.{path}"),
+        Some(("envelope", path)) => format!("value.{path}"),
+        _ => expr.to_owned(),
+    }
 }
 
 /// The columns from `columns` and `constants`, untyped and optional so far.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::binary::BinType;
 use super::reduce::{self, MappingRows};
 use super::rows::Decoded;
-use crate::config::{ColumnSource, Format, Mapping, Mode};
+use crate::config::{Cdc, ColumnSource, Format, Mapping, Mode, PathSegment};
 use crate::decode::formats::{self, Schemas};
 use crate::decode::{scan, Parsed};
 use crate::record::Record;
@@ -45,6 +45,53 @@ pub(super) struct Plan {
     /// An insert whose rows go by `COPY` straight into the table ([`TableRows::direct`]): rows
     /// without `kps_ord`, turned into offset order after the newest-first walk.
     pub(super) direct: bool,
+    /// A change stream's mapping (`mode = "cdc"`).
+    pub(super) cdc: Option<ChangePlan>,
+}
+
+/// How a change event is read: its operation, and the key of a delete.
+#[derive(Debug)]
+pub(super) struct ChangePlan {
+    pub(super) cdc: Cdc,
+    /// The path of the operation (`op`).
+    pub(super) op: Vec<PathSegment>,
+    /// The path of the old row image (`before`).
+    pub(super) before: Vec<PathSegment>,
+    /// The mapping with its key columns read from `before` instead of `after`: a delete's key.
+    pub(super) from_before: Mapping,
+    /// ... read from the record key instead (when `before` is null): `key.<field>`.
+    pub(super) from_key: Mapping,
+}
+
+impl ChangePlan {
+    fn new(m: &Mapping, cdc: Cdc) -> Self {
+        let after = PathSegment::Field("after".into());
+        let before = PathSegment::Field("before".into());
+        let rewrite = |to_key: bool| {
+            let mut m = m.clone();
+            for c in m.columns.iter_mut().filter(|c| m.key.contains(&c.name)) {
+                if let ColumnSource::Value(path) = &c.source {
+                    if path.first() == Some(&after) {
+                        c.source = if to_key {
+                            ColumnSource::Key(path[1..].to_vec())
+                        } else {
+                            let mut path = path.clone();
+                            path[0] = before.clone();
+                            ColumnSource::Value(path)
+                        };
+                    }
+                }
+            }
+            m
+        };
+        Self {
+            cdc,
+            op: vec![PathSegment::Field("op".into())],
+            before: vec![before.clone()],
+            from_before: rewrite(false),
+            from_key: rewrite(true),
+        }
+    }
 }
 
 impl Plan {
@@ -63,6 +110,7 @@ impl Plan {
             is_key,
             binary,
             direct: false,
+            cdc: m.cdc.map(|cdc| ChangePlan::new(m, cdc)),
         }
     }
 }
@@ -174,6 +222,10 @@ impl Decoder {
         let key_json = indexes.iter().any(|&i| {
             let m = &self.mappings[i];
             let json_key = m.key_format.is_some_and(Format::reads_json);
+            // A delete without `before` takes its key from the record key.
+            if m.cdc.is_some() && m.key_format.is_none_or(Format::reads_json) {
+                return true;
+            }
             m.columns.iter().any(|c| match &c.source {
                 ColumnSource::Key(p) => json_key || !p.is_empty(),
                 _ => false,

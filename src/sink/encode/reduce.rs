@@ -6,10 +6,11 @@
 //! record in offset order would leave.
 
 use super::binary::BinType;
-use super::decoder::Plan;
+use super::decoder::{ChangePlan, Plan};
 use super::row::{Miss, Row};
 use super::rows::TableRows;
-use crate::config::{Mapping, Mode, Tombstone};
+use crate::config::{Mapping, Mode, Tombstone, Truncate};
+use crate::decode::json::{scalar, Scalar};
 use crate::decode::keys::KeyMap;
 use crate::decode::{Failure, Parsed, Rejected, Stage};
 use crate::record::Record;
@@ -91,6 +92,9 @@ pub(super) fn record_rows(
 ) -> Result<(), ()> {
     out.key.clear();
     out.sort.clear();
+    if let Some(change) = &plan.cdc {
+        return change_rows(m, plan, change, out, i, p);
+    }
     match (p.record.value(), m.tombstone) {
         (Some(_), _) => upsert_row(m, plan, out, i, p),
         (None, Tombstone::Ignore) => {
@@ -108,6 +112,88 @@ pub(super) fn record_rows(
             Ok(())
         }
         (None, Tombstone::Delete) => delete_row(m, plan, out, i, p),
+    }
+}
+
+/// A change event's rows: an upsert of the new row image, a delete by key, a truncate, or
+/// nothing (the tombstone after a delete, a logical decoding message, events before a truncate).
+fn change_rows(
+    m: &Mapping,
+    plan: &Plan,
+    change: &ChangePlan,
+    out: &mut MappingRows<'_>,
+    i: usize,
+    p: &Parsed<'_>,
+) -> Result<(), ()> {
+    if out.rows.truncate || p.record.value().is_none() {
+        // Older than a truncate in this batch, or Debezium's tombstone after a delete (the delete
+        // event itself deleted the row): nothing to do.
+        if p.record.value().is_none() {
+            out.rows.ignored += 1;
+        }
+        return Ok(());
+    }
+    let doc = match &p.json {
+        Some(Ok(doc)) => doc,
+        Some(Err(e)) => {
+            out.reject(i, (Stage::Decode, e.clone()));
+            return Ok(());
+        }
+        None => return upsert_row(m, plan, out, i, p),
+    };
+    let op = doc.get(&change.op).map(scalar);
+    match op {
+        Some(Scalar::Text(op)) if matches!(&*op, "c" | "r" | "u") => upsert_row(m, plan, out, i, p),
+        Some(Scalar::Text(op)) if op == "d" => {
+            let has_before = doc
+                .get(&change.before)
+                .is_some_and(|b| !matches!(scalar(b), Scalar::Null));
+            let keyed = if has_before {
+                &change.from_before
+            } else {
+                &change.from_key
+            };
+            delete_row(keyed, plan, out, i, p)
+        }
+        Some(Scalar::Text(op)) if op == "t" => {
+            match change.cdc.truncate {
+                Truncate::DeleteAll => out.rows.truncate = true,
+                Truncate::Ignore => out.rows.ignored += 1,
+                Truncate::BadRecord => out.reject(
+                    i,
+                    (
+                        Stage::Decode,
+                        "a truncate event (op \"t\"): set truncate = \"delete_all\" or \"ignore\" to apply or skip it".into(),
+                    ),
+                ),
+            }
+            Ok(())
+        }
+        // A logical decoding message carries no row.
+        Some(Scalar::Text(op)) if op == "m" => {
+            out.rows.ignored += 1;
+            Ok(())
+        }
+        Some(Scalar::Text(op)) => {
+            out.reject(
+                i,
+                (
+                    Stage::Decode,
+                    format!("unknown change event operation `op` = \"{op}\" (expected c, r, u, d, t or m)"),
+                ),
+            );
+            Ok(())
+        }
+        _ => {
+            out.reject(
+                i,
+                (
+                    Stage::Decode,
+                    "not a Debezium change event: no `op` string (is the envelope unwrapped by an ExtractNewRecordState transform? then use mode = \"upsert\")".into(),
+                ),
+            );
+            Ok(())
+        }
     }
 }
 

@@ -20,6 +20,15 @@ pub struct RowSet {
 }
 
 impl RowSet {
+    /// No rows (the row set of a step without COPY data).
+    pub const EMPTY: RowSet = RowSet {
+        data: Vec::new(),
+        ends: Vec::new(),
+        records: Vec::new(),
+        keys: Vec::new(),
+        key_ends: Vec::new(),
+    };
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -151,6 +160,9 @@ pub struct TableRows {
     /// The upserts go by `COPY` straight into the table, with no stage and no `INSERT … SELECT`;
     /// the writer clears it to send a batch through the stage instead.
     pub direct: bool,
+    /// A change stream's truncate (`truncate = "delete_all"`) falls in this batch: every row of
+    /// the table is deleted first; the rows here come from the events after it.
+    pub truncate: bool,
 }
 
 /// A decoded batch.

@@ -90,8 +90,7 @@ async fn prefetch(
         let batch = queue.try_lock().ok().and_then(|mut q| q.try_recv().ok());
         if let Some(batch) = batch {
             let cached = registry.as_ref().is_none_or(|r| r.has_all(&batch.records));
-            let prepared =
-                cached.then(|| Ok(decoder.decode(&batch.records, &HashSet::new())));
+            let prepared = cached.then(|| Ok(decoder.decode(&batch.records, &HashSet::new())));
             return (batch, prepared);
         }
         tokio::time::sleep(PREFETCH_POLL).await;
