@@ -54,7 +54,26 @@ impl TestProducer {
 
     /// Queues one record; `value = None` is a tombstone. Waits while the local queue is full.
     pub fn send(&mut self, topic: &str, partition: i32, key: &str, value: Option<&str>) {
-        let mut record = BaseRecord::to(topic).partition(partition).key(key);
+        self.send_bytes(
+            topic,
+            partition,
+            Some(key.as_bytes()),
+            value.map(str::as_bytes),
+        );
+    }
+
+    /// [`Self::send`] for binary keys and values (Avro, Protobuf); `key = None` is no key.
+    pub fn send_bytes(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
         if let Some(v) = value {
             record = record.payload(v);
         }
