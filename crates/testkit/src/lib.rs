@@ -26,7 +26,8 @@
 //! - [`pyserde`]: Confluent's own Python serializers (Avro, Protobuf, JSON Schema) in a child
 //!   process, an encoder independent of the connector's decoder
 //!   (`crates/testkit/python/kps_serde.py`, its venv from `scripts/ensure-python-serde.sh`).
-//! - [`fixtures`]: the payments table, mapping and records most tests use.
+//! - [`fixtures`]: the payments table, mapping and records most tests use. [`debezium`]: a
+//!   source table whose changes are rendered as Debezium's PostgreSQL connector writes them.
 //! - [`names`]: unique names, free ports, temporary files, polling until true.
 //! - [`prelude`]: what a test imports.
 
@@ -34,6 +35,7 @@ pub mod bins;
 pub mod broker;
 pub mod connector;
 pub mod db;
+pub mod debezium;
 pub mod fixtures;
 pub mod names;
 pub mod pg_server;
