@@ -28,7 +28,7 @@ pub use sections::{
     BatchConfig, HttpConfig, KafkaConfig, LogConfig, OffsetReset, OutOfRange, PostgresConfig,
     RawConfig, SchemaRegistryConfig, ShutdownConfig,
 };
-pub use source::{ColumnSource, KafkaMeta, PathSegment};
+pub use source::{path_text, ColumnSource, KafkaMeta, PathSegment};
 pub use types::{parse_duration_millis, ColumnType};
 
 /// Environment variable prefix for overrides.

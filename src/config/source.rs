@@ -125,6 +125,18 @@ fn parse_path(path: &str) -> Result<Vec<PathSegment>, String> {
     Ok(segments)
 }
 
+/// A path as written in a column source (`a.b[0].c`).
+pub fn path_text(path: &[PathSegment]) -> String {
+    let mut text = String::new();
+    for segment in path {
+        if matches!(segment, PathSegment::Field(_)) && !text.is_empty() {
+            text.push('.');
+        }
+        text.push_str(&segment.to_string());
+    }
+    text
+}
+
 impl fmt::Display for PathSegment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -12,7 +12,8 @@ use crate::sink::check_database;
 /// `check`: the configuration against the database; non-zero with a report when anything is off.
 pub async fn check(config: &Config) -> anyhow::Result<ExitCode> {
     let pool = connect_pool(config, &CancellationToken::new()).await?;
-    let problems = check_database(&pool, config).await?;
+    let mut problems = check_database(&pool, config).await?;
+    problems.extend(crate::registry::check::check(config).await?);
     if problems.is_empty() {
         println!(
             "ok: {} mapping(s) can run against this database",

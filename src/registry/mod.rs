@@ -12,7 +12,9 @@
 //!   the URL itself is more likely wrong, and the connector stops instead.
 //!
 //! - `client`: the HTTP requests and what their answers mean.
+//! - `check`: the `check` command's look at the registry and the mapped fields.
 
+pub mod check;
 mod client;
 
 use std::collections::{HashMap, HashSet};
@@ -198,6 +200,23 @@ impl Registry {
         let mut ids: Vec<u32> = seen.into_iter().collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// The latest schema of `subject` with its references; `None` when the subject is unknown.
+    pub async fn latest(&self, subject: &str) -> Result<Option<RegisteredSchema>, Error> {
+        match self.client.schema_by_version(subject, "latest").await {
+            Ok(raw) => {
+                let id = raw.id.unwrap_or(0);
+                let mut memo = HashMap::new();
+                self.registered(id, raw, &mut memo, 0).await.map(Some)
+            }
+            Err(Error::Registry {
+                status: Some(404),
+                code: Some(40401),
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// A schema by id, with its references.

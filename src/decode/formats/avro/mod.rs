@@ -13,6 +13,7 @@ use apache_avro::types::Value;
 
 use super::render::{self, Unit};
 use super::schemas::RegisteredSchema;
+use crate::config::PathSegment;
 
 /// A writer's schema with the named types of its references.
 #[derive(Debug)]
@@ -218,6 +219,58 @@ impl AvroSchema {
         }
     }
 
+    /// The kinds of value found at `path` of a record written with this schema (every non-null
+    /// branch of a union), for `check`; an error naming the first segment that does not exist.
+    pub fn kinds_at(&self, path: &[PathSegment]) -> Result<Vec<&'static str>, String> {
+        let mut current = vec![&self.schema];
+        for (depth, segment) in path.iter().enumerate() {
+            let mut next = Vec::new();
+            for schema in current {
+                for schema in self.branches(schema) {
+                    match (schema, segment) {
+                        (Schema::Record(r), PathSegment::Field(name)) => {
+                            if let Some(&i) = r.lookup.get(name) {
+                                next.push(&r.fields[i].schema);
+                            }
+                        }
+                        (Schema::Map(m), PathSegment::Field(_)) => next.push(&*m.types),
+                        (Schema::Array(a), PathSegment::Index(_)) => next.push(&*a.items),
+                        _ => {}
+                    }
+                }
+            }
+            if next.is_empty() {
+                return Err(format!(
+                    "`{}` is not in the schema",
+                    crate::config::path_text(&path[..=depth])
+                ));
+            }
+            current = next;
+        }
+        let mut kinds: Vec<&'static str> = current
+            .into_iter()
+            .flat_map(|s| self.branches(s))
+            .map(logical_kind)
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        Ok(kinds)
+    }
+
+    /// A schema's non-null union branches (the schema itself when not a union), refs resolved.
+    fn branches<'s>(&'s self, schema: &'s Schema) -> Vec<&'s Schema> {
+        let schema = self.resolve(schema).unwrap_or(schema);
+        match schema {
+            Schema::Union(u) => u
+                .variants()
+                .iter()
+                .map(|v| self.resolve(v).unwrap_or(v))
+                .filter(|v| !matches!(v, Schema::Null))
+                .collect(),
+            other => vec![other],
+        }
+    }
+
     fn resolve<'s>(&'s self, schema: &'s Schema) -> Result<&'s Schema, String> {
         match schema {
             Schema::Ref { name } => self
@@ -281,6 +334,32 @@ fn collect_names(schema: &Schema, names: &mut HashMap<Name, Schema>) {
             }
         }
         _ => {}
+    }
+}
+
+/// A schema's kind as `check` compares it with column types.
+fn logical_kind(schema: &Schema) -> &'static str {
+    match schema {
+        Schema::Null => "null",
+        Schema::Boolean => "boolean",
+        Schema::Int | Schema::Long => "integer",
+        Schema::Float | Schema::Double => "float",
+        Schema::Bytes | Schema::Fixed(_) => "bytes",
+        Schema::String | Schema::Enum(_) => "string",
+        Schema::Decimal(_) | Schema::BigDecimal => "decimal",
+        Schema::Uuid => "uuid",
+        Schema::Date => "date",
+        Schema::TimeMillis | Schema::TimeMicros => "time",
+        Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => "timestamp",
+        Schema::Duration => "interval",
+        Schema::Array(_) => "array",
+        Schema::Map(_) | Schema::Record(_) => "object",
+        Schema::Union(_) | Schema::Ref { .. } => "value",
     }
 }
 
