@@ -728,3 +728,93 @@ fn direct_inserts_go_in_offset_order_without_the_offset_column() {
     assert!(!out.tables[0].direct && !out.tables[0].unordered);
     assert_eq!(lines(&out.tables[0].upserts), vec!["0\t0", "1\t1", "2\t2"]);
 }
+
+#[test]
+fn decoding_arbitrary_bytes_in_every_format_never_panics_and_accounts_for_every_record() {
+    use std::sync::Arc;
+
+    use crate::decode::formats::schemas::Decoding;
+    use crate::decode::formats::{RegisteredSchema, SchemaKind, Schemas};
+
+    let schemas = Arc::new(Schemas::default());
+    let avro = r#"{"type": "record", "name": "R", "fields": [
+        {"name": "id", "type": "long"}, {"name": "s", "type": ["null", "string"]},
+        {"name": "d", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {"name": "a", "type": {"type": "array", "items": {"type": "map", "values": "double"}}}]}"#;
+    let proto = "syntax = \"proto3\";\nmessage R { int64 id = 1; string s = 2; repeated R kids = 3; map<string, bytes> m = 4; }\n";
+    for (id, kind, text) in [
+        (1, SchemaKind::Avro, avro),
+        (2, SchemaKind::Protobuf, proto),
+        (3, SchemaKind::Json, "{\"type\": \"object\"}"),
+    ] {
+        let registered = RegisteredSchema {
+            id,
+            kind,
+            text: text.into(),
+            references: Vec::new(),
+        };
+        let parsed = Decoding::parse(&registered).map(Arc::new);
+        assert!(parsed.is_ok(), "schema {id}: {:?}", parsed.err());
+        schemas.insert(id, parsed);
+    }
+    let registry = "\n[schema_registry]\nurl='http://r'\n";
+    let mappings = [
+        "format='avro'\nkey=['id']\ncolumns={ id='value.id', s='value.s', d='value.d', a='value.a[0]' }\ntypes={ d='numeric' }",
+        "format='protobuf'\nkey=['id']\ncolumns={ id='value.id', s='value.kids[0].s', m='value.m' }",
+        "format='json_schema'\nmode='insert'\ncolumns={ id='value.id', all='value' }",
+        "format='connect_json'\nkey=['id']\ncolumns={ id='value.id', x='value.x.y' }",
+        "format='avro'\nkey_format='avro'\nmode='cdc'\ntruncate='delete_all'\nkey=['id']\ncolumns={ id='value.id', s='value.s', lsn='source.lsn' }",
+        "format='connect_json'\nkey_format='connect_json'\nmode='cdc'\nkey=['id']\ncolumns={ id='value.id' }",
+    ];
+    let fragments: [&[u8]; 12] = [
+        &[0, 0, 0, 0, 1],
+        &[0, 0, 0, 0, 2, 0],
+        &[0, 0, 0, 0, 3],
+        &[0, 0, 0, 0, 9],
+        br#"{"schema":{"type":"struct","fields":[{"field":"id","type":"int64"}]},"payload":"#,
+        br#"{"op":"d","before":{"id":1},"after":null}"#,
+        b"\x02\x06abc",
+        b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",
+        b"\x0a\xff\xff\xff\x0f",
+        b"}",
+        b"null",
+        b"\x7f",
+    ];
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+    for mapping in mappings {
+        let text = format!("[kafka]\nbrokers='b'\n[postgres]\nurl='postgres://x'\n{registry}[[mappings]]\ntopic='t'\ntable='acct'\n{mapping}\n");
+        let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("{mapping}: {e}"));
+        let d = Decoder::new(config.mappings.into()).with_schemas(Arc::clone(&schemas));
+        for _ in 0..3000 {
+            let mut bytes = Vec::new();
+            for _ in 0..rng.below(8) {
+                if rng.below(2) == 0 {
+                    bytes.extend_from_slice(fragments[rng.index(fragments.len())]);
+                } else {
+                    bytes.push(rng.below(256) as u8);
+                }
+            }
+            let key = (rng.below(3) > 0).then(|| bytes.iter().rev().copied().collect::<Vec<u8>>());
+            let value = (rng.below(6) > 0).then_some(bytes);
+            let r = Record::new(
+                TopicPartition::new("t", 0),
+                rng.below(1000) as i64,
+                None,
+                key.as_deref(),
+                value.as_deref(),
+                Vec::new(),
+            );
+            let out = decode(&d, &[r]);
+            let t = &out.tables[0];
+            let accounted = out.rejected.len()
+                + t.upserts.len()
+                + t.deletes.len()
+                + t.ignored
+                + usize::from(t.truncate);
+            assert_eq!(
+                accounted, 1,
+                "{mapping}: a record was neither applied nor rejected"
+            );
+        }
+    }
+}
