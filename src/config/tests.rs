@@ -323,7 +323,7 @@ fn an_unknown_enum_value_names_its_key_and_the_allowed_values() {
     match Config::from_toml(&text) {
         Err(ConfigError::Load(message)) => assert_eq!(
             message,
-            "mappings[0].mode: unknown value `upserrt`; allowed values: upsert, insert, accumulate"
+            "mappings[0].mode: unknown value `upserrt`; allowed values: upsert, insert, accumulate, cdc"
         ),
         other => panic!("{other:?}"),
     }
@@ -385,5 +385,93 @@ fn a_refused_column_is_one_problem_not_also_a_missing_column() {
     assert_eq!(
         problems(&text),
         vec!["mappings[0].columns: at least one column is required"]
+    );
+}
+
+const BASE: &str = "[kafka]\nbrokers = \"b:9092\"\n[postgres]\nurl = \"postgres://x\"\n";
+
+#[test]
+fn registry_formats_need_a_registry_and_one_topic_is_read_one_way() {
+    let mapping = |table: &str, format: &str| {
+        format!("[[mappings]]\ntopic = \"t\"\ntable = \"{table}\"\nformat = \"{format}\"\nkey = [\"id\"]\ncolumns = {{ id = \"value.id\" }}\n")
+    };
+    let found = problems(&format!("{BASE}{}", mapping("a", "avro")));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("format avro needs a [schema_registry]")),
+        "{found:?}"
+    );
+    let registry = "[schema_registry]\nurl = \"https://user:s3cret@registry:8081\"\n";
+    let both = format!(
+        "{BASE}{registry}{}{}",
+        mapping("a", "avro"),
+        mapping("b", "json")
+    );
+    let found = problems(&both);
+    assert!(
+        found.iter().any(|p| p.contains("must agree on avro")),
+        "{found:?}"
+    );
+    let cfg = Config::from_toml(&format!("{BASE}{registry}{}", mapping("a", "avro"))).unwrap();
+    assert_eq!(cfg.mappings[0].format, Format::Avro);
+    let printed = format!("{:?}", cfg.schema_registry);
+    assert!(!printed.contains("s3cret"), "{printed}");
+    let bad = format!("{BASE}[schema_registry]\nurl = \"registry:8081\"\nusername = \"u\"\ncache_capacity = 0\n{}", mapping("a", "avro"));
+    let found = problems(&bad);
+    for expected in [
+        "must start with http",
+        "username and password go together",
+        "cache_capacity",
+    ] {
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{expected}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn cdc_reads_the_row_image_the_source_block_and_the_envelope() {
+    let cdc = format!(
+        "{BASE}[[mappings]]\ntopic = \"t\"\ntable = \"a\"\nmode = \"cdc\"\nkey = [\"id\"]\n\
+         columns = {{ id = \"value.id\", lsn = \"source.lsn\", at = \"envelope.ts_ms\", k = \"key.id\" }}\n"
+    );
+    let cfg = Config::from_toml(&cdc).unwrap();
+    let m = &cfg.mappings[0];
+    assert_eq!(m.mode, Mode::Upsert);
+    assert_eq!(
+        m.cdc,
+        Some(Cdc {
+            envelope: Envelope::Debezium,
+            truncate: Truncate::BadRecord
+        })
+    );
+    assert_eq!(m.tombstone, Tombstone::Ignore);
+    let source = |name: &str| {
+        m.columns
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .unwrap()
+            .source
+            .clone()
+    };
+    assert_eq!(source("id"), ColumnSource::parse("value.after.id").unwrap());
+    assert_eq!(
+        source("lsn"),
+        ColumnSource::parse("value.source.lsn").unwrap()
+    );
+    assert_eq!(source("at"), ColumnSource::parse("value.ts_ms").unwrap());
+    assert_eq!(source("k"), ColumnSource::parse("key.id").unwrap());
+    let found = problems(&cdc.replace("mode = \"cdc\"", "mode = \"cdc\"\ntombstone = \"delete\""));
+    assert!(
+        found.iter().any(|p| p.contains("cdc skips the tombstone")),
+        "{found:?}"
+    );
+    let found =
+        problems(&cdc.replace("mode = \"cdc\"", "mode = \"upsert\"\ntruncate = \"ignore\""));
+    assert!(
+        found.iter().any(|p| p.contains("only for mode = \"cdc\"")),
+        "{found:?}"
     );
 }
