@@ -274,6 +274,8 @@ async fn a_delete_without_before_deletes_the_row_named_by_the_record_key() {
     let bad_at = next_offset(&s) + second.len() as i64;
     let mut bad = source.delete(5);
     bad[0].key = Some(r#"{"account":5}"#.into());
+    // Without its tombstone, which (with a good key) would delete row 5 by itself.
+    bad.truncate(1);
     second.extend(bad.iter().cloned());
     second.extend(source.delete(6));
     expected.remove(&6);

@@ -25,7 +25,8 @@ pub enum Mode {
     Accumulate,
     /// Change events (`envelope`, Debezium's by default): creates, snapshot reads and updates
     /// upsert the row image `after`, deletes delete by key (from `before`, else the record key),
-    /// the tombstone after a delete is skipped, truncates follow `truncate`. Columns read the
+    /// tombstones delete by the record key (their delete event may have been compacted away),
+    /// truncates follow `truncate`. Columns read the
     /// row image (`value.<field>`), the event's `source` block (`source.lsn`) or the whole
     /// event (`envelope.ts_ms`). Validated into an upsert mapping with [`Cdc`].
     Cdc,

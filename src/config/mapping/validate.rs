@@ -23,7 +23,7 @@ pub fn validate(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Op
         Some(_) => {
             upsert = MappingConfig {
                 mode: Mode::Upsert,
-                tombstone: Some(Tombstone::Ignore),
+                tombstone: Some(m.tombstone.unwrap_or(Tombstone::Delete)),
                 columns: m
                     .columns
                     .iter()
@@ -46,7 +46,12 @@ pub fn validate(path: &str, m: &MappingConfig, problems: &mut Vec<String>) -> Op
     }
     let key = validate_key(m, &mut columns, &mut problem);
     let only_if_newer = validate_version(m, &columns, &mut problem);
-    let tombstone = validate_tombstone(m, &key, &columns, &mut problem);
+    // A change stream's tombstone deletes by the record key's fields (the key columns' paths
+    // under `key`), which the value does not need to provide.
+    let tombstone = match cdc {
+        Some(_) => m.tombstone.unwrap_or(Tombstone::Delete),
+        None => validate_tombstone(m, &key, &columns, &mut problem),
+    };
     check_operations(m, &key, &columns, &mut problem);
     if problems.len() != before {
         return None;
@@ -74,9 +79,6 @@ fn validate_cdc(m: &MappingConfig, problem: &mut impl FnMut(String)) -> Option<C
             problem("envelope, truncate: only for mode = \"cdc\"".into());
         }
         return None;
-    }
-    if m.tombstone.is_some_and(|t| t != Tombstone::Ignore) {
-        problem("tombstone: cdc skips the tombstone Debezium writes after each delete (the delete event itself deletes); remove tombstone".into());
     }
     if !m.accumulate.is_empty() || m.window.is_some() {
         problem("accumulate, window: not for mode = \"cdc\"".into());

@@ -125,13 +125,30 @@ fn change_rows(
     i: usize,
     p: &Parsed<'_>,
 ) -> Result<(), ()> {
-    if out.rows.truncate || p.record.value().is_none() {
-        // Older than a truncate in this batch, or Debezium's tombstone after a delete (the delete
-        // event itself deleted the row): nothing to do.
-        if p.record.value().is_none() {
-            out.rows.ignored += 1;
+    if p.record.value().is_none() {
+        // A tombstone: Debezium writes one after each delete, for log compaction, which may
+        // remove the delete event itself; so it deletes by the record key (after the delete
+        // event, that delete finds nothing).
+        if out.rows.truncate {
+            return Ok(());
         }
-        return Ok(());
+        return match m.tombstone {
+            Tombstone::Delete => delete_row(&change.from_key, plan, out, i, p),
+            Tombstone::Ignore => {
+                out.rows.ignored += 1;
+                Ok(())
+            }
+            Tombstone::BadRecord => {
+                out.reject(
+                    i,
+                    (
+                        Stage::Decode,
+                        "tombstone (null value) is not accepted by this mapping".into(),
+                    ),
+                );
+                Ok(())
+            }
+        };
     }
     let doc = match &p.json {
         Some(Ok(doc)) => doc,
@@ -142,6 +159,13 @@ fn change_rows(
         None => return upsert_row(m, plan, out, i, p),
     };
     let op = doc.get(&change.op).map(scalar);
+    // Events older than a truncate in this batch are superseded by it, but only events: one
+    // that cannot be read is still a bad record, wherever the batch happens to end.
+    let known =
+        matches!(&op, Some(Scalar::Text(op)) if matches!(&**op, "c" | "r" | "u" | "d" | "t" | "m"));
+    if out.rows.truncate && known {
+        return Ok(());
+    }
     match op {
         Some(Scalar::Text(op)) if matches!(&*op, "c" | "r" | "u") => upsert_row(m, plan, out, i, p),
         Some(Scalar::Text(op)) if op == "d" => {
