@@ -1,14 +1,22 @@
 //! Decoder micro-benchmark: CPU per record for the benchmark's upsert mapping (`scripts/bench.sh`
 //! workload: ~200-byte JSON, bigint key, exact decimal, RFC 3339 timestamp, nested object).
 //!
-//! Run: `cargo bench --bench decode`. Prints ns per record (best and median of the rounds), so
+//! The same rows also come as Avro in the Confluent wire format (encoded here by `apache-avro`,
+//! with the schema registered in the decoder's schema cache): the Avro path's cost per record is
+//! printed next to JSON's, with its throughput as a share of the JSON path's.
+//!
+//! Run: `cargo bench --bench decode` (`DECODE_ONLY=avro` for the cases whose name holds `avro`). Prints ns per record (best and median of the rounds), so
 //! decoder changes can be compared without Postgres, Kafka or the machine's other load in the way.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kafka_pg_sink::config::Config;
+use apache_avro::types::Value;
+use apache_avro::{Decimal, Schema};
+use kafka_pg_sink::config::{Config, Mapping};
+use kafka_pg_sink::decode::formats::schemas::Decoding;
+use kafka_pg_sink::decode::formats::{RegisteredSchema, SchemaKind, Schemas};
 use kafka_pg_sink::record::{Record, TopicPartition};
 use kafka_pg_sink::sink::encode::{BinType, Decoder};
 
@@ -34,26 +42,81 @@ fn payload(seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn main() {
-    let config = Config::from_toml(
+/// The benchmark row as Avro: the same fields, the amount an exact decimal, the timestamp
+/// `timestamp-millis`.
+const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "Row", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "account", "type": "string"},
+  {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+  {"name": "meta", "type": {"type": "record", "name": "Meta", "fields": [
+    {"name": "source", "type": "string"}, {"name": "region", "type": "string"}, {"name": "seq", "type": "long"}]}}
+]}"#;
+
+/// Payload `seq` as Avro in the Confluent wire format, schema id 1.
+fn avro_payload(schema: &Schema, seq: u64) -> Vec<u8> {
+    let id = (seq + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) & (u64::MAX >> 1);
+    let cents = (seq % 100_000 * 100 + seq % 100) as i64;
+    let ts = 1_767_225_600_000
+        + ((seq / 3600 % 24) * 3_600_000
+            + (seq / 60 % 60) * 60_000
+            + (seq % 60) * 1000
+            + seq % 1000) as i64;
+    let value = Value::Record(vec![
+        ("id".into(), Value::Long(id as i64)),
+        (
+            "account".into(),
+            Value::String(format!("acct-{}", seq % 10_000)),
+        ),
+        (
+            "amount".into(),
+            Value::Decimal(Decimal::from(cents.to_be_bytes().to_vec())),
+        ),
+        ("ts".into(), Value::TimestampMillis(ts)),
+        (
+            "meta".into(),
+            Value::Record(vec![
+                ("source".into(), Value::String("bench".into())),
+                (
+                    "region".into(),
+                    Value::String(format!("eu-{}", seq % 12 + 1)),
+                ),
+                ("seq".into(), Value::Long(seq as i64)),
+            ]),
+        ),
+    ]);
+    let mut framed = vec![0, 0, 0, 0, 1];
+    framed.extend(apache_avro::to_avro_datum(schema, value).expect("the row fits its schema"));
+    framed
+}
+
+fn config(format: &str) -> Config {
+    Config::from_toml(&format!(
         r#"
 [kafka]
 brokers = "127.0.0.1:9092"
 [postgres]
 url = "postgres://postgres@127.0.0.1/postgres"
+[schema_registry]
+url = "http://127.0.0.1:8081"
 [[mappings]]
 topic = "bench"
 table = "bench_upsert"
 mode = "upsert"
+format = "{format}"
 key = ["id"]
-columns = { id = "value.id", account = "value.account", amount = "value.amount", ts = "value.ts", meta = "value.meta" }
-types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" }
-"#,
-    )
-    .expect("benchmark config is valid");
-    let mappings: Arc<[_]> = Arc::from(config.mappings);
+columns = {{ id = "value.id", account = "value.account", amount = "value.amount", ts = "value.ts", meta = "value.meta" }}
+types = {{ id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" }}
+"#
+    ))
+    .expect("benchmark config is valid")
+}
+
+fn main() {
+    let json_config = config("json");
+    let mappings: Arc<[Mapping]> = Arc::from(json_config.mappings);
     // The benchmark table's column types, as the connector reads them from the catalog.
-    let types = mappings[0]
+    let types: Vec<BinType> = mappings[0]
         .columns
         .iter()
         .map(|c| match c.name.as_str() {
@@ -64,54 +127,84 @@ types = { id = "bigint", amount = "numeric", ts = "timestamptz", meta = "jsonb" 
             _ => BinType::Text,
         })
         .collect();
-    let decoders = [
+    let schemas = Arc::new(Schemas::default());
+    let registered = RegisteredSchema {
+        id: 1,
+        kind: SchemaKind::Avro,
+        text: AVRO_SCHEMA.into(),
+        references: Vec::new(),
+    };
+    schemas.insert(1, Decoding::parse(&registered).map(Arc::new));
+    let avro_mappings: Arc<[Mapping]> = Arc::from(config("avro").mappings);
+    let records = |payload: &dyn Fn(u64) -> Vec<u8>| -> Vec<Record> {
+        let tp = TopicPartition::new("bench", 0);
+        (0..BATCH as u64)
+            .map(|seq| {
+                Record::new(
+                    tp.clone(),
+                    seq as i64,
+                    Some(1_767_225_600_000 + seq as i64),
+                    Some(seq.to_string().as_bytes()),
+                    Some(&payload(seq)),
+                    Vec::new(),
+                )
+            })
+            .collect()
+    };
+    let json = records(&payload);
+    let schema = Schema::parse_str(AVRO_SCHEMA).expect("the Avro schema parses");
+    let avro = records(&|seq| avro_payload(&schema, seq));
+    let cases = [
         (
-            "binary",
-            Decoder::with_binary(mappings.clone(), vec![Some(types)]),
+            "json, binary COPY",
+            Decoder::with_binary(mappings.clone(), vec![Some(types.clone())]),
+            &json,
         ),
-        ("text", Decoder::new(mappings)),
+        ("json, text COPY", Decoder::new(mappings), &json),
+        (
+            "avro, binary COPY",
+            Decoder::with_binary(avro_mappings, vec![Some(types)]).with_schemas(schemas),
+            &avro,
+        ),
     ];
-    let tp = TopicPartition::new("bench", 0);
-    let records: Vec<Record> = (0..BATCH as u64)
-        .map(|seq| {
-            Record::new(
-                tp.clone(),
-                seq as i64,
-                Some(1_767_225_600_000 + seq as i64),
-                Some(seq.to_string().as_bytes()),
-                Some(&payload(seq)),
-                Vec::new(),
-            )
-        })
-        .collect();
-    let bytes: usize = records.iter().map(Record::size).sum();
     let excluded = HashSet::new();
     let rounds = std::env::var("DECODE_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS)
         .max(1);
-    for (format, decoder) in &decoders {
+    // `DECODE_ONLY=avro` runs the cases whose name holds it (for a profiler).
+    let only = std::env::var("DECODE_ONLY").unwrap_or_default();
+    let mut medians = Vec::new();
+    for (name, decoder, records) in cases.iter().filter(|c| c.0.contains(only.as_str())) {
+        let bytes: usize = records.iter().map(Record::size).sum();
         let mut per_record = Vec::with_capacity(rounds);
         let mut rows = 0;
         for _ in 0..rounds {
             let started = Instant::now();
-            let decoded = decoder.decode(&records, &excluded);
+            let decoded = decoder.decode(records, &excluded);
             per_record.push(started.elapsed().as_nanos() as f64 / BATCH as f64);
             assert!(
                 decoded.rejected.is_empty(),
                 "{:?}",
                 decoded.rejected.first()
             );
-            assert_eq!(decoded.tables[0].binary, *format == "binary");
+            assert_eq!(decoded.tables[0].binary, name.ends_with("binary COPY"));
             rows = decoded.tables[0].upserts.len();
         }
         per_record.sort_by(f64::total_cmp);
         println!(
-            "decode ({format} COPY): {BATCH} records ({:.0} bytes each) -> {rows} rows; ns per record: best {:.0}, median {:.0}",
+            "decode ({name}): {BATCH} records ({:.0} bytes each) -> {rows} rows; ns per record: best {:.0}, median {:.0}",
             bytes as f64 / BATCH as f64,
             per_record[0],
             per_record[rounds / 2]
+        );
+        medians.push(per_record[rounds / 2]);
+    }
+    if let [json, _, avro] = medians[..] {
+        println!(
+            "avro rows decode at {:.2} of the json path's throughput (binary COPY, medians)",
+            json / avro
         );
     }
 }

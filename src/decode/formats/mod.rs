@@ -19,25 +19,43 @@ pub mod wire;
 
 pub use schemas::{Reference, RegisteredSchema, SchemaKind, Schemas};
 
-use std::borrow::Cow;
-
 use crate::config::Format;
 use schemas::Decoding;
 
-/// The JSON text a payload in `format` reads as: borrowed where the payload is JSON already
-/// (`json`, and the body of `json_schema`), else rendered. Errors name the schema id.
+/// Where a payload's JSON text is: the payload itself (`json`, the body of `json_schema`), or
+/// appended to the caller's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Json<'a> {
+    Borrowed(&'a [u8]),
+    Appended,
+}
+
+/// The JSON text a payload in `format` reads as: borrowed where the payload is JSON already,
+/// else rendered at the end of `out` (on an error, `out` is left as it was). Errors name the
+/// schema id. One buffer serves a whole batch, so a record costs no allocation of its own.
 pub fn to_json<'a>(
     format: Format,
     bytes: &'a [u8],
     schemas: &Schemas,
-) -> Result<Cow<'a, [u8]>, String> {
+    out: &mut String,
+) -> Result<Json<'a>, String> {
+    let start = out.len();
+    let result = render_json(format, bytes, schemas, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn render_json<'a>(
+    format: Format,
+    bytes: &'a [u8],
+    schemas: &Schemas,
+    out: &mut String,
+) -> Result<Json<'a>, String> {
     match format {
-        Format::Json | Format::Text | Format::Bytes => Ok(Cow::Borrowed(bytes)),
-        Format::ConnectJson => {
-            let mut out = String::new();
-            connect::transcode(bytes, &mut out)?;
-            Ok(Cow::Owned(out.into_bytes()))
-        }
+        Format::Json | Format::Text | Format::Bytes => Ok(Json::Borrowed(bytes)),
+        Format::ConnectJson => connect::transcode(bytes, out).map(|()| Json::Appended),
         Format::Avro | Format::Protobuf | Format::JsonSchema => {
             let framed = wire::split(bytes)?;
             let id = framed.id;
@@ -45,13 +63,10 @@ pub fn to_json<'a>(
                 .get(id)
                 .ok_or_else(|| format!("schema id {id} was not fetched from the registry"))?
                 .map_err(|e| format!("schema id {id}: {e}"))?;
-            let mut out = String::new();
             match (format, &*schema) {
-                (Format::Avro, Decoding::Avro(avro)) => avro.transcode(framed.body, &mut out),
-                (Format::Protobuf, Decoding::Protobuf(proto)) => {
-                    proto.transcode(framed.body, &mut out)
-                }
-                (Format::JsonSchema, Decoding::Json) => return Ok(Cow::Borrowed(framed.body)),
+                (Format::Avro, Decoding::Avro(avro)) => avro.transcode(framed.body, out),
+                (Format::Protobuf, Decoding::Protobuf(proto)) => proto.transcode(framed.body, out),
+                (Format::JsonSchema, Decoding::Json) => return Ok(Json::Borrowed(framed.body)),
                 (_, found) => Err(format!(
                     "it is a {} schema, but the mapping's format is {}",
                     found.kind().name(),
@@ -59,7 +74,7 @@ pub fn to_json<'a>(
                 )),
             }
             .map_err(|e| format!("schema id {id}: {e}"))?;
-            Ok(Cow::Owned(out.into_bytes()))
+            Ok(Json::Appended)
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The [`Decoder`]: each mapping's plan, worked out once, and the walk over a batch, newest
 //! first, that turns its records into every mapping's COPY rows.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use super::binary::BinType;
 use super::reduce::{self, MappingRows};
 use super::rows::Decoded;
 use crate::config::{Cdc, ColumnSource, Format, Mapping, Mode, PathSegment};
-use crate::decode::formats::{self, Schemas};
+use crate::decode::formats::{self, Json, Schemas};
 use crate::decode::{scan, Parsed};
 use crate::record::Record;
 
@@ -295,9 +294,19 @@ impl Decoder {
     }
 }
 
-/// Each record's payload (or key) rendered as JSON, where its format is not JSON already; empty
-/// when nothing needs rendering.
-type Rendered<'r> = Vec<Option<Result<Cow<'r, [u8]>, String>>>;
+/// Each record's payload (or key) as the JSON the mappings read, where its format is not JSON
+/// already: one buffer for the batch, and each record's place in it (or its own bytes, or why it
+/// cannot be read). Empty when nothing needs rendering.
+#[derive(Default)]
+struct Rendered<'r> {
+    text: String,
+    parts: Vec<Option<Result<Part<'r>, String>>>,
+}
+
+enum Part<'r> {
+    Borrowed(&'r [u8]),
+    Own(std::ops::Range<usize>),
+}
 
 /// Record `i`'s JSON text to scan: rendered, or its own bytes; `None` when not read as JSON.
 fn text_of<'r>(
@@ -309,10 +318,12 @@ fn text_of<'r>(
     if !json {
         return None;
     }
-    match rendered.get(i) {
-        Some(text) => text
-            .as_ref()
-            .map(|r| r.as_ref().map(|c| &**c).map_err(Clone::clone)),
+    match rendered.parts.get(i) {
+        Some(part) => part.as_ref().map(|r| match r {
+            Ok(Part::Borrowed(bytes)) => Ok(*bytes),
+            Ok(Part::Own(range)) => Ok(&rendered.text.as_bytes()[range.clone()]),
+            Err(e) => Err(e.clone()),
+        }),
         None => own.map(Ok),
     }
 }
@@ -327,17 +338,25 @@ impl Decoder {
         what: &str,
     ) -> Rendered<'r> {
         if !json || matches!(format, Format::Json | Format::Text | Format::Bytes) {
-            return Vec::new();
+            return Rendered::default();
         }
-        records
-            .iter()
-            .map(|r| {
-                part(r).map(|bytes| {
-                    formats::to_json(format, bytes, &self.schemas)
-                        .map_err(|e| format!("{what} ({}): {e}", format.name()))
-                })
-            })
-            .collect()
+        let size: usize = records.iter().filter_map(part).map(<[u8]>::len).sum();
+        let mut rendered = Rendered {
+            text: String::with_capacity(size * 3),
+            parts: Vec::with_capacity(records.len()),
+        };
+        for r in records {
+            let entry = part(r).map(|bytes| {
+                let start = rendered.text.len();
+                match formats::to_json(format, bytes, &self.schemas, &mut rendered.text) {
+                    Ok(Json::Borrowed(bytes)) => Ok(Part::Borrowed(bytes)),
+                    Ok(Json::Appended) => Ok(Part::Own(start..rendered.text.len())),
+                    Err(e) => Err(format!("{what} ({}): {e}", format.name())),
+                }
+            });
+            rendered.parts.push(entry);
+        }
+        rendered
     }
 }
 
