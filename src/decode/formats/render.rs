@@ -329,3 +329,104 @@ mod tests {
         assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "\u{7f}\u{1f}x");
     }
 }
+
+/// An instant as whole seconds since the Unix epoch and `nanos` (below 10^9) into the next second
+/// (Protobuf's `Timestamp`, whose range overflows a count of nanoseconds), as [`timestamp`] writes
+/// it in UTC, with the fewest of 3, 6 or 9 fraction digits that hold it exactly.
+pub fn timestamp_parts(out: &mut String, seconds: i64, nanos: u32) {
+    let (fraction, unit) = if nanos % 1_000_000 == 0 {
+        (nanos / 1_000_000, Unit::Millis)
+    } else if nanos % 1_000 == 0 {
+        (nanos / 1_000, Unit::Micros)
+    } else {
+        (nanos, Unit::Nanos)
+    };
+    let days = seconds.div_euclid(86_400);
+    let in_day = seconds.rem_euclid(86_400);
+    let (y, m, d) = crate::decode::convert::civil_from_days(days);
+    if !(1..=9999).contains(&y) || nanos >= 1_000_000_000 {
+        // Rare: the general (formatting) path, with its BC years.
+        out.push('"');
+        let bc = date_text(out, days);
+        out.push('T');
+        clock(out, in_day, i64::from(fraction), unit);
+        out.push('Z');
+        if bc {
+            out.push_str(" BC");
+        }
+        out.push('"');
+        return;
+    }
+    // Records carry one per row or more: digits by hand, not through `fmt`.
+    let mut text = *b"\"0000-00-00T00:00:00.000000000Z\"";
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(1, 4, y as u64);
+    put(6, 2, m as u64);
+    put(9, 2, d as u64);
+    put(12, 2, (in_day / 3600) as u64);
+    put(15, 2, (in_day / 60 % 60) as u64);
+    put(18, 2, (in_day % 60) as u64);
+    let end = if fraction == 0 {
+        20
+    } else {
+        put(21, unit.digits(), u64::from(fraction));
+        21 + unit.digits()
+    };
+    text[end] = b'Z';
+    text[end + 1] = b'"';
+    // ASCII throughout, so always UTF-8.
+    out.push_str(std::str::from_utf8(&text[..end + 2]).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod timestamp_parts_tests {
+    use super::*;
+
+    fn parts(seconds: i64, nanos: u32) -> String {
+        let mut s = String::new();
+        timestamp_parts(&mut s, seconds, nanos);
+        s
+    }
+
+    #[test]
+    fn seconds_and_nanos_read_as_timestamp_writes_them_at_any_range() {
+        for (seconds, nanos) in [
+            (1_764_780_780, 123_000_000),
+            (-1, 999_999_000),
+            (0, 1),
+            (0, 0),
+        ] {
+            let mut whole = String::new();
+            let unit = if nanos % 1_000_000 == 0 {
+                Unit::Millis
+            } else if nanos % 1_000 == 0 {
+                Unit::Micros
+            } else {
+                Unit::Nanos
+            };
+            let per = unit.per_second();
+            let fraction = i64::from(nanos) / (1_000_000_000 / per);
+            timestamp(&mut whole, seconds * per + fraction, unit, true);
+            assert_eq!(parts(seconds, nanos), whole, "{seconds} {nanos}");
+        }
+        assert_eq!(parts(0, 1), "\"1970-01-01T00:00:00.000000001Z\"");
+        assert_eq!(parts(-1, 999_999_000), "\"1969-12-31T23:59:59.999999Z\"");
+        // Year 9999 with nanoseconds: past what an i64 of nanoseconds holds.
+        assert_eq!(
+            parts(253_402_300_799, 999_999_999),
+            "\"9999-12-31T23:59:59.999999999Z\""
+        );
+        assert_eq!(
+            parts(-62_135_596_800 - 86_400, 5_000_000),
+            "\"0001-12-31T00:00:00.005Z BC\""
+        );
+        assert_eq!(parts(-62_135_596_800, 0), "\"0001-01-01T00:00:00Z\"");
+        assert_eq!(parts(253_402_300_800, 0), "\"10000-01-01T00:00:00Z\"");
+        assert_eq!(parts(86_399, 10_000), "\"1970-01-01T23:59:59.000010Z\"");
+    }
+}

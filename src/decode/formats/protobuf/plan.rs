@@ -1,0 +1,364 @@
+//! What decoding and rendering need of each message type, worked out once per schema: its
+//! fields in declaration order with their JSON keys already written, their wire types, how each
+//! field's values render, and which types render as something other than an object (the
+//! well-known types).
+
+use std::collections::HashMap;
+
+use prost_reflect::{
+    DescriptorPool, EnumDescriptor, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor, Value,
+};
+
+use crate::decode::formats::render;
+
+/// One message type.
+pub(super) struct MessagePlan {
+    pub descriptor: MessageDescriptor,
+    pub special: Special,
+    pub fields: Vec<FieldPlan>,
+    /// Field index by field number, for reading the wire format.
+    pub lookup: Lookup,
+    /// The field indexes of each oneof with more than one member.
+    pub oneofs: Vec<Vec<usize>>,
+}
+
+/// One field of a message type.
+pub(super) struct FieldPlan {
+    /// The field's .proto name as a JSON key with its colon (`"name":`), written once.
+    pub key: String,
+    pub field: FieldDescriptor,
+    pub number: u32,
+    /// Whether an absent value renders as `null` (messages, `optional`, oneof members, proto2
+    /// fields) rather than as the type's default (proto3 scalars, which cannot tell the two apart).
+    pub presence: bool,
+    pub shape: Shape,
+    /// The type of a value: the field's own, a list's element, or a map's value.
+    pub ty: Ty,
+    /// The type of a map's keys.
+    pub key_ty: Ty,
+    /// What a missing value reads as: the field's default, or a map entry's missing value.
+    pub default: Value,
+    /// How a value renders.
+    pub value: ValuePlan,
+}
+
+/// A field's type as the wire format has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ty {
+    Double,
+    Float,
+    Int32,
+    Int64,
+    Uint32,
+    Uint64,
+    Sint32,
+    Sint64,
+    Fixed32,
+    Fixed64,
+    Sfixed32,
+    Sfixed64,
+    Bool,
+    String,
+    Bytes,
+    Enum,
+    Message,
+    /// A proto2 group, which only the general decoder reads.
+    Group,
+}
+
+impl Ty {
+    fn of(kind: &Kind, group: bool) -> Self {
+        match kind {
+            Kind::Double => Self::Double,
+            Kind::Float => Self::Float,
+            Kind::Int32 => Self::Int32,
+            Kind::Int64 => Self::Int64,
+            Kind::Uint32 => Self::Uint32,
+            Kind::Uint64 => Self::Uint64,
+            Kind::Sint32 => Self::Sint32,
+            Kind::Sint64 => Self::Sint64,
+            Kind::Fixed32 => Self::Fixed32,
+            Kind::Fixed64 => Self::Fixed64,
+            Kind::Sfixed32 => Self::Sfixed32,
+            Kind::Sfixed64 => Self::Sfixed64,
+            Kind::Bool => Self::Bool,
+            Kind::String => Self::String,
+            Kind::Bytes => Self::Bytes,
+            Kind::Enum(_) => Self::Enum,
+            Kind::Message(_) if group => Self::Group,
+            Kind::Message(_) => Self::Message,
+        }
+    }
+
+    /// The wire type a single value of this type is written with.
+    pub fn wire_type(self) -> u8 {
+        match self {
+            Self::Int32
+            | Self::Int64
+            | Self::Uint32
+            | Self::Uint64
+            | Self::Sint32
+            | Self::Sint64
+            | Self::Bool
+            | Self::Enum => 0,
+            Self::Fixed64 | Self::Sfixed64 | Self::Double => 1,
+            Self::String | Self::Bytes | Self::Message => 2,
+            Self::Group => 3,
+            Self::Fixed32 | Self::Sfixed32 | Self::Float => 5,
+        }
+    }
+
+    /// Whether a list of it may come packed (one length-delimited run of values).
+    pub fn packable(self) -> bool {
+        !matches!(
+            self,
+            Self::String | Self::Bytes | Self::Message | Self::Group
+        )
+    }
+}
+
+/// Field index by number: a table when the numbers are small, else a sorted list.
+pub(super) enum Lookup {
+    Dense(Vec<Option<u16>>),
+    Sparse(Vec<(u32, u16)>),
+}
+
+impl Lookup {
+    /// Above this, numbers go in a sorted list rather than a table.
+    const DENSE_MAX: u32 = 4096;
+
+    fn new(numbers: &[u32]) -> Self {
+        let max = numbers.iter().copied().max().unwrap_or(0);
+        let indexed = numbers.iter().enumerate().map(|(i, &n)| (n, i as u16));
+        if max <= Self::DENSE_MAX {
+            let mut table = vec![None; max as usize + 1];
+            for (n, i) in indexed {
+                table[n as usize] = Some(i);
+            }
+            Self::Dense(table)
+        } else {
+            let mut list: Vec<_> = indexed.collect();
+            list.sort_unstable();
+            Self::Sparse(list)
+        }
+    }
+
+    pub fn get(&self, number: u32) -> Option<usize> {
+        match self {
+            Self::Dense(table) => table.get(number as usize).copied().flatten(),
+            Self::Sparse(list) => list
+                .binary_search_by_key(&number, |&(n, _)| n)
+                .ok()
+                .map(|i| list[i].1),
+        }
+        .map(usize::from)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Shape {
+    One,
+    List,
+    Map,
+}
+
+pub(super) enum ValuePlan {
+    /// Scalars: the decoded value says how (`F32` is a `float`, `Bytes` are bytes, …).
+    Plain,
+    /// Enums by symbol, which needs the enum's values.
+    Enum(EnumDescriptor),
+    /// A message, by its index in the plans.
+    Message(usize),
+}
+
+/// Types rendered as the value they stand for rather than as an object of their fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Special {
+    None,
+    Timestamp,
+    Duration,
+    /// `google.protobuf.Int64Value` and the other wrappers: their `value`.
+    Wrapper,
+    Struct,
+    Value,
+    ListValue,
+    Empty,
+    Any,
+    /// `confluent.type.Decimal`.
+    ConfluentDecimal,
+    /// `google.type.Date`.
+    Date,
+    /// `google.type.Decimal`.
+    GoogleDecimal,
+}
+
+impl Special {
+    fn of(full_name: &str) -> Self {
+        match full_name {
+            "google.protobuf.Timestamp" => Self::Timestamp,
+            "google.protobuf.Duration" => Self::Duration,
+            "google.protobuf.DoubleValue"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue" => Self::Wrapper,
+            "google.protobuf.Struct" => Self::Struct,
+            "google.protobuf.Value" => Self::Value,
+            "google.protobuf.ListValue" => Self::ListValue,
+            "google.protobuf.Empty" => Self::Empty,
+            "google.protobuf.Any" => Self::Any,
+            "confluent.type.Decimal" => Self::ConfluentDecimal,
+            "google.type.Date" => Self::Date,
+            "google.type.Decimal" => Self::GoogleDecimal,
+            _ => Self::None,
+        }
+    }
+}
+
+/// A message the message-index list can name: the main file's messages, each with its nested
+/// ones, in declaration order. Map entries are left out, as Confluent's serializers count.
+pub(super) struct Node {
+    pub plan: usize,
+    pub nested: Vec<Node>,
+}
+
+/// The plans of every message type in `pool`, and the main file's messages as the index list
+/// addresses them.
+pub(super) fn build(
+    pool: &DescriptorPool,
+    main: &FileDescriptor,
+) -> Result<(Vec<MessagePlan>, Vec<Node>), String> {
+    let messages: Vec<MessageDescriptor> = pool.all_messages().collect();
+    let index: HashMap<&str, usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.full_name(), i))
+        .collect();
+    let plans = messages
+        .iter()
+        .map(|m| message_plan(m, &index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tree = main
+        .messages()
+        .map(|m| node(&m, &index))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((plans, tree))
+}
+
+fn message_plan(
+    message: &MessageDescriptor,
+    index: &HashMap<&str, usize>,
+) -> Result<MessagePlan, String> {
+    // The descriptor's own field list is in declaration order (`fields()` is by number).
+    let fields = message
+        .descriptor_proto()
+        .field
+        .iter()
+        .map(|raw| {
+            let field = u32::try_from(raw.number())
+                .ok()
+                .and_then(|n| message.get_field(n))
+                .ok_or_else(|| {
+                    format!(
+                        "{}: field {} is not in the pool",
+                        message.full_name(),
+                        raw.name()
+                    )
+                })?;
+            field_plan(field, index)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if fields.len() > usize::from(u16::MAX) {
+        return Err(format!(
+            "{} has more fields than supported",
+            message.full_name()
+        ));
+    }
+    let mut oneofs: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        if let Some(oneof) = f.field.containing_oneof() {
+            match oneofs.iter_mut().find(|(name, _)| name == oneof.name()) {
+                Some((_, members)) => members.push(i),
+                None => oneofs.push((oneof.name().to_owned(), vec![i])),
+            }
+        }
+    }
+    let numbers: Vec<u32> = fields.iter().map(|f| f.number).collect();
+    Ok(MessagePlan {
+        descriptor: message.clone(),
+        special: Special::of(message.full_name()),
+        lookup: Lookup::new(&numbers),
+        oneofs: oneofs
+            .into_iter()
+            .map(|(_, members)| members)
+            .filter(|members| members.len() > 1)
+            .collect(),
+        fields,
+    })
+}
+
+fn field_plan(field: FieldDescriptor, index: &HashMap<&str, usize>) -> Result<FieldPlan, String> {
+    let mut key = String::new();
+    render::string(&mut key, field.name());
+    key.push(':');
+    let (shape, kind, ty, key_ty, default) = if field.is_map() {
+        let Kind::Message(entry) = field.kind() else {
+            return Err(format!("map field {} has no entry type", field.full_name()));
+        };
+        let (key, value) = (entry.map_entry_key_field(), entry.map_entry_value_field());
+        let ty = Ty::of(&value.kind(), value.is_group());
+        let key_ty = Ty::of(&key.kind(), false);
+        (Shape::Map, value.kind(), ty, key_ty, value.default_value())
+    } else {
+        let shape = if field.is_list() {
+            Shape::List
+        } else {
+            Shape::One
+        };
+        let kind = field.kind();
+        let ty = Ty::of(&kind, field.is_group());
+        let default = match shape {
+            Shape::List => Value::default_value(&kind),
+            _ => field.default_value(),
+        };
+        (shape, kind, ty, Ty::Bool, default)
+    };
+    let value = match kind {
+        Kind::Enum(e) => ValuePlan::Enum(e),
+        Kind::Message(m) => ValuePlan::Message(plan_of(&m, index)?),
+        _ => ValuePlan::Plain,
+    };
+    Ok(FieldPlan {
+        key,
+        number: field.number(),
+        presence: field.supports_presence(),
+        field,
+        shape,
+        ty,
+        key_ty,
+        default,
+        value,
+    })
+}
+
+fn node(message: &MessageDescriptor, index: &HashMap<&str, usize>) -> Result<Node, String> {
+    Ok(Node {
+        plan: plan_of(message, index)?,
+        nested: message
+            .child_messages()
+            .filter(|m| !m.is_map_entry())
+            .map(|m| node(&m, index))
+            .collect::<Result<Vec<_>, _>>()?,
+    })
+}
+
+fn plan_of(message: &MessageDescriptor, index: &HashMap<&str, usize>) -> Result<usize, String> {
+    index
+        .get(message.full_name())
+        .copied()
+        .ok_or_else(|| format!("message type {} is not in the pool", message.full_name()))
+}
