@@ -4,6 +4,12 @@
 //! rolled back and a diagnosis transaction bisects the failing step's rows under savepoints to
 //! find the rows that fail on their own; the caller excludes those records (as dead letters) and
 //! writes the batch again, so their neighbours commit.
+//!
+//! An accumulate batch reduced per key in the connector (`TableRows::per_key`) has one row for
+//! several records, so the diagnosis sends its per-record rows instead, through the `GROUP BY`
+//! statement: they leave the table as the reduced rows would (that is the reduction's
+//! guarantee), and each names one record, so the bad record is isolated alone and its
+//! neighbours are written again, reduced, exactly once.
 
 use sqlx::{Connection, PgConnection};
 
@@ -31,7 +37,9 @@ struct Step<'a> {
     binary: bool,
 }
 
-fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded) -> Vec<Step<'a>> {
+/// The statements of a batch. With `per_record`, an accumulate batch reduced in the connector is
+/// sent as its per-record rows, for the server to reduce (the diagnosis).
+fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded, per_record: bool) -> Vec<Step<'a>> {
     let mut steps = Vec::new();
     for t in &decoded.tables {
         let s = &sql[t.mapping];
@@ -63,20 +71,25 @@ fn steps<'a>(sql: &'a [MappingSql], decoded: &'a Decoded) -> Vec<Step<'a>> {
                 binary: t.binary,
             });
         }
+        // Accumulate rows reduced per key go when the statement for them exists; otherwise (and
+        // for the diagnosis) the per-record rows go, reduced by the server.
+        let reduced = !t.per_key.is_empty();
+        let per_key = reduced && t.sorted && !per_record && !s.apply_sorted.is_empty();
+        let sorted = t.sorted && (!reduced || per_key);
         if !t.upserts.is_empty() {
             let (copy, apply) = match (t.unordered, t.direct, t.binary) {
                 (true, true, true) => (&s.copy_direct_binary, ""),
                 (true, true, false) => (&s.copy_direct, ""),
                 (true, false, true) => (&s.copy_unordered_binary, s.apply_unordered.as_str()),
                 (true, false, false) => (&s.copy_unordered, s.apply_unordered.as_str()),
-                (false, _, _) if t.sorted => (copy_rows, s.apply_sorted.as_str()),
+                (false, _, _) if sorted => (copy_rows, s.apply_sorted.as_str()),
                 (false, _, _) => (copy_rows, s.apply.as_str()),
             };
             steps.push(Step {
                 mapping: t.mapping,
                 copy,
                 apply,
-                rows: &t.upserts,
+                rows: if per_key { &t.per_key } else { &t.upserts },
                 deletes: false,
                 binary: t.binary,
             });
@@ -92,7 +105,7 @@ pub(crate) async fn apply_batch(
     decoded: &Decoded,
 ) -> Result<Written, Error> {
     let mut written: Written = Vec::new();
-    for step in steps(sql, decoded) {
+    for step in steps(sql, decoded, false) {
         let n = run(tx, &step, step.rows.bytes(0..step.rows.len())).await?;
         match written.iter_mut().find(|(m, _, _)| *m == step.mapping) {
             Some(entry) if step.deletes => entry.2 += n,
@@ -126,7 +139,7 @@ pub(crate) async fn diagnose(
 ) -> Result<Vec<Rejected>, Error> {
     let mut tx = conn.begin().await?;
     let mut found = Vec::new();
-    for step in steps(sql, decoded) {
+    for step in steps(sql, decoded, true) {
         let all = 0..step.rows.len();
         if let Some(error) = probe(&mut tx, &step, all.clone()).await? {
             for (row, error) in bisect(&mut tx, &step, all, error).await? {

@@ -18,7 +18,10 @@ pub struct MappingSql {
     /// Moves the stage into the target table, according to the mode.
     pub apply: String,
     /// `apply` for a stage that holds one row per key in key order (`TableRows::sorted`): an
-    /// upsert then neither sorts nor removes duplicates.
+    /// upsert then neither sorts nor removes duplicates, and an accumulate mapping's rows, each
+    /// its key's reduction (`TableRows::per_key`), are merged without `GROUP BY`. Empty where
+    /// the mode has none, and for an accumulate mapping whose stage types make the server's
+    /// per-record reduction differ from the connector's ([`takes_per_key_rows`]).
     pub apply_sorted: String,
     /// Insert mode: COPY of rows without `kps_ord`, in offset order (`TableRows::unordered`),
     /// straight into the table (`TableRows::direct`); empty for other modes.
@@ -112,6 +115,9 @@ impl MappingSql {
                 Mode::Upsert if mapping.only_if_newer.is_none() => {
                     upsert(mapping, &table, &stage, &columns, &keys, false)
                 }
+                Mode::Accumulate if takes_per_key_rows(mapping, stage_types) => {
+                    accumulate(mapping, &table, &stage, &columns, &keys, false)
+                }
                 _ => String::new(),
             },
             apply: match mapping.mode {
@@ -119,7 +125,7 @@ impl MappingSql {
                 Mode::Insert => {
                     format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM pg_temp.{stage} ORDER BY kps_ord")
                 }
-                Mode::Accumulate => accumulate(mapping, &table, &stage, &columns, &keys),
+                Mode::Accumulate => accumulate(mapping, &table, &stage, &columns, &keys, true),
             },
             delete: format!(
                 "DELETE FROM {table} AS t USING pg_temp.{del_stage} AS d WHERE {key_match}"
@@ -180,10 +186,47 @@ fn upsert(
     )
 }
 
-/// The batch is pre-aggregated per key in SQL (exact numeric arithmetic), then merged. Rows are
-/// written in key order, so writers of different partitions that share keys lock them in the
-/// same order instead of deadlocking.
-fn accumulate(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: &str) -> String {
+/// Whether the stage, typed as `stage_types` (the table's catalog types, `None` when the rows go
+/// as COPY text), reads every record's value of an aggregated column as the connector's
+/// reduction does, so that one row per key reduced by the connector gives what `GROUP BY` over
+/// the per-record rows gives. A type modifier makes them differ: `numeric(14,2)` rounds each
+/// record's value before the server sums them, `varchar(n)` refuses a long value of a record
+/// whose value the reduction would drop, and so does `json`'s check of an old `last` value; so
+/// only these types, written without a modifier (a collation is fine), take reduced rows.
+pub fn takes_per_key_rows(mapping: &Mapping, stage_types: Option<&[String]>) -> bool {
+    const EXACT: &[&str] = &[
+        "smallint",
+        "integer",
+        "bigint",
+        "numeric",
+        "timestamp with time zone",
+        "text",
+        "character varying",
+        "boolean",
+        "uuid",
+    ];
+    let Some(types) = stage_types.filter(|t| t.len() == mapping.columns.len()) else {
+        return false;
+    };
+    mapping.columns.iter().zip(types).all(|(c, ty)| {
+        let base = ty.split(" COLLATE ").next().unwrap_or(ty);
+        mapping.key.contains(&c.name) || EXACT.contains(&base)
+    })
+}
+
+/// Merges the batch into the table. With `group`, the stage holds the per-record rows, reduced
+/// per key here in SQL (exact numeric arithmetic); without, it holds one row per key already
+/// (`TableRows::per_key`) in key order, as COPY wrote them. Either way the rows are written in
+/// key order, so writers of different partitions that share keys lock them in the same order
+/// instead of deadlocking.
+fn accumulate(
+    mapping: &Mapping,
+    table: &str,
+    stage: &str,
+    columns: &str,
+    keys: &str,
+    group: bool,
+) -> String {
     let mut selects = Vec::new();
     let mut merges = Vec::new();
     for c in &mapping.columns {
@@ -212,6 +255,11 @@ fn accumulate(mapping: &Mapping, table: &str, stage: &str, columns: &str, keys: 
     } else {
         format!("ON CONFLICT ({keys}) DO UPDATE SET {}", merges.join(", "))
     };
+    if !group {
+        return format!(
+            "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM pg_temp.{stage} {on_conflict}"
+        );
+    }
     format!(
         "INSERT INTO {table} AS t ({columns}) SELECT {} FROM pg_temp.{stage} GROUP BY {keys} ORDER BY {keys} {on_conflict}",
         selects.join(", ")
@@ -351,5 +399,59 @@ mod tests {
              \"n\" = COALESCE(t.\"n\" + EXCLUDED.\"n\", t.\"n\", EXCLUDED.\"n\"), \
              \"total\" = COALESCE(t.\"total\" + EXCLUDED.\"total\", t.\"total\", EXCLUDED.\"total\")"
         );
+        assert!(sql.apply_sorted.is_empty(), "COPY text: the server reduces");
+    }
+
+    const ACCUMULATE: &str = "mode='accumulate'\nkey=['account']\ncolumns={ account='value.account', total='value.amount', last_ref='value.ref' }\naccumulate={ total='add', last_ref='last', n='count' }";
+
+    /// Stage types of [`ACCUMULATE`]'s columns (account, last_ref, n, total) with `total` and
+    /// `last_ref` as given.
+    fn stage(total: &str, last_ref: &str) -> Vec<String> {
+        ["text COLLATE \"de-x-icu\"", last_ref, "bigint", total]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
+    #[test]
+    fn rows_reduced_per_key_are_merged_without_grouping() {
+        let m = mapping(ACCUMULATE);
+        let sql = MappingSql::new(&m, 2, Some(&stage("numeric", "text")));
+        assert_eq!(
+            sql.apply_sorted,
+            "INSERT INTO \"billing\".\"acct\" AS t (\"account\", \"last_ref\", \"n\", \"total\") \
+             SELECT \"account\", \"last_ref\", \"n\", \"total\" FROM pg_temp.kps_stage_2 \
+             ON CONFLICT (\"account\") DO UPDATE SET \"last_ref\" = EXCLUDED.\"last_ref\", \
+             \"n\" = COALESCE(t.\"n\" + EXCLUDED.\"n\", t.\"n\", EXCLUDED.\"n\"), \
+             \"total\" = COALESCE(t.\"total\" + EXCLUDED.\"total\", t.\"total\", EXCLUDED.\"total\")"
+        );
+        assert!(sql
+            .apply
+            .contains("GROUP BY \"account\" ORDER BY \"account\""));
+    }
+
+    #[test]
+    fn type_modifiers_and_json_keep_the_reduction_in_the_server() {
+        let m = mapping(ACCUMULATE);
+        assert!(takes_per_key_rows(
+            &m,
+            Some(&stage("numeric", "character varying"))
+        ));
+        for (total, last_ref) in [
+            // Each record's value is rounded to two places before the server sums them.
+            ("numeric(14,2)", "text"),
+            // An old `last` value too long, or not JSON, is a bad record there.
+            ("numeric", "character varying(8)"),
+            ("numeric", "json"),
+            ("numeric", "jsonb"),
+            ("public.money_domain", "text"),
+        ] {
+            assert!(
+                !takes_per_key_rows(&m, Some(&stage(total, last_ref))),
+                "{total} {last_ref}"
+            );
+            let sql = MappingSql::new(&m, 0, Some(&stage(total, last_ref)));
+            assert!(sql.apply_sorted.is_empty(), "{total} {last_ref}");
+        }
+        assert!(!takes_per_key_rows(&m, None));
     }
 }

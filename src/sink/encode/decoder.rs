@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::aggregate::{self, Fold};
 use super::binary::BinType;
 use super::reduce::{self, MappingRows};
 use super::rows::Decoded;
@@ -41,6 +42,9 @@ pub(super) struct Plan {
     /// and writers that share keys still lock them in one order. Otherwise rows go unsorted,
     /// through `DISTINCT ON`.
     pub(super) sorted: bool,
+    /// An accumulate mapping whose batches are reduced per key here ([`aggregate`]): how each
+    /// column is reduced. Needs binary rows and keys that compare exactly, as `sorted` does.
+    pub(super) aggregate: Option<Vec<Fold>>,
     /// An insert whose rows go by `COPY` straight into the table ([`TableRows::direct`]): rows
     /// without `kps_ord`, turned into offset order after the newest-first walk.
     pub(super) direct: bool,
@@ -105,6 +109,9 @@ impl Plan {
         let binary = binary.filter(|types| types.len() == m.columns.len());
         Self {
             sorted: Self::sorts(m, &keys, binary.as_deref(), exact_keys),
+            aggregate: binary
+                .as_deref()
+                .and_then(|types| aggregate::plan(m, types, exact_keys)),
             keys,
             is_key,
             binary,
@@ -142,11 +149,15 @@ impl Decoder {
     }
 
     /// Declares, per mapping, whether the table keeps its key values as written (see
-    /// [`BinType::sorts_exactly`]): its upserts can then go sorted (`Plan::sorted`) with text
-    /// and timestamp keys too.
+    /// [`BinType::sorts_exactly`]): its upserts can then go sorted (`Plan::sorted`), and its
+    /// accumulate batches be reduced here (`Plan::aggregate`), with text and timestamp keys too.
     pub fn with_exact_keys(mut self, exact: &[bool]) -> Self {
         for ((plan, m), &exact) in self.plans.iter_mut().zip(self.mappings.iter()).zip(exact) {
             plan.sorted = Plan::sorts(m, &plan.keys, plan.binary.as_deref(), exact);
+            plan.aggregate = plan
+                .binary
+                .as_deref()
+                .and_then(|types| aggregate::plan(m, types, exact));
         }
         self
     }
@@ -283,6 +294,14 @@ impl Decoder {
         for mut out in outs {
             if out.sorted {
                 out.rows.sorted = out.rows.upserts.sort_by_keys();
+            }
+            if let Some(per_key) = out
+                .agg
+                .take()
+                .and_then(|a| a.finish(&out.rows.upserts.data))
+            {
+                out.rows.per_key = per_key;
+                out.rows.sorted = true;
             }
             if out.rows.direct {
                 out.rows.upserts.reverse();

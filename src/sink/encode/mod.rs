@@ -13,9 +13,11 @@
 //!
 //! - `decoder`: each mapping's plan and the walk over a batch.
 //! - `reduce`: the newest-first reduction per key (upserts, tombstones, version guards).
+//! - `aggregate`: an accumulate batch reduced to one row per key, exactly as SQL would.
 //! - `row`: one record's row for one mapping; `text` and `binary`: the two COPY formats.
 //! - `rows`: the row sets of a decoded batch.
 
+mod aggregate;
 pub mod binary;
 mod decoder;
 mod reduce;

@@ -5,6 +5,7 @@
 //! Guarantee: for upserts, the rows kept leave the table in the state that applying every good
 //! record in offset order would leave.
 
+use super::aggregate::Aggregates;
 use super::binary::BinType;
 use super::decoder::{ChangePlan, Plan};
 use super::row::{Miss, Row};
@@ -38,6 +39,8 @@ pub(super) struct MappingRows<'d> {
     pub(super) sorted: bool,
     /// Column types when the rows are written in binary.
     pub(super) binary: Option<&'d [BinType]>,
+    /// An accumulate batch in binary: its reduction per key, fed each row as it is kept.
+    pub(super) agg: Option<Aggregates<'d>>,
 }
 
 impl<'d> MappingRows<'d> {
@@ -45,7 +48,7 @@ impl<'d> MappingRows<'d> {
         mapping: usize,
         records: &[Record],
         binary: Option<&'d [BinType]>,
-        plan: &Plan,
+        plan: &'d Plan,
     ) -> Self {
         let mut rows = TableRows {
             mapping,
@@ -67,6 +70,9 @@ impl<'d> MappingRows<'d> {
             key: String::new(),
             sort: Vec::new(),
             sorted: binary.is_some() && plan.sorted,
+            agg: binary
+                .and(plan.aggregate.as_deref())
+                .map(|folds| Aggregates::new(folds, records.len())),
             binary,
         }
     }
@@ -266,8 +272,9 @@ fn delete_row(
     Ok(())
 }
 
-/// A record's row for the INSERT: every row of an insert or accumulate mapping; for an upsert,
-/// the newest row of its key (every candidate after the newest tombstone with a version guard).
+/// A record's row for the INSERT: every row of an insert or accumulate mapping (an accumulate
+/// row also folded into its key's reduction); for an upsert, the newest row of its key (every
+/// candidate after the newest tombstone with a version guard).
 fn upsert_row(
     m: &Mapping,
     plan: &Plan,
@@ -287,7 +294,7 @@ fn upsert_row(
         &mut out.rows.upserts.data,
         &mut out.key,
         out.binary,
-        out.sorted.then_some(&mut out.sort),
+        (out.sorted || out.agg.is_some()).then_some(&mut out.sort),
     ) {
         Ok(()) => {}
         Err(Miss::Text) => return Err(()),
@@ -299,6 +306,9 @@ fn upsert_row(
     }
     let upserts = &mut out.rows.upserts;
     if m.mode != Mode::Upsert {
+        if let Some(agg) = &mut out.agg {
+            agg.fold(&out.sort, &upserts.data, start, i, p.record.offset);
+        }
         upserts.keep(i);
         return Ok(());
     }

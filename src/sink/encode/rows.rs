@@ -153,8 +153,15 @@ pub struct TableRows {
     /// Whether both row sets are in binary COPY format (else text).
     pub binary: bool,
     /// The upserts hold one row per key, in key order: they need no `DISTINCT ON` (see
-    /// `Plan::sorted` in the decoder).
+    /// `Plan::sorted` in the decoder). For an accumulate mapping: [`Self::per_key`] holds the
+    /// batch reduced per key, to be sent instead of the upserts; the writer clears it to send
+    /// the per-record rows for the server to reduce.
     pub sorted: bool,
+    /// Accumulate mode: one row per key, in key order, each the reduction of the key's per-record
+    /// rows in [`Self::upserts`] (`kps_ord` its newest offset, and its newest record in
+    /// `records`); empty where the batch is reduced by the server (see `encode::aggregate`).
+    /// A rejected row stands for several records: they are found among the per-record rows.
+    pub per_key: RowSet,
     /// The upserts (an insert mapping's rows) carry no `kps_ord` and are in offset order.
     pub unordered: bool,
     /// The upserts go by `COPY` straight into the table, with no stage and no `INSERT … SELECT`;
