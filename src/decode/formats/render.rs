@@ -36,7 +36,14 @@ impl Unit {
 
 /// `s` as a JSON string.
 pub fn string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
+    // Most strings need no escape: one pass to find out, then a single copy.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {
@@ -106,6 +113,13 @@ pub fn bytes(out: &mut String, b: &[u8]) {
 /// Kafka Connect `Decimal`), and its scale, as a JSON number with exactly `scale` fraction digits.
 pub fn decimal(out: &mut String, unscaled: &[u8], scale: u32) {
     let negative = unscaled.first().is_some_and(|b| b & 0x80 != 0);
+    if unscaled.len() <= 16 {
+        // The common case fits an i128: sign-extend it, no division by limbs.
+        let mut be = [if negative { 0xff } else { 0 }; 16];
+        be[16 - unscaled.len()..].copy_from_slice(unscaled);
+        decimal_i128(out, i128::from_be_bytes(be), scale);
+        return;
+    }
     // Magnitude as big-endian 32-bit limbs.
     let mut magnitude: Vec<u8> = if negative {
         // Two's complement negation: invert, then add one.
@@ -156,8 +170,14 @@ pub fn decimal(out: &mut String, unscaled: &[u8], scale: u32) {
 
 /// A decimal from an unscaled integer and a scale (Protobuf and small Avro decimals).
 pub fn decimal_i128(out: &mut String, unscaled: i128, scale: u32) {
-    let digits = unscaled.unsigned_abs().to_string();
-    scaled(out, unscaled < 0, &digits, scale);
+    let magnitude = unscaled.unsigned_abs();
+    let mut buffer = itoa::Buffer::new();
+    let digits = if magnitude == 0 {
+        ""
+    } else {
+        buffer.format(magnitude)
+    };
+    scaled(out, unscaled < 0, digits, scale);
 }
 
 /// `digits` (the magnitude, or empty for zero) with a decimal point `scale` digits from the right.
@@ -228,21 +248,39 @@ pub fn time(out: &mut String, value: i64, unit: Unit) -> Result<(), String> {
 fn date_text(out: &mut String, days: i64) -> bool {
     let (y, m, d) = crate::decode::convert::civil_from_days(days);
     let (year, bc) = if y < 1 { (1 - y, true) } else { (y, false) };
-    let _ = write!(out, "{year:04}-{m:02}-{d:02}");
+    if year > 9999 {
+        // Beyond four digits (and PostgreSQL's range): written in full, never cut.
+        out.push_str(itoa::Buffer::new().format(year / 10_000));
+    }
+    digits(out, year.rem_euclid(10_000) as u64, 4);
+    out.push('-');
+    digits(out, m as u64, 2);
+    out.push('-');
+    digits(out, d as u64, 2);
     bc
 }
 
 fn clock(out: &mut String, seconds: i64, fraction: i64, unit: Unit) {
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    );
+    digits(out, (seconds / 3600) as u64, 2);
+    out.push(':');
+    digits(out, (seconds / 60 % 60) as u64, 2);
+    out.push(':');
+    digits(out, (seconds % 60) as u64, 2);
     if fraction != 0 {
-        let _ = write!(out, ".{fraction:0width$}", width = unit.digits());
+        out.push('.');
+        digits(out, fraction as u64, unit.digits());
     }
+}
+
+/// `value` in exactly `width` decimal digits, zero-padded (`value` has no more digits).
+fn digits(out: &mut String, mut value: u64, width: usize) {
+    let mut text = [b'0'; 20];
+    for at in (0..width).rev() {
+        text[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&text[..width]).unwrap_or_default());
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ pub struct Reference {
 /// A schema ready to decode with.
 #[derive(Debug)]
 pub enum Decoding {
-    Avro(AvroSchema),
+    /// Boxed: a parsed Avro schema is much larger than the other variants.
+    Avro(Box<AvroSchema>),
     Protobuf(ProtoSchema),
     /// JSON Schema: the body is JSON and is read as such; the schema is not needed to decode.
     Json,
@@ -75,7 +76,7 @@ impl Decoding {
     /// Parses a registered schema; an error when it cannot be parsed.
     pub fn parse(schema: &RegisteredSchema) -> Result<Self, String> {
         match schema.kind {
-            SchemaKind::Avro => AvroSchema::parse(schema).map(Self::Avro),
+            SchemaKind::Avro => AvroSchema::parse(schema).map(|a| Self::Avro(Box::new(a))),
             SchemaKind::Protobuf => ProtoSchema::parse(schema).map(Self::Protobuf),
             SchemaKind::Json => Ok(Self::Json),
         }

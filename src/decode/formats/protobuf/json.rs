@@ -1,4 +1,4 @@
-//! What both decoders write with: the output and its limits, scalars and map keys rendered with
+//! What the decoder writes with: the output and its limits, scalars and map keys rendered with
 //! [`render`]. The JSON of a message is every field of its type under its .proto name, in
 //! declaration order; absent fields as proto3 reads them (the default, or `null` for a field with
 //! presence); lists as arrays; maps as objects sorted by key; the well-known types as
@@ -6,7 +6,6 @@
 
 use prost_reflect::{MapKey, Value};
 
-use super::direct::Slot;
 use super::plan::{MessagePlan, ValuePlan};
 use crate::decode::formats::render;
 
@@ -19,19 +18,11 @@ pub(super) struct Writer<'a> {
     /// `out` may not grow past this: a few body bytes can stand for a message of many default
     /// fields, so a hostile body could otherwise render to far more than its size.
     limit: usize,
-    /// The direct decoder's scratch: where the fields of the messages being read lie, a stack
-    /// with one run of slots per message.
-    pub slots: Vec<Slot>,
 }
 
 impl<'a> Writer<'a> {
     pub(super) fn new(plans: &'a [MessagePlan], out: &'a mut String, limit: usize) -> Self {
-        Self {
-            plans,
-            out,
-            limit,
-            slots: Vec::new(),
-        }
+        Self { plans, out, limit }
     }
 
     /// The plan of a message about to be written at `depth`; an error when it nests too deep or
@@ -149,18 +140,5 @@ impl<'a> Key<'a> {
             MapKey::U64(n) => Self::Uint(*n),
             MapKey::String(s) => Self::Str(s),
         }
-    }
-
-    /// The key a scalar of a key type is; `None` for the types a key cannot have.
-    pub(super) fn from_scalar(value: Scalar<'a>) -> Option<Self> {
-        Some(match value {
-            Scalar::Bool(b) => Self::Bool(b),
-            Scalar::I32(n) => Self::Int(i64::from(n)),
-            Scalar::I64(n) => Self::Int(n),
-            Scalar::U32(n) => Self::Uint(u64::from(n)),
-            Scalar::U64(n) => Self::Uint(n),
-            Scalar::Str(s) => Self::Str(s),
-            Scalar::F32(_) | Scalar::F64(_) | Scalar::Bytes(_) | Scalar::Enum(_) => return None,
-        })
     }
 }

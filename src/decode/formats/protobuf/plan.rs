@@ -1,5 +1,5 @@
 //! What decoding and rendering need of each message type, worked out once per schema: its
-//! fields in declaration order with their JSON keys already written, their wire types, how each
+//! fields in declaration order with their JSON keys already written, how each
 //! field's values render, and which types render as something other than an object (the
 //! well-known types).
 
@@ -16,10 +16,6 @@ pub(super) struct MessagePlan {
     pub descriptor: MessageDescriptor,
     pub special: Special,
     pub fields: Vec<FieldPlan>,
-    /// Field index by field number, for reading the wire format.
-    pub lookup: Lookup,
-    /// The field indexes of each oneof with more than one member.
-    pub oneofs: Vec<Vec<usize>>,
 }
 
 /// One field of a message type.
@@ -32,127 +28,10 @@ pub(super) struct FieldPlan {
     /// fields) rather than as the type's default (proto3 scalars, which cannot tell the two apart).
     pub presence: bool,
     pub shape: Shape,
-    /// The type of a value: the field's own, a list's element, or a map's value.
-    pub ty: Ty,
-    /// The type of a map's keys.
-    pub key_ty: Ty,
     /// What a missing value reads as: the field's default, or a map entry's missing value.
     pub default: Value,
     /// How a value renders.
     pub value: ValuePlan,
-}
-
-/// A field's type as the wire format has it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Ty {
-    Double,
-    Float,
-    Int32,
-    Int64,
-    Uint32,
-    Uint64,
-    Sint32,
-    Sint64,
-    Fixed32,
-    Fixed64,
-    Sfixed32,
-    Sfixed64,
-    Bool,
-    String,
-    Bytes,
-    Enum,
-    Message,
-    /// A proto2 group, which only the general decoder reads.
-    Group,
-}
-
-impl Ty {
-    fn of(kind: &Kind, group: bool) -> Self {
-        match kind {
-            Kind::Double => Self::Double,
-            Kind::Float => Self::Float,
-            Kind::Int32 => Self::Int32,
-            Kind::Int64 => Self::Int64,
-            Kind::Uint32 => Self::Uint32,
-            Kind::Uint64 => Self::Uint64,
-            Kind::Sint32 => Self::Sint32,
-            Kind::Sint64 => Self::Sint64,
-            Kind::Fixed32 => Self::Fixed32,
-            Kind::Fixed64 => Self::Fixed64,
-            Kind::Sfixed32 => Self::Sfixed32,
-            Kind::Sfixed64 => Self::Sfixed64,
-            Kind::Bool => Self::Bool,
-            Kind::String => Self::String,
-            Kind::Bytes => Self::Bytes,
-            Kind::Enum(_) => Self::Enum,
-            Kind::Message(_) if group => Self::Group,
-            Kind::Message(_) => Self::Message,
-        }
-    }
-
-    /// The wire type a single value of this type is written with.
-    pub fn wire_type(self) -> u8 {
-        match self {
-            Self::Int32
-            | Self::Int64
-            | Self::Uint32
-            | Self::Uint64
-            | Self::Sint32
-            | Self::Sint64
-            | Self::Bool
-            | Self::Enum => 0,
-            Self::Fixed64 | Self::Sfixed64 | Self::Double => 1,
-            Self::String | Self::Bytes | Self::Message => 2,
-            Self::Group => 3,
-            Self::Fixed32 | Self::Sfixed32 | Self::Float => 5,
-        }
-    }
-
-    /// Whether a list of it may come packed (one length-delimited run of values).
-    pub fn packable(self) -> bool {
-        !matches!(
-            self,
-            Self::String | Self::Bytes | Self::Message | Self::Group
-        )
-    }
-}
-
-/// Field index by number: a table when the numbers are small, else a sorted list.
-pub(super) enum Lookup {
-    Dense(Vec<Option<u16>>),
-    Sparse(Vec<(u32, u16)>),
-}
-
-impl Lookup {
-    /// Above this, numbers go in a sorted list rather than a table.
-    const DENSE_MAX: u32 = 4096;
-
-    fn new(numbers: &[u32]) -> Self {
-        let max = numbers.iter().copied().max().unwrap_or(0);
-        let indexed = numbers.iter().enumerate().map(|(i, &n)| (n, i as u16));
-        if max <= Self::DENSE_MAX {
-            let mut table = vec![None; max as usize + 1];
-            for (n, i) in indexed {
-                table[n as usize] = Some(i);
-            }
-            Self::Dense(table)
-        } else {
-            let mut list: Vec<_> = indexed.collect();
-            list.sort_unstable();
-            Self::Sparse(list)
-        }
-    }
-
-    pub fn get(&self, number: u32) -> Option<usize> {
-        match self {
-            Self::Dense(table) => table.get(number as usize).copied().flatten(),
-            Self::Sparse(list) => list
-                .binary_search_by_key(&number, |&(n, _)| n)
-                .ok()
-                .map(|i| list[i].1),
-        }
-        .map(usize::from)
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,25 +157,9 @@ fn message_plan(
             message.full_name()
         ));
     }
-    let mut oneofs: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, f) in fields.iter().enumerate() {
-        if let Some(oneof) = f.field.containing_oneof() {
-            match oneofs.iter_mut().find(|(name, _)| name == oneof.name()) {
-                Some((_, members)) => members.push(i),
-                None => oneofs.push((oneof.name().to_owned(), vec![i])),
-            }
-        }
-    }
-    let numbers: Vec<u32> = fields.iter().map(|f| f.number).collect();
     Ok(MessagePlan {
         descriptor: message.clone(),
         special: Special::of(message.full_name()),
-        lookup: Lookup::new(&numbers),
-        oneofs: oneofs
-            .into_iter()
-            .map(|(_, members)| members)
-            .filter(|members| members.len() > 1)
-            .collect(),
         fields,
     })
 }
@@ -305,14 +168,12 @@ fn field_plan(field: FieldDescriptor, index: &HashMap<&str, usize>) -> Result<Fi
     let mut key = String::new();
     render::string(&mut key, field.name());
     key.push(':');
-    let (shape, kind, ty, key_ty, default) = if field.is_map() {
+    let (shape, kind, default) = if field.is_map() {
         let Kind::Message(entry) = field.kind() else {
             return Err(format!("map field {} has no entry type", field.full_name()));
         };
-        let (key, value) = (entry.map_entry_key_field(), entry.map_entry_value_field());
-        let ty = Ty::of(&value.kind(), value.is_group());
-        let key_ty = Ty::of(&key.kind(), false);
-        (Shape::Map, value.kind(), ty, key_ty, value.default_value())
+        let value = entry.map_entry_value_field();
+        (Shape::Map, value.kind(), value.default_value())
     } else {
         let shape = if field.is_list() {
             Shape::List
@@ -320,12 +181,11 @@ fn field_plan(field: FieldDescriptor, index: &HashMap<&str, usize>) -> Result<Fi
             Shape::One
         };
         let kind = field.kind();
-        let ty = Ty::of(&kind, field.is_group());
         let default = match shape {
             Shape::List => Value::default_value(&kind),
             _ => field.default_value(),
         };
-        (shape, kind, ty, Ty::Bool, default)
+        (shape, kind, default)
     };
     let value = match kind {
         Kind::Enum(e) => ValuePlan::Enum(e),
@@ -338,8 +198,6 @@ fn field_plan(field: FieldDescriptor, index: &HashMap<&str, usize>) -> Result<Fi
         presence: field.supports_presence(),
         field,
         shape,
-        ty,
-        key_ty,
         default,
         value,
     })
