@@ -158,25 +158,28 @@ fn date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A payment row as Postgres prints it: the id and amount, then the nullable columns.
+type PaymentRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// The rows as text, in the order of [`payment`]'s row.
 async fn rows(db: &TestDb) -> Vec<Vec<Option<String>>> {
-    let rows: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let rows: Vec<PaymentRow> = sqlx::query_as(
         "SELECT id::text, amount::text, fee::text, \
          (extract(epoch FROM paid_at) * 1000000)::bigint::text, \
          (extract(epoch FROM paid_ms) * 1000000)::bigint::text, \
