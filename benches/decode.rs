@@ -1,9 +1,9 @@
 //! Decoder micro-benchmark: CPU per record for the benchmark's upsert mapping (`scripts/bench.sh`
 //! workload: ~200-byte JSON, bigint key, exact decimal, RFC 3339 timestamp, nested object).
 //!
-//! The same rows also come as Avro in the Confluent wire format (encoded here by `apache-avro`,
-//! with the schema registered in the decoder's schema cache): the Avro path's cost per record is
-//! printed next to JSON's, with its throughput as a share of the JSON path's.
+//! The same rows also come as Avro and as Protobuf in the Confluent wire format (encoded here by
+//! `apache-avro` and `prost-reflect`, the schemas put in the decoder's schema cache): their cost
+//! per record is printed next to JSON's, with their throughput as a share of the JSON path's.
 //!
 //! Run: `cargo bench --bench decode` (`DECODE_ONLY=avro` for the cases whose name holds `avro`). Prints ns per record (best and median of the rounds), so
 //! decoder changes can be compared without Postgres, Kafka or the machine's other load in the way.
@@ -19,6 +19,8 @@ use kafka_pg_sink::decode::formats::schemas::Decoding;
 use kafka_pg_sink::decode::formats::{RegisteredSchema, SchemaKind, Schemas};
 use kafka_pg_sink::record::{Record, TopicPartition};
 use kafka_pg_sink::sink::encode::{BinType, Decoder};
+use prost_reflect::prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value as ProtoValue};
 
 const BATCH: usize = 10_000;
 /// Rounds, unless `DECODE_ROUNDS` says otherwise (e.g. 3 under `valgrind --tool=callgrind`,
@@ -90,6 +92,72 @@ fn avro_payload(schema: &Schema, seq: u64) -> Vec<u8> {
     framed
 }
 
+/// The benchmark row as Protobuf: the amount a decimal string, the timestamp a
+/// `google.protobuf.Timestamp`.
+const PROTO: &str = r#"syntax = "proto3";
+import "google/protobuf/timestamp.proto";
+message Meta { string source = 1; string region = 2; int64 seq = 3; }
+message Row {
+  int64 id = 1;
+  string account = 2;
+  string amount = 3;
+  google.protobuf.Timestamp ts = 4;
+  Meta meta = 5;
+}
+"#;
+
+/// The `Row` message type of [`PROTO`], compiled by `protox` from a file written for it.
+fn proto_row() -> MessageDescriptor {
+    let dir = std::env::temp_dir().join(format!("kps-bench-proto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    std::fs::write(dir.join("row.proto"), PROTO).expect("write the .proto");
+    let set = protox::compile(["row.proto"], [&dir]).expect("the .proto compiles");
+    let _ = std::fs::remove_dir_all(&dir);
+    DescriptorPool::from_file_descriptor_set(set)
+        .expect("a descriptor pool")
+        .get_message_by_name("Row")
+        .expect("the Row message")
+}
+
+/// Payload `seq` as Protobuf in the Confluent wire format, schema id 2, message index [1].
+fn proto_payload(row: &MessageDescriptor, seq: u64) -> Vec<u8> {
+    let id = (seq + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) & (u64::MAX >> 1);
+    let ts_ms = 1_767_225_600_000
+        + ((seq / 3600 % 24) * 3_600_000
+            + (seq / 60 % 60) * 60_000
+            + (seq % 60) * 1000
+            + seq % 1000) as i64;
+    let mut message = DynamicMessage::new(row.clone());
+    message.set_field_by_name("id", ProtoValue::I64(id as i64));
+    message.set_field_by_name(
+        "account",
+        ProtoValue::String(format!("acct-{}", seq % 10_000)),
+    );
+    message.set_field_by_name(
+        "amount",
+        ProtoValue::String(format!("{}.{:02}", seq % 100_000, seq % 100)),
+    );
+    let ts = row.get_field_by_name("ts").expect("ts").kind();
+    let ts = ts.as_message().expect("a Timestamp");
+    let mut timestamp = DynamicMessage::new(ts.clone());
+    timestamp.set_field_by_name("seconds", ProtoValue::I64(ts_ms.div_euclid(1000)));
+    timestamp.set_field_by_name(
+        "nanos",
+        ProtoValue::I32((ts_ms.rem_euclid(1000) * 1_000_000) as i32),
+    );
+    message.set_field_by_name("ts", ProtoValue::Message(timestamp));
+    let meta = row.get_field_by_name("meta").expect("meta").kind();
+    let mut inner = DynamicMessage::new(meta.as_message().expect("Meta").clone());
+    inner.set_field_by_name("source", ProtoValue::String("bench".into()));
+    inner.set_field_by_name("region", ProtoValue::String(format!("eu-{}", seq % 12 + 1)));
+    inner.set_field_by_name("seq", ProtoValue::I64(seq as i64));
+    message.set_field_by_name("meta", ProtoValue::Message(inner));
+    // Magic byte, schema id 2, then the message-index list [1] (count 1, index 1, zigzag).
+    let mut framed = vec![0, 0, 0, 0, 2, 2, 2];
+    framed.extend(message.encode_to_vec());
+    framed
+}
+
 fn config(format: &str) -> Config {
     Config::from_toml(&format!(
         r#"
@@ -135,6 +203,14 @@ fn main() {
         references: Vec::new(),
     };
     schemas.insert(1, Decoding::parse(&registered).map(Arc::new));
+    let registered = RegisteredSchema {
+        id: 2,
+        kind: SchemaKind::Protobuf,
+        text: PROTO.into(),
+        references: Vec::new(),
+    };
+    schemas.insert(2, Decoding::parse(&registered).map(Arc::new));
+    let proto_mappings: Arc<[Mapping]> = Arc::from(config("protobuf").mappings);
     let avro_mappings: Arc<[Mapping]> = Arc::from(config("avro").mappings);
     let records = |payload: &dyn Fn(u64) -> Vec<u8>| -> Vec<Record> {
         let tp = TopicPartition::new("bench", 0);
@@ -154,6 +230,8 @@ fn main() {
     let json = records(&payload);
     let schema = Schema::parse_str(AVRO_SCHEMA).expect("the Avro schema parses");
     let avro = records(&|seq| avro_payload(&schema, seq));
+    let row = proto_row();
+    let proto = records(&|seq| proto_payload(&row, seq));
     let cases = [
         (
             "json, binary COPY",
@@ -163,8 +241,14 @@ fn main() {
         ("json, text COPY", Decoder::new(mappings), &json),
         (
             "avro, binary COPY",
-            Decoder::with_binary(avro_mappings, vec![Some(types)]).with_schemas(schemas),
+            Decoder::with_binary(avro_mappings, vec![Some(types.clone())])
+                .with_schemas(Arc::clone(&schemas)),
             &avro,
+        ),
+        (
+            "protobuf, binary COPY",
+            Decoder::with_binary(proto_mappings, vec![Some(types)]).with_schemas(schemas),
+            &proto,
         ),
     ];
     let excluded = HashSet::new();
