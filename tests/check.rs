@@ -1,5 +1,6 @@
-//! `check_database` against a real Postgres: each mismatch between the configuration and the
-//! database is reported, naming the mapping and what to change, and all of them at once.
+//! `check` against a real Postgres (and a Schema Registry): each mismatch between the
+//! configuration and the database, or a registry subject, is reported, naming the mapping and
+//! what to change, and all of them at once.
 
 use kafka_pg_sink::config::Config;
 use kafka_pg_sink::sink::{check_database, migrate};
@@ -22,7 +23,13 @@ async fn check_with(ddl: &str, mappings: &str, migrated: bool) -> Vec<String> {
     }
     let problems = check_database(&db.pool, &config).await;
     db.drop_db().await;
-    problems.unwrap()
+    let mut problems = problems.unwrap();
+    problems.extend(
+        kafka_pg_sink::registry::check::check(&config)
+            .await
+            .unwrap(),
+    );
+    problems
 }
 
 async fn check(ddl: &str, mappings: &str) -> Vec<String> {
@@ -618,4 +625,65 @@ types = {{ body = "jsonb" }}
     assert_eq!(db.scalar_i64("SELECT count(*) FROM log").await, 10);
     drop(sink);
     db.drop_db().await;
+}
+
+/// `check` against a Schema Registry: the subject of an Avro topic is read, and mapped fields the
+/// latest schema lacks, or whose kind the column's explicit type does not take, are reported;
+/// an unreachable registry is a problem of its own.
+#[tokio::test]
+async fn registry_subjects_are_checked_against_the_mapped_fields() {
+    let registry = SchemaRegistry::start();
+    let topic = unique("checked_orders");
+    let schema = r#"{"type": "record", "name": "Order", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "total", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+        {"name": "note", "type": ["null", "string"], "default": null},
+        {"name": "shipping", "type": {"type": "record", "name": "Address", "fields": [{"name": "city", "type": "string"}]}}]}"#;
+    registry.register(&format!("{topic}-value"), SchemaType::Avro, schema, &[]);
+    let ddl = "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric, note text, city text, zip text)";
+    let mapping = |columns: &str, types: &str, url: &str| {
+        format!(
+            "[schema_registry]\nurl = '{url}'\n[[mappings]]\ntopic = '{topic}'\ntable = 'orders'\nformat = 'avro'\n\
+             key = ['id']\ncolumns = {{ {columns} }}\ntypes = {{ {types} }}\n"
+        )
+    };
+    let good = mapping(
+        "id = 'value.id', total = 'value.total', note = 'value.note', city = 'value.shipping.city'",
+        "total = 'numeric'",
+        registry.url(),
+    );
+    assert_eq!(check(ddl, &good).await, Vec::<String>::new());
+
+    let bad = mapping(
+        "id = 'value.id', total = 'value.total', note = 'value.note', zip = 'value.shipping.zip'",
+        "note = 'bigint'",
+        registry.url(),
+    );
+    let problems = check(ddl, &bad).await;
+    find(
+        &problems,
+        &[
+            &format!("{topic}-value"),
+            "column `zip`",
+            "`shipping.zip` is not in the schema",
+        ],
+    );
+    find(
+        &problems,
+        &["subject", "column `note`", "string", "types.note = bigint"],
+    );
+    // The table's text column does not fit bigint either: the database check says so too.
+    find(&problems, &["column \"note\" has type text"]);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+
+    let port = free_port();
+    let unreachable = mapping("id = 'value.id'", "", &format!("http://127.0.0.1:{port}"));
+    let problems = check(ddl, &unreachable).await;
+    find(
+        &problems,
+        &[
+            "schema_registry: cannot read subject",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
 }

@@ -101,11 +101,13 @@ fn fields(m: &Mapping, part: Part, schema: &RegisteredSchema) -> Vec<String> {
             Ok(kinds) => {
                 if let Some(ty) = c.ty.filter(|&ty| !kinds.iter().any(|k| accepts(ty, k))) {
                     problems.push(format!(
-                        "column `{}`: `{}` is {} in the latest schema (id {}), which type {ty:?} does not take",
+                        "column `{}`: `{}` is {} in the latest schema (id {}), which types.{} = {} does not take",
                         c.name,
                         path_text(path),
                         kinds.join(" or "),
-                        schema.id
+                        schema.id,
+                        c.name,
+                        ty.pg_name()
                     ));
                 }
             }
