@@ -81,6 +81,18 @@ impl<'a> Numeric<'a> {
         (0..self.len()).all(|i| self.digit(i) == 0)
     }
 
+    /// The value in units of 10^-16, if it has at most 16 places and is below 10^20.
+    fn small(&self) -> Option<i128> {
+        if self.low() < SMALL_LOW || i32::from(self.weight) > SMALL_HIGH {
+            return None;
+        }
+        let mut v: i128 = 0;
+        for w in (SMALL_LOW..=i32::from(self.weight)).rev() {
+            v = v * i128::from(NBASE) + i128::from(self.at(w));
+        }
+        Some(if self.negative { -v } else { v })
+    }
+
     /// The lowest weight written (the weight of the last digit).
     fn low(&self) -> i32 {
         i32::from(self.weight) - self.len() as i32 + 1
@@ -113,16 +125,27 @@ impl<'a> Numeric<'a> {
     }
 }
 
-/// An exact running sum of numerics: each weight's digits are added as signed integers and the
-/// carries are settled once, when the sum is written ([`Sum::write`]).
+/// The lowest weight the 128-bit part of a [`Sum`] holds: its unit is 10000^-4 = 10^-16.
+const SMALL_LOW: i32 = -4;
+/// The highest weight of a term added to the 128-bit part: terms stay below 10^20 (10^36
+/// units), so that a sum of them overflows only after 10^2 of them at the very least, and
+/// `checked_add` then sends the term to the wide part.
+const SMALL_HIGH: i32 = 4;
+
+/// An exact running sum of numerics. Terms with at most 16 decimal places and below 10^20 (the
+/// usual amounts) are added to a 128-bit integer, with no allocation; any other term, or one
+/// that would overflow it, goes to a wide part where each weight's digits are added as signed
+/// integers and the carries are settled once, when the sum is written ([`Sum::write`]).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Sum {
-    /// `slots[i]` holds the signed total of the digits of weight `low + i`.
+    /// Part of the sum, in units of 10^-16.
+    small: i128,
+    /// The rest: `slots[i]` holds the signed total of the digits of weight `low + i`.
     slots: Vec<i64>,
     low: i32,
     dscale: u16,
-    /// Terms added since the carries were last settled: a slot moves by less than 10⁴ per term,
-    /// so settling every 2⁴⁰ terms keeps every slot far inside an `i64`.
+    /// Terms added to the wide part since its carries were last settled: a slot moves by less
+    /// than 10⁴ per term, so settling every 2⁴⁰ terms keeps every slot far inside an `i64`.
     unsettled: u64,
 }
 
@@ -132,11 +155,20 @@ impl Sum {
         if n.len() == 0 {
             return;
         }
-        self.cover(n.low(), i32::from(n.weight));
+        if let Some(sum) = n.small().and_then(|v| self.small.checked_add(v)) {
+            self.small = sum;
+            return;
+        }
         let sign = if n.negative { -1 } else { 1 };
-        let top = (i32::from(n.weight) - self.low) as usize;
-        for i in 0..n.len() {
-            self.slots[top - i] += sign * n.digit(i);
+        self.add_digits(i32::from(n.weight), (0..n.len()).map(|i| sign * n.digit(i)));
+    }
+
+    /// Adds signed digits to the wide part, highest first, the first of weight `weight`.
+    fn add_digits(&mut self, weight: i32, digits: impl ExactSizeIterator<Item = i64>) {
+        self.cover(weight - digits.len() as i32 + 1, weight);
+        let top = (weight - self.low) as usize;
+        for (i, d) in digits.enumerate() {
+            self.slots[top - i] += d;
         }
         self.unsettled += 1;
         if self.unsettled >= 1 << 40 {
@@ -181,12 +213,20 @@ impl Sum {
         self.unsettled = 0;
     }
 
-    /// The sum's sign and base-10000 digits, lowest first, each in `0..10000`.
-    fn magnitude(&self) -> (bool, Vec<i64>) {
+    /// The whole sum's sign and base-10000 digits, lowest first, each in `0..10000`, and the
+    /// weight of the first.
+    fn magnitude(&self) -> (bool, Vec<i64>, i32) {
         let mut digits = Sum {
             slots: self.slots.clone(),
+            low: self.low,
             ..Sum::default()
         };
+        let sign = if self.small < 0 { -1 } else { 1 };
+        let (small, n) = small_digits(self.small);
+        if n > 0 {
+            let high = SMALL_LOW + n as i32 - 1;
+            digits.add_digits(high, small[..n].iter().rev().map(|d| sign * d));
+        }
         let mut carry = digits.carry();
         let negative = carry < 0;
         if negative {
@@ -201,23 +241,47 @@ impl Sum {
             digits.slots.push(carry % NBASE);
             carry /= NBASE;
         }
-        (negative, digits.slots)
+        (negative, digits.slots, digits.low)
     }
 
     /// Appends the sum as a binary numeric field (length word included); false, with `out`
     /// possibly extended, when it does not fit the format's weight or digit count.
     pub(super) fn write(&self, out: &mut Vec<u8>) -> bool {
-        let (negative, digits) = self.magnitude();
-        let Some(high) = digits.iter().rposition(|&d| d != 0) else {
-            return write_numeric(out, false, 0, self.dscale, &[]);
-        };
-        let low = digits.iter().position(|&d| d != 0).unwrap_or(high);
-        let Ok(weight) = i16::try_from(self.low as i64 + high as i64) else {
-            return false;
-        };
-        let significant: Vec<i64> = digits[low..=high].iter().rev().copied().collect();
-        write_numeric(out, negative, weight, self.dscale, &significant)
+        if self.slots.is_empty() {
+            let (digits, n) = small_digits(self.small);
+            return write_digits(out, self.small < 0, &digits[..n], SMALL_LOW, self.dscale);
+        }
+        let (negative, digits, low) = self.magnitude();
+        write_digits(out, negative, &digits, low, self.dscale)
     }
+}
+
+/// The base-10000 digits of `|v|`, lowest first, and how many there are (a 128-bit value has at
+/// most ten).
+fn small_digits(v: i128) -> ([i64; 10], usize) {
+    let mut magnitude = v.unsigned_abs();
+    let mut digits = [0; 10];
+    let mut n = 0;
+    while magnitude > 0 {
+        digits[n] = (magnitude % NBASE as u128) as i64;
+        magnitude /= NBASE as u128;
+        n += 1;
+    }
+    (digits, n)
+}
+
+/// Appends a numeric field from its digits (each in `0..10000`, lowest first, the first of
+/// weight `low`), leaving out the zero digits at either end.
+fn write_digits(out: &mut Vec<u8>, negative: bool, digits: &[i64], low: i32, dscale: u16) -> bool {
+    let Some(high) = digits.iter().rposition(|&d| d != 0) else {
+        return write_numeric(out, false, 0, dscale, std::iter::empty());
+    };
+    let first = digits.iter().position(|&d| d != 0).unwrap_or(high);
+    let Ok(weight) = i16::try_from(i64::from(low) + high as i64) else {
+        return false;
+    };
+    let significant = digits[first..=high].iter().rev().copied();
+    write_numeric(out, negative, weight, dscale, significant)
 }
 
 /// Appends a binary numeric field: the length word, the header and the digits (highest first).
@@ -226,7 +290,7 @@ fn write_numeric(
     negative: bool,
     weight: i16,
     dscale: u16,
-    digits: &[i64],
+    digits: impl ExactSizeIterator<Item = i64>,
 ) -> bool {
     let (Ok(ndigits), Ok(len)) = (
         u16::try_from(digits.len()),
@@ -239,7 +303,7 @@ fn write_numeric(
     for word in [ndigits, weight as u16, sign, dscale] {
         out.extend_from_slice(&word.to_be_bytes());
     }
-    for &d in digits {
+    for d in digits {
         out.extend_from_slice(&(d as u16).to_be_bytes());
     }
     true

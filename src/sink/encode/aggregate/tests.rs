@@ -109,6 +109,24 @@ fn decimal_sums_go_beyond_128_bits() {
     assert_eq!(sum(&terms), format!("1{}800", "9".repeat(39)));
 }
 
+#[test]
+fn sums_that_outgrow_128_bits_or_16_places_carry_on_exactly() {
+    // Each term fits the 128-bit part; a thousand of them do not.
+    let big = "9999999999999999999.9999999999999999";
+    let mut terms: Vec<&str> = std::iter::repeat_n(big, 1000).collect();
+    // Terms finer than 10^-16 go to the wide part from the start.
+    terms.extend(["-0.00000000000000000001"; 3]);
+    assert_eq!(sum(&terms), "9999999999999999999999.99999999999989999997");
+    assert_eq!(
+        sum(&["-0.00000000000000000001", "1"]),
+        "0.99999999999999999999"
+    );
+    assert_eq!(
+        sum(&["-99999999999999999999", "1"]),
+        "-99999999999999999998"
+    );
+}
+
 /// `value` in units of 10^-SCALE, for the model.
 const SCALE: u32 = 8;
 
