@@ -634,3 +634,382 @@ async fn inserts_into_a_table_with_row_level_security_go_through_the_stage() {
         (0..200).sum::<i64>()
     );
 }
+
+/// Decimals for accumulate tests, in units of 10^-4 so that a model can sum them exactly.
+mod decimals {
+    use testkit::prelude::Rng;
+
+    /// A random decimal with up to four places, as text (plain or with an exponent), its value in
+    /// units of 10^-4, and its scale.
+    pub fn random(rng: &mut Rng) -> (String, i128, u32) {
+        let int = rng.range(0, 1_000_000_000) as i128 * if rng.chance(0.5) { 1 } else { 0 };
+        let scale = rng.range(0, 5) as u32;
+        let frac = rng.range(0, 10u64.pow(scale)) as i128;
+        let negative = rng.chance(0.35);
+        let units = (int * 10i128.pow(scale) + frac) * 10i128.pow(4 - scale);
+        let sign = if negative { "-" } else { "" };
+        let text = match scale {
+            0 => format!("{sign}{int}"),
+            _ if int > 0 && rng.chance(0.25) => {
+                format!("{sign}{int}{frac:0w$}e-{scale}", w = scale as usize)
+            }
+            _ => format!("{sign}{int}.{frac:0w$}", w = scale as usize),
+        };
+        (text, if negative { -units } else { units }, scale)
+    }
+
+    /// `units` printed with `scale` places, as Postgres prints a numeric of that scale.
+    pub fn print(units: i128, scale: u32) -> String {
+        let sign = if units < 0 { "-" } else { "" };
+        let abs = units.unsigned_abs();
+        let frac = format!("{:04}", abs % 10_000);
+        match scale {
+            0 => format!("{sign}{}", abs / 10_000),
+            s => format!("{sign}{}.{}", abs / 10_000, &frac[..s as usize]),
+        }
+    }
+
+    /// A numeric's text in units of 10^-4 (at most four places).
+    pub fn units(text: &str) -> i128 {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        let frac = format!("{frac:0<4}");
+        let units = int.parse::<i128>().unwrap() * 10_000 + frac[..4].parse::<i128>().unwrap();
+        if negative {
+            -units
+        } else {
+            units
+        }
+    }
+}
+
+/// One (account, hour) of an accumulate table, as the records say it must end.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    /// Sum in units of 10^-4, and the largest scale of its terms.
+    total: Option<(i128, u32)>,
+    low: Option<i128>,
+    peak: Option<i64>,
+    last_ref: Option<String>,
+    events: i64,
+}
+
+impl Tally {
+    fn add(
+        &mut self,
+        amount: Option<&(String, i128, u32)>,
+        peak: Option<i64>,
+        reference: Option<String>,
+    ) {
+        self.events += 1;
+        self.last_ref = reference;
+        if let Some((_, units, scale)) = amount {
+            self.total = Some(match self.total {
+                Some((t, s)) => (t + units, s.max(*scale)),
+                None => (*units, *scale),
+            });
+            self.low = Some(self.low.map_or(*units, |l| l.min(*units)));
+        }
+        if let Some(p) = peak {
+            self.peak = Some(self.peak.map_or(p, |q| q.max(p)));
+        }
+    }
+}
+
+/// The accumulate table of [`Tally`] rows: a sum, a minimum, a maximum, the last reference and a
+/// count per account and hour; `poison` is not a reference it takes.
+const TALLY_DDL: &str = "CREATE TABLE tally (account text NOT NULL, hour timestamptz NOT NULL, \
+    total numeric, low numeric, peak bigint, last_ref text CHECK (last_ref <> 'poison'), \
+    events bigint NOT NULL, PRIMARY KEY (account, hour))";
+
+fn tally_mapping(topic: &str) -> String {
+    format!(
+        "[[mappings]]\ntopic = \"{topic}\"\ntable = \"tally\"\nmode = \"accumulate\"\nkey = [\"account\"]\n\
+         columns = {{ account = \"value.account\", total = \"value.amount\", low = \"value.amount\", peak = \"value.peak\", last_ref = \"value.ref\" }}\n\
+         types = {{ total = \"numeric\", low = \"numeric\" }}\n\
+         accumulate = {{ total = \"add\", low = \"min\", peak = \"max\", last_ref = \"last\", events = \"count\" }}\n\
+         window = {{ column = \"hour\", source = \"value.ts\", size = \"1h\" }}\n"
+    )
+}
+
+/// The tally table: (account, hour in epoch ms) → row, the sum checked as printed (its scale
+/// included) and the minimum by value.
+async fn tally_rows(db: &TestDb) -> BTreeMap<(String, i64), Tally> {
+    let rows: Vec<(String, i64, Option<String>, Option<String>, Option<i64>, Option<String>, i64)> =
+        sqlx::query_as(
+            "SELECT account, (extract(epoch FROM hour) * 1000)::bigint, total::text, low::text, peak, last_ref, events FROM tally",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(account, hour, total, low, peak, last_ref, events)| {
+            let total = total.map(|t| {
+                let scale = t.split_once('.').map_or(0, |(_, f)| f.len() as u32);
+                let units = decimals::units(&t);
+                assert_eq!(decimals::print(units, scale), t, "printed sum");
+                (units, scale)
+            });
+            let low = low.as_deref().map(decimals::units);
+            (
+                (account, hour),
+                Tally {
+                    total,
+                    low,
+                    peak,
+                    last_ref,
+                    events,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A random accumulate stream whose accounts each stay in one partition (so "last" is the
+/// newest record of the account and hour), with a record Postgres refuses (a reference the
+/// table's CHECK forbids, newest of its key) and one whose amount is not a number.
+fn tally_stream(
+    rng: &mut Rng,
+    n: u64,
+) -> (
+    Vec<Produced>,
+    BTreeMap<(String, i64), Tally>,
+    Vec<(u64, &'static str)>,
+) {
+    let base_ms: i64 = 1_767_225_600_000;
+    let accounts: Vec<String> = (0..12)
+        .map(|i| format!("{}-{i}", ["acct", "Ä", "a b", "z"][i % 4]))
+        .collect();
+    let mut truth: BTreeMap<(String, i64), Tally> = BTreeMap::new();
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    for i in 0..n {
+        let a = rng.index(accounts.len());
+        let ts = base_ms + rng.range(0, 4 * 3_600_000) as i64;
+        let hour = ts - ts.rem_euclid(3_600_000);
+        let amount = rng.chance(0.9).then(|| decimals::random(rng));
+        let peak = rng
+            .chance(0.8)
+            .then(|| rng.range(0, 2_000_000_000_000) as i64 - 1_000_000_000_000);
+        let reference = rng.chance(0.8).then(|| format!("r{i}"));
+        let json = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+        // As a JSON number or as a numeric string: both are read as written.
+        let amount_json = amount.as_ref().map(|(t, _, _)| match rng.chance(0.5) {
+            true => t.clone(),
+            false => format!("\"{t}\""),
+        });
+        let (account, amount_json, reference) = if i == n / 3 {
+            bad.push((i, "database"));
+            (
+                "poison".to_string(),
+                Some("1".into()),
+                Some("poison".to_string()),
+            )
+        } else if i == n / 2 {
+            bad.push((i, "convert"));
+            (accounts[a].clone(), Some("\"abc\"".into()), reference)
+        } else {
+            truth.entry((accounts[a].clone(), hour)).or_default().add(
+                amount.as_ref(),
+                peak,
+                reference.clone(),
+            );
+            (accounts[a].clone(), amount_json, reference)
+        };
+        let value = format!(
+            r#"{{"account":"{account}","amount":{},"peak":{},"ref":{},"ts":{ts}}}"#,
+            json(amount_json),
+            json(peak.map(|p| p.to_string())),
+            json(reference.map(|r| format!("\"{r}\""))),
+        );
+        let partition = if account == "poison" {
+            0
+        } else {
+            (a % 4) as i32
+        };
+        records.push((partition, i.to_string(), Some(value)));
+    }
+    (records, truth, bad)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accumulate_sums_a_random_stream_exactly_isolates_bad_records_and_never_counts_a_replay_twice(
+) {
+    let Built {
+        broker,
+        db,
+        topic,
+        group,
+        ..
+    } = Scenario::new()
+        .ddl(TALLY_DDL)
+        .topic("tally")
+        .partitions(4)
+        .build()
+        .await;
+    let mut rng = Rng::for_test("accumulate_sums_a_random_stream_exactly");
+    let n = 12_000u64;
+    let (records, truth, bad) = tally_stream(&mut rng, n);
+    let producer = stream(&broker.bootstrap, &topic, records, 800);
+    let rest = format!(
+        "[batch]\nmax_records = 400\nmax_wait_ms = 50\n{}",
+        tally_mapping(&topic)
+    );
+    // Every kill -9 leaves batches that were written but not committed: they are read again.
+    let mid = kill_repeatedly(&broker, &db, &group, &rest, &producer, 3, n as i64, || {
+        committed(&db, &group)
+    })
+    .await;
+    producer.join().unwrap();
+    assert!(mid >= 2, "only {mid} kills landed mid-stream");
+    let _sink = Sink::start(&broker, &db, &group, &rest);
+    wait_for_log_end(&db, &broker, &group, &topic, 4).await;
+    let actual = tally_rows(&db).await;
+    assert_eq!(actual.len(), truth.len(), "keys");
+    for (key, want) in &truth {
+        assert_eq!(actual.get(key), Some(want), "{key:?}");
+    }
+    let letters: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT convert_from(record_key, 'UTF8')::bigint, stage, error FROM kafka_pg_sink.dead_letters ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let found: Vec<(u64, &str)> = letters
+        .iter()
+        .map(|(k, s, _)| (*k as u64, s.as_str()))
+        .collect();
+    assert_eq!(found, bad, "dead letters: {letters:#?}");
+    assert!(letters[0].2.contains("23514"), "{letters:#?}");
+    db.drop_db().await;
+}
+
+/// Random batches written twice, by a writer that reduces accumulate batches in the connector
+/// (binary COPY) and by one that sends every record for the server's `GROUP BY` (COPY text),
+/// leave the same table, sums printed to the same scale; values beyond 128 bits included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accumulate_reduced_in_the_connector_leaves_what_the_server_reduction_leaves() {
+    use std::str::FromStr;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use kafka_pg_sink::app::row_plan;
+    use kafka_pg_sink::config::Config;
+    use kafka_pg_sink::metrics::Metrics;
+    use kafka_pg_sink::record::{Record, TopicPartition};
+    use kafka_pg_sink::sink::{migrate, Batch, Outcome, Writer};
+
+    let ddl = "CREATE TABLE tally (account text NOT NULL, hour timestamptz NOT NULL, total numeric, \
+        low numeric, peak bigint, last_ref text, events bigint NOT NULL, PRIMARY KEY (account, hour))";
+    let mut writers = Vec::new();
+    for binary in [true, false] {
+        let db = TestDb::create().await;
+        db.exec(ddl).await;
+        let text = format!(
+            "[kafka]\nbrokers = 'unused:9092'\ngroup_id = 'g'\n[postgres]\nurl = '{}'\nbinary_copy = {binary}\n{}",
+            db.url,
+            tally_mapping("t")
+        );
+        let config = Config::from_toml(&text).unwrap();
+        migrate(&db.pool, &config.schema).await.unwrap();
+        let (decoder, sql) = row_plan(&db.pool, &config, Default::default())
+            .await
+            .unwrap();
+        let writer = Writer::new(
+            sqlx::postgres::PgConnectOptions::from_str(&db.url).unwrap(),
+            Arc::clone(&decoder),
+            sql,
+            &config.schema,
+            "g".into(),
+            Metrics::new().unwrap(),
+        );
+        writers.push((db, decoder, writer));
+    }
+    let mut rng = Rng::for_test(
+        "accumulate_reduced_in_the_connector_leaves_what_the_server_reduction_leaves",
+    );
+    let huge = [
+        "123456789012345678901234567890123456789012.5",
+        "-99999999999999999999999999999999999999999999",
+        "0.00000000000000000000000000000000000000001",
+    ];
+    let mut next = [0i64; 2];
+    for _ in 0..40 {
+        let partition = rng.index(2);
+        let size = rng.range(1, 300) as i64;
+        let records: Vec<Record> = (0..size)
+            .map(|j| {
+                let amount = match rng.range(0, 20) {
+                    0 => "null".to_string(),
+                    1 => format!("\"{}\"", rng.pick(&huge)),
+                    _ => format!("\"{}\"", decimals::random(&mut rng).0),
+                };
+                let value = format!(
+                    r#"{{"account":"{}","amount":{amount},"peak":{},"ref":"r{j}","ts":{}}}"#,
+                    rng.pick(&["a", "b", "Ä", "a b"]),
+                    if rng.chance(0.2) {
+                        "null".to_string()
+                    } else {
+                        rng.range(0, 100).to_string()
+                    },
+                    1_767_225_600_000i64 + rng.range(0, 3 * 3_600_000) as i64,
+                );
+                Record::new(
+                    TopicPartition::new("t", partition as i32),
+                    next[partition] + j,
+                    None,
+                    None,
+                    Some(value.as_bytes()),
+                    vec![],
+                )
+            })
+            .collect();
+        let expected = (next[partition] > 0).then_some(next[partition]);
+        next[partition] += size;
+        for (i, (_, decoder, writer)) in writers.iter_mut().enumerate() {
+            let decoded = decoder.decode(&records, &Default::default());
+            assert_eq!(
+                decoded.tables[0].per_key.is_empty(),
+                i == 1,
+                "reduced in the connector only with binary COPY"
+            );
+            let batch = Batch {
+                tp: TopicPartition::new("t", partition as i32),
+                expected,
+                rewind: false,
+                records: records.clone(),
+                advance_to: None,
+                epoch: 1,
+                cancel: Arc::new(AtomicBool::new(false)),
+            };
+            let outcome = writer.write(&batch).await;
+            assert!(matches!(outcome, Outcome::Committed { .. }), "{outcome:?}");
+        }
+    }
+    let dump = "SELECT account, hour::text, total::text, trim_scale(low)::text, peak, last_ref, events FROM tally ORDER BY 1, 2";
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        i64,
+    );
+    let reduced: Vec<Row> = sqlx::query_as(dump)
+        .fetch_all(&writers[0].0.pool)
+        .await
+        .unwrap();
+    let grouped: Vec<Row> = sqlx::query_as(dump)
+        .fetch_all(&writers[1].0.pool)
+        .await
+        .unwrap();
+    assert_eq!(reduced.len(), 12, "4 accounts in 3 hours");
+    assert_eq!(reduced, grouped);
+    for (db, _, _) in writers {
+        db.drop_db().await;
+    }
+}
