@@ -738,7 +738,16 @@ fn tally_mapping(topic: &str) -> String {
 /// The tally table: (account, hour in epoch ms) → row, the sum checked as printed (its scale
 /// included) and the minimum by value.
 async fn tally_rows(db: &TestDb) -> BTreeMap<(String, i64), Tally> {
-    let rows: Vec<(String, i64, Option<String>, Option<String>, Option<i64>, Option<String>, i64)> =
+    type Row = (
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        i64,
+    );
+    let rows: Vec<Row> =
         sqlx::query_as(
             "SELECT account, (extract(epoch FROM hour) * 1000)::bigint, total::text, low::text, peak, last_ref, events FROM tally",
         )
@@ -768,17 +777,17 @@ async fn tally_rows(db: &TestDb) -> BTreeMap<(String, i64), Tally> {
         .collect()
 }
 
-/// A random accumulate stream whose accounts each stay in one partition (so "last" is the
-/// newest record of the account and hour), with a record Postgres refuses (a reference the
-/// table's CHECK forbids, newest of its key) and one whose amount is not a number.
-fn tally_stream(
-    rng: &mut Rng,
-    n: u64,
-) -> (
+/// The records to produce, the table they must leave, and the bad records (index and why).
+type TallyStream = (
     Vec<Produced>,
     BTreeMap<(String, i64), Tally>,
     Vec<(u64, &'static str)>,
-) {
+);
+
+/// A random accumulate stream whose accounts each stay in one partition (so "last" is the
+/// newest record of the account and hour), with a record Postgres refuses (a reference the
+/// table's CHECK forbids, newest of its key) and one whose amount is not a number.
+fn tally_stream(rng: &mut Rng, n: u64) -> TallyStream {
     let base_ms: i64 = 1_767_225_600_000;
     let accounts: Vec<String> = (0..12)
         .map(|i| format!("{}-{i}", ["acct", "Ä", "a b", "z"][i % 4]))
