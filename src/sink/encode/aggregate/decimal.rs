@@ -134,18 +134,25 @@ const SMALL_HIGH: i32 = 4;
 
 /// An exact running sum of numerics. Terms with at most 16 decimal places and below 10^20 (the
 /// usual amounts) are added to a 128-bit integer, with no allocation; any other term, or one
-/// that would overflow it, goes to a wide part where each weight's digits are added as signed
-/// integers and the carries are settled once, when the sum is written ([`Sum::write`]).
+/// that would overflow it, goes to a wide part ([`Wide`]), allocated when first needed.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Sum {
     /// Part of the sum, in units of 10^-16.
     small: i128,
-    /// The rest: `slots[i]` holds the signed total of the digits of weight `low + i`.
+    dscale: u16,
+    /// The rest (boxed: most sums never need it, and every key of a batch holds a `Sum`).
+    wide: Option<Box<Wide>>,
+}
+
+/// Each weight's digits added as signed integers; the carries are settled once, when the sum is
+/// written ([`Sum::write`]).
+#[derive(Clone, Debug, Default)]
+struct Wide {
+    /// `slots[i]` holds the signed total of the digits of weight `low + i`.
     slots: Vec<i64>,
     low: i32,
-    dscale: u16,
-    /// Terms added to the wide part since its carries were last settled: a slot moves by less
-    /// than 10⁴ per term, so settling every 2⁴⁰ terms keeps every slot far inside an `i64`.
+    /// Terms added since the carries were last settled: a slot moves by less than 10⁴ per term,
+    /// so settling every 2⁴⁰ terms keeps every slot far inside an `i64`.
     unsettled: u64,
 }
 
@@ -160,10 +167,32 @@ impl Sum {
             return;
         }
         let sign = if n.negative { -1 } else { 1 };
-        self.add_digits(i32::from(n.weight), (0..n.len()).map(|i| sign * n.digit(i)));
+        let wide = self.wide.get_or_insert_with(Box::default);
+        wide.add_digits(i32::from(n.weight), (0..n.len()).map(|i| sign * n.digit(i)));
     }
 
-    /// Adds signed digits to the wide part, highest first, the first of weight `weight`.
+    /// Appends the sum as a binary numeric field (length word included); false, with `out`
+    /// possibly extended, when it does not fit the format's weight or digit count.
+    pub(super) fn write(&self, out: &mut Vec<u8>) -> bool {
+        let Some(wide) = &self.wide else {
+            let (digits, n) = small_digits(self.small);
+            return write_digits(out, self.small < 0, &digits[..n], SMALL_LOW, self.dscale);
+        };
+        let mut all = Wide::clone(wide);
+        let sign = if self.small < 0 { -1 } else { 1 };
+        let (small, n) = small_digits(self.small);
+        if n > 0 {
+            let high = SMALL_LOW + n as i32 - 1;
+            all.add_digits(high, small[..n].iter().rev().map(|d| sign * d));
+        }
+        let low = all.low;
+        let (negative, digits) = all.magnitude();
+        write_digits(out, negative, &digits, low, self.dscale)
+    }
+}
+
+impl Wide {
+    /// Adds signed digits, highest first, the first of weight `weight`.
     fn add_digits(&mut self, weight: i32, digits: impl ExactSizeIterator<Item = i64>) {
         self.cover(weight - digits.len() as i32 + 1, weight);
         let top = (weight - self.low) as usize;
@@ -213,46 +242,24 @@ impl Sum {
         self.unsettled = 0;
     }
 
-    /// The whole sum's sign and base-10000 digits, lowest first, each in `0..10000`, and the
-    /// weight of the first.
-    fn magnitude(&self) -> (bool, Vec<i64>, i32) {
-        let mut digits = Sum {
-            slots: self.slots.clone(),
-            low: self.low,
-            ..Sum::default()
-        };
-        let sign = if self.small < 0 { -1 } else { 1 };
-        let (small, n) = small_digits(self.small);
-        if n > 0 {
-            let high = SMALL_LOW + n as i32 - 1;
-            digits.add_digits(high, small[..n].iter().rev().map(|d| sign * d));
-        }
-        let mut carry = digits.carry();
+    /// The sign and the base-10000 digits (lowest first, each in `0..10000`, the first of weight
+    /// `low`), settling every carry.
+    fn magnitude(mut self) -> (bool, Vec<i64>) {
+        let mut carry = self.carry();
         let negative = carry < 0;
         if negative {
             // value = carry · 10000^len + Σ slots: negate every slot and the carry, settle again.
-            for slot in &mut digits.slots {
+            for slot in &mut self.slots {
                 *slot = -*slot;
             }
-            digits.slots.push(-carry);
-            carry = digits.carry();
+            self.slots.push(-carry);
+            carry = self.carry();
         }
         while carry > 0 {
-            digits.slots.push(carry % NBASE);
+            self.slots.push(carry % NBASE);
             carry /= NBASE;
         }
-        (negative, digits.slots, digits.low)
-    }
-
-    /// Appends the sum as a binary numeric field (length word included); false, with `out`
-    /// possibly extended, when it does not fit the format's weight or digit count.
-    pub(super) fn write(&self, out: &mut Vec<u8>) -> bool {
-        if self.slots.is_empty() {
-            let (digits, n) = small_digits(self.small);
-            return write_digits(out, self.small < 0, &digits[..n], SMALL_LOW, self.dscale);
-        }
-        let (negative, digits, low) = self.magnitude();
-        write_digits(out, negative, &digits, low, self.dscale)
+        (negative, self.slots)
     }
 }
 

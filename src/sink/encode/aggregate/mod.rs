@@ -13,9 +13,9 @@
 //! - key columns, which must compare exactly ([`BinType::sorts_exactly`]: equal bytes exactly
 //!   when equal in SQL), and `last`: the value of the highest offset, which the newest-first walk
 //!   meets first (NULL too, as `array_agg` keeps it);
-//! - `add` and `count` on smallint, integer and bigint: an exact 128-bit sum, written only if it
+//! - `add` and `count` on smallint, integer and bigint: an exact 64-bit sum, written only if it
 //!   fits the column (else the batch goes per record and the server reports the overflow as it
-//!   does today); on numeric: an exact sum of any length with the largest display scale of its
+//!   does today; so does a sum that leaves the 64-bit range on the way); on numeric: an exact sum of any length with the largest display scale of its
 //!   terms ([`decimal`]);
 //! - `min` and `max` on integers and timestamptz (microseconds, one instant, one value) and on
 //!   numeric (compared by value). Among equal numerics of different scales (`1.0`, `1.00`) the
@@ -31,6 +31,10 @@
 //! exactly, a batch with a value binary COPY cannot carry (it goes as COPY text), and, decided
 //! from the stage's catalog types in `sql`, columns with a type modifier (`numeric(14,2)` rounds
 //! each record's value before the server sums them; `varchar(n)` refuses long values).
+//!
+//! Assumed: a text the server accepts in one record it accepts in any (a `last` value of an
+//! older record is not sent). True of a UTF-8 database; in another encoding, a character it
+//! cannot hold would make that record a bad record on the per-record path only.
 
 mod decimal;
 #[cfg(test)]
@@ -98,16 +102,28 @@ pub(super) fn plan(m: &Mapping, types: &[BinType], exact_keys: bool) -> Option<V
         .collect()
 }
 
-/// One column's value so far for one key.
-#[derive(Clone, Debug)]
+/// One column's value so far for one key: small and `Copy`, since every key of a batch holds
+/// one per column.
+#[derive(Clone, Copy, Debug)]
 enum Acc {
     /// No value yet (or a NULL kept by [`Fold::Newest`]).
     Null,
     /// An integer sum, minimum or maximum.
-    Int(i128),
+    Int(i64),
     /// A field's bytes in the per-record rows (the newest value; a numeric minimum or maximum).
-    Field(Range<usize>),
-    Sum(Sum),
+    Field { start: u32, len: u32 },
+    /// A numeric sum: its index in `Aggregates::sums`.
+    Sum(u32),
+}
+
+impl Acc {
+    /// The field at `range` of the rows' data (which [`Aggregates::fold`] keeps under 4 GiB).
+    fn field(range: Range<usize>) -> Self {
+        Self::Field {
+            start: range.start as u32,
+            len: range.len() as u32,
+        }
+    }
 }
 
 /// A key's place in the result.
@@ -128,6 +144,8 @@ pub(super) struct Aggregates<'p> {
     keys: Vec<Key>,
     /// `folds.len()` accumulators per key.
     accs: Vec<Acc>,
+    /// The numeric sums of every key and column.
+    sums: Vec<Sum>,
     sort_keys: Vec<u8>,
     /// The current row's fields: their bytes' range in the rows' data, `None` for NULL.
     fields: Vec<Option<Range<usize>>>,
@@ -141,10 +159,12 @@ impl<'p> Aggregates<'p> {
     pub(super) fn new(folds: &'p [Fold], records: usize) -> Self {
         Self {
             folds,
+            // Room for a key per record (untouched memory costs nothing until used).
             index: KeyMap::with_capacity(records),
-            keys: Vec::new(),
-            accs: Vec::new(),
-            sort_keys: Vec::new(),
+            keys: Vec::with_capacity(records),
+            accs: Vec::with_capacity(records * folds.len()),
+            sums: Vec::new(),
+            sort_keys: Vec::with_capacity(records * 16),
             fields: Vec::with_capacity(folds.len()),
             exact: true,
             folded: 0,
@@ -161,7 +181,8 @@ impl<'p> Aggregates<'p> {
         record: usize,
         offset: i64,
     ) {
-        if !self.exact || !self.read_fields(data, start) {
+        // Fields are kept as 32-bit positions: a larger batch goes per record.
+        if !self.exact || data.len() > u32::MAX as usize || !self.read_fields(data, start) {
             self.exact = false;
             return;
         }
@@ -194,12 +215,12 @@ impl<'p> Aggregates<'p> {
             let kept = match *fold {
                 Fold::Newest => {
                     if fresh {
-                        *acc = Acc::Field(field);
+                        *acc = Acc::field(field);
                     }
                     true
                 }
                 Fold::Sum(kind) | Fold::Min(kind) | Fold::Max(kind) => {
-                    combine(*fold, kind, acc, data, field)
+                    combine(*fold, kind, acc, &mut self.sums, data, field)
                 }
             };
             if !kept {
@@ -256,7 +277,8 @@ impl<'p> Aggregates<'p> {
             let key = &self.keys[k];
             let at = binary::start_row(&mut rows.data);
             for (c, fold) in self.folds.iter().enumerate() {
-                if !write(*fold, &self.accs[k * width + c], data, &mut rows.data) {
+                let acc = self.accs[k * width + c];
+                if !write(*fold, acc, &self.sums, data, &mut rows.data) {
                     return None;
                 }
             }
@@ -284,20 +306,31 @@ impl<'p> Aggregates<'p> {
     }
 }
 
-/// Folds the field at `data[field]` into `acc`; false if it cannot be read exactly.
-fn combine(fold: Fold, kind: Kind, acc: &mut Acc, data: &[u8], field: Range<usize>) -> bool {
+/// Folds the field at `data[field]` into `acc` (a numeric sum's in `sums`); false if it cannot
+/// be read exactly, or an integer sum leaves the 64-bit range (no integer column holds it).
+fn combine(
+    fold: Fold,
+    kind: Kind,
+    acc: &mut Acc,
+    sums: &mut Vec<Sum>,
+    data: &[u8],
+    field: Range<usize>,
+) -> bool {
     let bytes = &data[field.clone()];
     match kind {
         Kind::Int(width) => {
             let Some(v) = int(bytes, width) else {
                 return false;
             };
-            *acc = match (fold, &*acc) {
+            *acc = match (fold, *acc) {
                 (_, Acc::Null) => Acc::Int(v),
-                (Fold::Sum(_), Acc::Int(s)) => Acc::Int(s + v),
+                (Fold::Sum(_), Acc::Int(s)) => match s.checked_add(v) {
+                    Some(s) => Acc::Int(s),
+                    None => return false,
+                },
                 // Equal integers are one value: which one is kept does not matter.
-                (Fold::Min(_), Acc::Int(m)) => Acc::Int((*m).min(v)),
-                (Fold::Max(_), Acc::Int(m)) => Acc::Int((*m).max(v)),
+                (Fold::Min(_), Acc::Int(m)) => Acc::Int(m.min(v)),
+                (Fold::Max(_), Acc::Int(m)) => Acc::Int(m.max(v)),
                 _ => return false,
             };
             true
@@ -306,16 +339,18 @@ fn combine(fold: Fold, kind: Kind, acc: &mut Acc, data: &[u8], field: Range<usiz
             let Some(n) = Numeric::parse(bytes) else {
                 return false;
             };
-            match (fold, &mut *acc) {
+            match (fold, *acc) {
                 (Fold::Sum(_), Acc::Null) => {
                     let mut sum = Sum::default();
                     sum.add(&n);
-                    *acc = Acc::Sum(sum);
+                    *acc = Acc::Sum(sums.len() as u32);
+                    sums.push(sum);
                 }
-                (Fold::Sum(_), Acc::Sum(sum)) => sum.add(&n),
-                (Fold::Min(_) | Fold::Max(_), Acc::Null) => *acc = Acc::Field(field),
-                (Fold::Min(_) | Fold::Max(_), Acc::Field(best)) => {
-                    let Some(current) = Numeric::parse(&data[best.clone()]) else {
+                (Fold::Sum(_), Acc::Sum(i)) => sums[i as usize].add(&n),
+                (Fold::Min(_) | Fold::Max(_), Acc::Null) => *acc = Acc::field(field),
+                (Fold::Min(_) | Fold::Max(_), Acc::Field { start, len }) => {
+                    let best = start as usize..(start + len) as usize;
+                    let Some(current) = Numeric::parse(&data[best]) else {
                         return false;
                     };
                     let order = n.cmp_value(&current);
@@ -325,7 +360,7 @@ fn combine(fold: Fold, kind: Kind, acc: &mut Acc, data: &[u8], field: Range<usiz
                         _ => order.is_ge(),
                     };
                     if replace {
-                        *best = field;
+                        *acc = Acc::field(field);
                     }
                 }
                 _ => return false,
@@ -336,27 +371,27 @@ fn combine(fold: Fold, kind: Kind, acc: &mut Acc, data: &[u8], field: Range<usiz
 }
 
 /// A big-endian integer field of `width` bytes.
-fn int(bytes: &[u8], width: usize) -> Option<i128> {
+fn int(bytes: &[u8], width: usize) -> Option<i64> {
     if bytes.len() != width {
         return None;
     }
     Some(match width {
         2 => i16::from_be_bytes(bytes.try_into().ok()?).into(),
         4 => i32::from_be_bytes(bytes.try_into().ok()?).into(),
-        8 => i64::from_be_bytes(bytes.try_into().ok()?).into(),
+        8 => i64::from_be_bytes(bytes.try_into().ok()?),
         _ => return None,
     })
 }
 
 /// Appends a key's value of one column as a binary field; false if it does not fit the column.
-fn write(fold: Fold, acc: &Acc, data: &[u8], out: &mut Vec<u8>) -> bool {
+fn write(fold: Fold, acc: Acc, sums: &[Sum], data: &[u8], out: &mut Vec<u8>) -> bool {
     match acc {
         Acc::Null => binary::null(out),
-        Acc::Field(range) => {
-            out.extend_from_slice(&(range.len() as i32).to_be_bytes());
-            out.extend_from_slice(&data[range.clone()]);
+        Acc::Field { start, len } => {
+            out.extend_from_slice(&(len as i32).to_be_bytes());
+            out.extend_from_slice(&data[start as usize..(start + len) as usize]);
         }
-        Acc::Sum(sum) => return sum.write(out),
+        Acc::Sum(i) => return sums[i as usize].write(out),
         Acc::Int(v) => {
             let (Fold::Sum(Kind::Int(width))
             | Fold::Min(Kind::Int(width))
@@ -366,16 +401,16 @@ fn write(fold: Fold, acc: &Acc, data: &[u8], out: &mut Vec<u8>) -> bool {
             };
             // The value's low `width` bytes, if it fits in them.
             let fits = match width {
-                2 => i16::try_from(*v).is_ok(),
-                4 => i32::try_from(*v).is_ok(),
-                8 => i64::try_from(*v).is_ok(),
+                2 => i16::try_from(v).is_ok(),
+                4 => i32::try_from(v).is_ok(),
+                8 => true,
                 _ => false,
             };
             if !fits {
                 return false;
             }
             out.extend_from_slice(&(width as i32).to_be_bytes());
-            out.extend_from_slice(&v.to_be_bytes()[16 - width..]);
+            out.extend_from_slice(&v.to_be_bytes()[8 - width..]);
         }
     }
     true

@@ -516,6 +516,16 @@ fn batches_the_connector_cannot_reduce_exactly_go_per_record_for_the_server() {
     assert!(!decode(&d, &records(&[&max, "-1"])).tables[0]
         .per_key
         .is_empty());
+    // A bigint sum that leaves the 64-bit range on the way (newest first: MAX, then 1).
+    let int8: Vec<(&str, BinType)> = TYPES
+        .iter()
+        .map(|&(n, t)| (n, if n == "total" { BinType::Int8 } else { t }))
+        .collect();
+    let d = binary_decoder(MAPPING, &int8, true);
+    let max = i64::MAX.to_string();
+    goes_per_record(&d, &records(&["-2", "1", &max]));
+    let reduced = decode(&d, &records(&["1", "-2", &max]));
+    assert!(!reduced.tables[0].per_key.is_empty());
 }
 
 #[test]
