@@ -83,12 +83,16 @@ impl<'a> Numeric<'a> {
 
     /// The value in units of 10^-16, if it has at most 16 places and is below 10^20.
     fn small(&self) -> Option<i128> {
-        if self.low() < SMALL_LOW || i32::from(self.weight) > SMALL_HIGH {
+        let low = self.low();
+        if low < SMALL_LOW || i32::from(self.weight) > SMALL_HIGH {
             return None;
         }
         let mut v: i128 = 0;
-        for w in (SMALL_LOW..=i32::from(self.weight)).rev() {
-            v = v * i128::from(NBASE) + i128::from(self.at(w));
+        for i in 0..self.len() {
+            v = v * i128::from(NBASE) + i128::from(self.digit(i));
+        }
+        for _ in SMALL_LOW..low {
+            v *= i128::from(NBASE);
         }
         Some(if self.negative { -v } else { v })
     }
@@ -269,9 +273,16 @@ fn small_digits(v: i128) -> ([i64; 10], usize) {
     let mut magnitude = v.unsigned_abs();
     let mut digits = [0; 10];
     let mut n = 0;
-    while magnitude > 0 {
+    // 128-bit division is slow: only the digits above 64 bits need it.
+    while magnitude > u128::from(u64::MAX) {
         digits[n] = (magnitude % NBASE as u128) as i64;
         magnitude /= NBASE as u128;
+        n += 1;
+    }
+    let mut rest = magnitude as u64;
+    while rest > 0 {
+        digits[n] = (rest % NBASE as u64) as i64;
+        rest /= NBASE as u64;
         n += 1;
     }
     (digits, n)

@@ -269,22 +269,28 @@ impl<'p> Aggregates<'p> {
             return None;
         }
         let width = self.folds.len();
-        let mut rows = RowSet::default();
-        // A reduced row is about as long as a per-record row.
+        // The rows are written in the order the keys were met, which reads the accumulators and
+        // the per-record rows front to back, then copied in key order from that compact buffer.
+        let mut met = RowSet::default();
         let row_bytes = data.len() / self.folded.max(1);
-        rows.reserve(self.keys.len(), row_bytes * self.keys.len());
-        for k in self.key_order() {
-            let key = &self.keys[k];
-            let at = binary::start_row(&mut rows.data);
+        met.reserve(self.keys.len(), row_bytes * self.keys.len());
+        for (k, key) in self.keys.iter().enumerate() {
+            let at = binary::start_row(&mut met.data);
             for (c, fold) in self.folds.iter().enumerate() {
                 let acc = self.accs[k * width + c];
-                if !write(*fold, acc, &self.sums, data, &mut rows.data) {
+                if !write(*fold, acc, &self.sums, data, &mut met.data) {
                     return None;
                 }
             }
-            binary::int8(&mut rows.data, key.offset);
-            binary::end_row(&mut rows.data, at, (width + 1) as u16);
-            rows.keep(key.record);
+            binary::int8(&mut met.data, key.offset);
+            binary::end_row(&mut met.data, at, (width + 1) as u16);
+            met.keep(key.record);
+        }
+        let mut rows = RowSet::default();
+        rows.reserve(met.len(), met.data.len());
+        for k in self.key_order() {
+            rows.data.extend_from_slice(met.bytes(k..k + 1));
+            rows.keep(met.records[k]);
         }
         Some(rows)
     }
