@@ -862,7 +862,9 @@ async fn accumulate_sums_a_random_stream_exactly_isolates_bad_records_and_never_
     let mut rng = Rng::for_test("accumulate_sums_a_random_stream_exactly");
     let n = 12_000u64;
     let (records, truth, bad) = tally_stream(&mut rng, n);
-    let producer = stream(&broker.bootstrap, &topic, records, 800);
+    // 30 s of stream, so that kills land mid-stream although a restarted connector takes
+    // seconds to commit again.
+    let producer = stream(&broker.bootstrap, &topic, records, 400);
     let rest = format!(
         "[batch]\nmax_records = 400\nmax_wait_ms = 50\n{}",
         tally_mapping(&topic)
