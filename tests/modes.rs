@@ -720,10 +720,10 @@ impl Tally {
 }
 
 /// The accumulate table of [`Tally`] rows: a sum, a minimum, a maximum, the last reference and a
-/// count per account and hour; `poison` is not a reference it takes.
+/// count per account and hour; `poison` is not a reference it takes, nor a minimum below -5·10^10.
 const TALLY_DDL: &str = "CREATE TABLE tally (account text NOT NULL, hour timestamptz NOT NULL, \
-    total numeric, low numeric, peak bigint, last_ref text CHECK (last_ref <> 'poison'), \
-    events bigint NOT NULL, PRIMARY KEY (account, hour))";
+    total numeric, low numeric CHECK (low > -50000000000), peak bigint, \
+    last_ref text CHECK (last_ref <> 'poison'), events bigint NOT NULL, PRIMARY KEY (account, hour))";
 
 fn tally_mapping(topic: &str) -> String {
     format!(
@@ -785,8 +785,9 @@ type TallyStream = (
 );
 
 /// A random accumulate stream whose accounts each stay in one partition (so "last" is the
-/// newest record of the account and hour), with a record Postgres refuses (a reference the
-/// table's CHECK forbids, newest of its key) and one whose amount is not a number.
+/// newest record of the account and hour), with two records Postgres refuses (a reference the
+/// table's CHECK forbids, alone in its key; an amount below the minimum it allows, among other
+/// records of its key) and one whose amount is not a number.
 fn tally_stream(rng: &mut Rng, n: u64) -> TallyStream {
     let base_ms: i64 = 1_767_225_600_000;
     let accounts: Vec<String> = (0..12)
@@ -820,6 +821,11 @@ fn tally_stream(rng: &mut Rng, n: u64) -> TallyStream {
         } else if i == n / 2 {
             bad.push((i, "convert"));
             (accounts[a].clone(), Some("\"abc\"".into()), reference)
+        } else if i == 2 * n / 3 {
+            // Refused through the key's minimum: the reduced row stands for every record of the
+            // key in the batch, and only this one is bad.
+            bad.push((i, "database"));
+            (accounts[a].clone(), Some("-99999999999".into()), reference)
         } else {
             truth.entry((accounts[a].clone(), hour)).or_default().add(
                 amount.as_ref(),
@@ -895,6 +901,7 @@ async fn accumulate_sums_a_random_stream_exactly_isolates_bad_records_and_never_
         .collect();
     assert_eq!(found, bad, "dead letters: {letters:#?}");
     assert!(letters[0].2.contains("23514"), "{letters:#?}");
+    assert!(letters[2].2.contains("23514"), "{letters:#?}");
     db.drop_db().await;
 }
 
