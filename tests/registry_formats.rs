@@ -34,6 +34,18 @@ const PAYMENTS: &str = "CREATE TABLE payments (
 const ADDRESS: &str = r#"{"type": "record", "name": "Address", "namespace": "shop",
   "fields": [{"name": "city", "type": "string"}, {"name": "zip", "type": ["null", "string"], "default": null}]}"#;
 
+/// Registers [`ADDRESS`] under a subject of its own, and the reference the payment schema names
+/// it by.
+fn address_reference(registry: &SchemaRegistry) -> Reference {
+    let subject = unique("shop-address");
+    registry.register(&subject, SchemaType::Avro, ADDRESS, &[]);
+    Reference {
+        name: "shop.Address".into(),
+        subject,
+        version: 1,
+    }
+}
+
 /// The payment schema; `extra` adds fields at the end (schema evolution).
 fn payment_schema(extra: &str) -> String {
     format!(
@@ -269,13 +281,7 @@ async fn avro_records_become_exact_typed_rows_through_references_and_schema_evol
     let registry = SchemaRegistry::start();
     let serializer = PySerializer::start(&registry);
     let topic = &built.topic;
-    let address_subject = unique("shop-address");
-    registry.register(&address_subject, SchemaType::Avro, ADDRESS, &[]);
-    let references = [Reference {
-        name: "shop.Address".into(),
-        subject: address_subject.clone(),
-        version: 1,
-    }];
+    let references = [address_reference(&registry)];
 
     // 60 records with the first schema, then 60 with a newer one that adds an optional field:
     // the newer schema id arrives mid-stream.
@@ -356,13 +362,7 @@ async fn a_registry_outage_mid_stream_loses_nothing_dead_letters_nothing_and_fli
         .await;
     let serializer = PySerializer::start(&registry);
     let topic = &built.topic;
-    let address_subject = unique("shop-address");
-    registry.register(&address_subject, SchemaType::Avro, ADDRESS, &[]);
-    let references = [Reference {
-        name: "shop.Address".into(),
-        subject: address_subject,
-        version: 1,
-    }];
+    let references = [address_reference(&registry)];
     // Every phase is serialized up front (the serializer registers its schemas), each phase with
     // a schema the connector has not seen yet.
     let zip = r#",
@@ -457,13 +457,7 @@ async fn undecodable_payloads_become_dead_letters_with_precise_reasons_and_their
     let registry = SchemaRegistry::start();
     let serializer = PySerializer::start(&registry);
     let topic = &built.topic;
-    let address_subject = unique("shop-address");
-    registry.register(&address_subject, SchemaType::Avro, ADDRESS, &[]);
-    let references = [Reference {
-        name: "shop.Address".into(),
-        subject: address_subject,
-        version: 1,
-    }];
+    let references = [address_reference(&registry)];
     let good = serialized(&serializer, topic, 0..6, "", &references);
     let key_of = |i: usize| good[i].0.clone();
     let body = &good[1].1;
@@ -528,13 +522,7 @@ async fn wrong_registry_credentials_stop_the_connector_and_dead_letter_nothing()
         .await;
     let serializer = PySerializer::start(&registry);
     let topic = &built.topic;
-    let address_subject = unique("shop-address");
-    registry.register(&address_subject, SchemaType::Avro, ADDRESS, &[]);
-    let references = [Reference {
-        name: "shop.Address".into(),
-        subject: address_subject,
-        version: 1,
-    }];
+    let references = [address_reference(&registry)];
     let mut producer = built.producer();
     produce(
         &mut producer,
