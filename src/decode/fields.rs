@@ -157,7 +157,7 @@ fn from_raw<'a>(
 }
 
 /// Whether JSON text holds `\u0000`, which jsonb cannot store.
-fn has_nul_escape(raw: &str) -> bool {
+pub(crate) fn has_nul_escape(raw: &str) -> bool {
     raw.as_bytes().contains(&b'\\') && raw.contains("\\u0000")
 }
 

@@ -75,6 +75,17 @@ impl<'a> Scanner<'a> {
         Ok(object)
     }
 
+    /// The text from `from` to the scan's position, both just before or after an ASCII byte the
+    /// scan matched (a quote, a value's first or last byte).
+    #[inline]
+    fn slice(&self, from: usize) -> &'a str {
+        debug_assert!(from <= self.i && self.text.is_char_boundary(from));
+        debug_assert!(self.text.is_char_boundary(self.i));
+        // SAFETY: `from <= self.i <= len`, and a position next to an ASCII byte is a char
+        // boundary (continuation bytes only follow bytes >= 0x80).
+        unsafe { self.text.get_unchecked(from..self.i) }
+    }
+
     #[inline]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
@@ -172,7 +183,7 @@ impl<'a> Scanner<'a> {
             }
             let escaped = self.string()?;
             let name = match members {
-                Some(_) => match unquote(&self.text[name_start..self.i], escaped) {
+                Some(_) => match unquote(self.slice(name_start), escaped) {
                     Some(name) => Some(name),
                     None => {
                         // Reported at the name, not after it.
@@ -190,7 +201,7 @@ impl<'a> Scanner<'a> {
             let value_start = self.i;
             self.value(depth)?;
             if let (Some(members), Some(name)) = (members.as_deref_mut(), name) {
-                members.push((name, &self.text[value_start..self.i]));
+                members.push((name, self.slice(value_start)));
             }
             self.ws();
             if self.eat(b',') {
@@ -228,32 +239,45 @@ impl<'a> Scanner<'a> {
     }
 
     /// The rest of a string after its opening quote; true when it had escapes.
+    #[inline]
     fn string(&mut self) -> Step<bool> {
+        let b = self.b;
+        let mut i = self.i;
         let mut escaped = false;
         loop {
-            self.i += plain_run(&self.b[self.i..]);
-            match self.peek() {
+            i += plain_run(b, i);
+            match b.get(i) {
                 Some(b'"') => {
-                    self.i += 1;
+                    self.i = i + 1;
                     return Ok(escaped);
                 }
                 Some(b'\\') => {
                     escaped = true;
-                    self.i += 1;
-                    match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                    i += 1;
+                    match b.get(i) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,
                         Some(b'u') => {
-                            let hex = self.b.get(self.i + 1..self.i + 5);
+                            let hex = b.get(i + 1..i + 5);
                             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                self.i = i;
                                 return Err(Fault::InvalidUnicodeEscape);
                             }
-                            self.i += 5;
+                            i += 5;
                         }
-                        _ => return Err(Fault::InvalidEscape),
+                        _ => {
+                            self.i = i;
+                            return Err(Fault::InvalidEscape);
+                        }
                     }
                 }
-                Some(_) => return Err(Fault::ControlCharacter),
-                None => return Err(Fault::UnterminatedString),
+                Some(_) => {
+                    self.i = i;
+                    return Err(Fault::ControlCharacter);
+                }
+                None => {
+                    self.i = i;
+                    return Err(Fault::UnterminatedString);
+                }
             }
         }
     }
@@ -302,14 +326,17 @@ fn unquote(quoted: &str, escaped: bool) -> Option<Cow<'_, str>> {
     }
 }
 
-/// Length of the leading run of bytes that a string may hold as they are (no quote, backslash
-/// or control character), tested eight bytes at a time.
-fn plain_run(b: &[u8]) -> usize {
+/// Length of the run of bytes from `b[from..]` that a string may hold as they are (no quote,
+/// backslash or control character), tested eight bytes at a time.
+#[inline]
+fn plain_run(b: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
+    let mut i = from;
     while let Some(word) = b.get(i..i + 8) {
-        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes);
         // Each test flags its lowest matching byte exactly (a borrow only runs upwards, so
         // wrong flags can appear only above a true one): the lowest flag of all is the stop.
         let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
@@ -319,7 +346,7 @@ fn plain_run(b: &[u8]) -> usize {
         let backslash = s.wrapping_sub(ONES) & !s & HIGHS;
         let stops = control | quote | backslash;
         if stops != 0 {
-            return i + (stops.trailing_zeros() / 8) as usize;
+            return i - from + (stops.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -329,7 +356,7 @@ fn plain_run(b: &[u8]) -> usize {
     {
         i += 1;
     }
-    i
+    i - from
 }
 
 #[cfg(test)]

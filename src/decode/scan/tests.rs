@@ -234,7 +234,7 @@ fn plain_runs_stop_exactly_at_the_first_special_byte() {
                         // A second special byte right after the first must not move the stop.
                         text[at + 1] = b'"';
                     }
-                    assert_eq!(plain_run(&text), naive(&text), "{text:?}");
+                    assert_eq!(plain_run(&text, 0), naive(&text), "{text:?}");
                 }
             }
         }

@@ -172,6 +172,23 @@ pub fn encode(ty: BinType, text: &str, out: &mut Vec<u8>) -> bool {
     }
 }
 
+/// Appends `text` as a `text` value, as [`encode`] does; the caller knows it holds no NUL (the
+/// server refuses one), so it is not searched for one.
+pub fn text_without_nul(text: &str, out: &mut Vec<u8>) -> bool {
+    debug_assert!(!text.as_bytes().contains(&0));
+    length_prefixed(out, |out| out.extend_from_slice(text.as_bytes()))
+}
+
+/// Appends valid JSON text as a `jsonb` value, as [`encode`] does. Valid JSON holds no raw NUL
+/// (a control character), so it is not searched for one.
+pub fn jsonb_of_valid_json(json: &str, out: &mut Vec<u8>) -> bool {
+    debug_assert!(!json.as_bytes().contains(&0));
+    length_prefixed(out, |out| {
+        out.push(1);
+        out.extend_from_slice(json.as_bytes());
+    })
+}
+
 /// The standard form (`8-4-4-4-12` hex digits) or 32 hex digits, in either case: forms the
 /// server reads as the same 16 bytes. Braces and other hyphen positions are left to its parser.
 fn uuid(text: &str) -> Option<[u8; 16]> {
@@ -258,31 +275,34 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> bool {
         return false;
     }
     // The value is 0.DDDD × 10^point, with D the integer digits then the fraction digits.
-    let digits = || int.iter().chain(frac).map(|c| i64::from(c - b'0'));
-    let dscale = (frac.len() as i64 - exponent).max(0);
-    let leading_zeros = digits().take_while(|&d| d == 0).count();
     let total = int.len() + frac.len();
-    let trailing_zeros = if leading_zeros == total {
-        0
-    } else {
-        int.iter()
-            .chain(frac)
-            .rev()
-            .take_while(|&&c| c == b'0')
-            .count()
+    let digit = |k: usize| {
+        if k < int.len() {
+            int[k]
+        } else {
+            frac[k - int.len()]
+        }
     };
+    let dscale = (frac.len() as i64 - exponent).max(0);
+    let leading_zeros = (0..total).take_while(|&k| digit(k) == b'0').count();
+    let trailing_zeros = (leading_zeros..total)
+        .rev()
+        .take_while(|&k| digit(k) == b'0')
+        .count();
     let significant = total - leading_zeros - trailing_zeros;
     let point = int.len() as i64 + exponent - leading_zeros as i64;
-    // Decimal digit k (0-based, among the significant ones) has exponent point - 1 - k; the
-    // base-10000 digit holding exponent x is number floor(x / 4).
-    let group = |x: i64| x.div_euclid(4);
-    let (weight, groups) = if significant == 0 {
+    // Significant digit k (0-based) has decimal exponent point - 1 - k; base-10000 digit number
+    // floor(x / 4) holds exponent x. So the first base-10000 digit holds `pad` zeros before the
+    // first significant digit, and the last is filled up with zeros.
+    let (weight, pad) = if significant == 0 {
         (0, 0)
     } else {
-        let first = group(point - 1);
-        let last = group(point - significant as i64);
-        (first, (first - last + 1) as usize)
+        (
+            (point - 1).div_euclid(4),
+            3 - (point - 1).rem_euclid(4) as usize,
+        )
     };
+    let groups = (pad + significant).div_ceil(4);
     let (Ok(weight), Ok(ndigits), Ok(dscale)) = (
         i16::try_from(weight),
         u16::try_from(groups),
@@ -298,18 +318,17 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> bool {
     for word in [ndigits, weight as u16, sign, dscale] {
         out.extend_from_slice(&word.to_be_bytes());
     }
-    // Digits come highest first, one decimal exponent lower each: a new base-10000 digit starts
-    // whenever the exponent crosses a multiple of four.
-    let (mut current, mut value) = (i64::from(weight), 0u16);
-    for (k, d) in digits().skip(leading_zeros).take(significant).enumerate() {
-        let x = point - 1 - k as i64;
-        if group(x) < current {
-            out.extend_from_slice(&value.to_be_bytes());
-            (current, value) = (group(x), 0);
-        }
-        value += d as u16 * 10u16.pow(x.rem_euclid(4) as u32);
+    // The significant digits' values, after `pad` zeros and followed by up to three.
+    let mut padded = [0u8; 3 + MAX_NUMERIC_DIGITS + 3];
+    for (slot, k) in padded[pad..]
+        .iter_mut()
+        .zip(leading_zeros..total - trailing_zeros)
+    {
+        *slot = digit(k) - b'0';
     }
-    if significant > 0 {
+    for g in padded[..groups * 4].chunks_exact(4) {
+        let value =
+            u16::from(g[0]) * 1000 + u16::from(g[1]) * 100 + u16::from(g[2]) * 10 + u16::from(g[3]);
         out.extend_from_slice(&value.to_be_bytes());
     }
     true

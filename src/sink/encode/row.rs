@@ -11,7 +11,7 @@ use super::decoder::Plan;
 use super::text::copy_escape;
 use crate::config::{Column, ColumnSource, ColumnType, Mapping};
 use crate::decode::json::{scalar, Scalar};
-use crate::decode::{extract, Failure, Parsed, Stage};
+use crate::decode::{extract, has_nul_escape, Failure, Parsed, Stage};
 
 /// Why a row was not written.
 pub(super) enum Miss {
@@ -136,13 +136,20 @@ impl<'a> Row<'a> {
             return None;
         };
         let raw = doc.get(path)?;
+        if let (Some(ColumnType::Jsonb), BinType::Jsonb) = (column.ty, bin) {
+            // As `extract` reads it: JSON null is SQL NULL, any other value is its own text.
+            if raw == "null" || has_nul_escape(raw) {
+                return None;
+            }
+            let raw = raw.trim_matches([' ', '\n', '\r', '\t']);
+            return binary::jsonb_of_valid_json(raw, line).then_some(raw);
+        }
         let text = match (column.ty, bin, scalar(raw)) {
             (
                 None | Some(ColumnType::Timestamptz),
                 BinType::Timestamptz,
                 Scalar::Text(Cow::Borrowed(t)),
             )
-            | (None | Some(ColumnType::Text), BinType::Text, Scalar::Text(Cow::Borrowed(t)))
             | (None | Some(ColumnType::Uuid), BinType::Uuid, Scalar::Text(Cow::Borrowed(t)))
             | (None | Some(ColumnType::Bigint), BinType::Int8, Scalar::Number(t))
             | (None | Some(ColumnType::Integer), BinType::Int4, Scalar::Number(t))
@@ -151,6 +158,10 @@ impl<'a> Row<'a> {
                 BinType::Numeric,
                 Scalar::Number(t) | Scalar::Text(Cow::Borrowed(t)),
             ) => t,
+            // A string without escapes out of valid JSON holds no NUL.
+            (None | Some(ColumnType::Text), BinType::Text, Scalar::Text(Cow::Borrowed(t))) => {
+                return binary::text_without_nul(t, line).then_some(t);
+            }
             _ => return None,
         };
         binary::encode(bin, text, line).then_some(text)

@@ -389,8 +389,9 @@ fn decoding_arbitrary_bytes_never_panics() {
 fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes() {
     let config = "key=['id']\ncolumns={ id='value.id', n='value.n', nt='value.nt', t='value.t', \
         tu='value.tu', s='value.s', st='value.st', i='value.i', big='value.big', u='value.u', \
-        ut='value.ut' }\n\
-        types={ id='bigint', nt='numeric', t='timestamptz', st='text', i='integer', ut='uuid' }";
+        ut='value.ut', j='value.j', ju='value.ju' }\n\
+        types={ id='bigint', nt='numeric', t='timestamptz', st='text', i='integer', ut='uuid', \
+        j='jsonb' }";
     let mappings = decoder(config).mappings.clone();
     let types: Vec<BinType> = mappings[0]
         .columns
@@ -401,17 +402,19 @@ fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes
             "n" | "nt" => BinType::Numeric,
             "t" | "tu" => BinType::Timestamptz,
             "u" | "ut" => BinType::Uuid,
+            "j" | "ju" => BinType::Jsonb,
             _ => BinType::Text,
         })
         .collect();
     let d = Decoder::with_binary(mappings.clone(), vec![Some(types.clone())]);
     // Values the direct path takes, and values it leaves to the checked path (escaped strings,
-    // an epoch number for a typed timestamp, numbers and booleans for a text column).
+    // an epoch number for a typed timestamp, numbers and booleans for a text column, JSON null
+    // and untyped values for a jsonb column).
     let values = [
-        r#"{"id":1,"n":12.30,"nt":"-0.005","t":"2026-01-01T00:00:00Z","tu":"2026-11-03t10:20:30.123456-02:30","s":"plain","st":"x","i":-7,"big":9223372036854775807,"u":"0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","ut":"0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B"}"#,
-        r#"{"id":2,"n":"1e5","nt":1.5E-3,"t":"2016-12-31T23:59:59.1234-00:30","tu":"2000-02-29 00:00:00+14:00","s":"tab\tand \u00e9","st":"\u0041","i":"12","big":-1,"u":"0F8E4C2A1B3D4E5F8A9B0C1D2E3F4A5B","ut":"ffffffff-ffff-ffff-ffff-ffffffffffff"}"#,
-        r#"{"id":"3","n":null,"nt":"+.5","t":1700000000123,"tu":"1999-12-31T23:59:59.999999Z","s":"","st":42,"i":2147483647,"ut":"00000000000000000000000000000000"}"#,
-        r#"{"id":4,"nt":"\u0031.5","t":"2026-01-01T00:00:00.5+00:00","s":"\"quoted\"","st":true,"big":0,"u":"\u0030f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","ut":"0f8e4c2a1b3d4e5f8a9b0c1d2e3f4a5b"}"#,
+        r#"{"id":1,"n":12.30,"nt":"-0.005","t":"2026-01-01T00:00:00Z","tu":"2026-11-03t10:20:30.123456-02:30","s":"plain","st":"x","i":-7,"big":9223372036854775807,"u":"0f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","ut":"0F8E4C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B","j":{"a":[1,2.50,"x"]},"ju":{"a":1}}"#,
+        r#"{"id":2,"n":"1e5","nt":1.5E-3,"t":"2016-12-31T23:59:59.1234-00:30","tu":"2000-02-29 00:00:00+14:00","s":"tab\tand \u00e9","st":"\u0041","i":"12","big":-1,"u":"0F8E4C2A1B3D4E5F8A9B0C1D2E3F4A5B","ut":"ffffffff-ffff-ffff-ffff-ffffffffffff","j":"text \"q\"","ju":"{\"b\":2}"}"#,
+        r#"{"id":"3","n":null,"nt":"+.5","t":1700000000123,"tu":"1999-12-31T23:59:59.999999Z","s":"","st":42,"i":2147483647,"ut":"00000000000000000000000000000000","j":null,"ju":[1]}"#,
+        r#"{"id":4,"nt":"\u0031.5","t":"2026-01-01T00:00:00.5+00:00","s":"\"quoted\"","st":true,"big":0,"u":"\u0030f8e4c2a-1b3d-4e5f-8a9b-0c1d2e3f4a5b","ut":"0f8e4c2a1b3d4e5f8a9b0c1d2e3f4a5b","j": { "k" : [ true , null ] } ,"ju":12.5}"#,
     ];
     let records: Vec<Record> = values
         .iter()
