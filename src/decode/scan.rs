@@ -239,7 +239,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The rest of a string after its opening quote; true when it had escapes.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Step<bool> {
         let b = self.b;
         let mut i = self.i;
