@@ -124,6 +124,11 @@ fn from_raw<'a>(
     ty: Option<ColumnType>,
     name: &str,
 ) -> Result<Option<Cow<'a, str>>, Failure> {
+    if ty == Some(ColumnType::Jsonb) {
+        if let Some(text) = jsonb_as_is(raw) {
+            return Ok(Some(Cow::Borrowed(text)));
+        }
+    }
     let borrowed = match (ty, scalar(raw)) {
         (_, Scalar::Null) => return Ok(None),
         (None, Scalar::Text(t)) | (Some(ColumnType::Text), Scalar::Text(t)) => return Ok(Some(t)),
@@ -137,8 +142,6 @@ fn from_raw<'a>(
         }
         (Some(ColumnType::Bigint), Scalar::Number(n)) if n.parse::<i64>().is_ok() => Some(n),
         (Some(ColumnType::Integer), Scalar::Number(n)) if n.parse::<i32>().is_ok() => Some(n),
-        // Most JSON has no backslash at all: one byte scan instead of a substring search.
-        (Some(ColumnType::Jsonb), _) if !has_nul_escape(raw) => Some(raw.trim()),
         (Some(ColumnType::Timestamptz), Scalar::Text(t))
             if convert::parse_timestamp_millis(&t).is_ok() =>
         {
@@ -156,8 +159,16 @@ fn from_raw<'a>(
         .map_err(|e| (Stage::Convert, format!("column `{name}`: {e}")))
 }
 
-/// Whether JSON text holds `\u0000`, which jsonb cannot store.
-pub(crate) fn has_nul_escape(raw: &str) -> bool {
+/// A JSON value's text as a `jsonb` column takes it unchanged: `None` for JSON null (SQL NULL)
+/// and for text holding `\u0000`, which jsonb cannot store (converted, or refused, the long way).
+pub(crate) fn jsonb_as_is(raw: &str) -> Option<&str> {
+    let raw = raw.trim_matches([' ', '\n', '\r', '\t']);
+    (raw != "null" && !has_nul_escape(raw)).then_some(raw)
+}
+
+/// Whether JSON text holds `\u0000`; most JSON has no backslash at all, so one byte scan comes
+/// before the substring search.
+fn has_nul_escape(raw: &str) -> bool {
     raw.as_bytes().contains(&b'\\') && raw.contains("\\u0000")
 }
 

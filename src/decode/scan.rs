@@ -244,7 +244,7 @@ impl<'a> Scanner<'a> {
         let b = self.b;
         let mut i = self.i;
         let mut escaped = false;
-        loop {
+        let fault = loop {
             i += plain_run(b, i);
             match b.get(i) {
                 Some(b'"') => {
@@ -259,27 +259,20 @@ impl<'a> Scanner<'a> {
                         Some(b'u') => {
                             let hex = b.get(i + 1..i + 5);
                             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                                self.i = i;
-                                return Err(Fault::InvalidUnicodeEscape);
+                                break Fault::InvalidUnicodeEscape;
                             }
                             i += 5;
                         }
-                        _ => {
-                            self.i = i;
-                            return Err(Fault::InvalidEscape);
-                        }
+                        _ => break Fault::InvalidEscape,
                     }
                 }
-                Some(_) => {
-                    self.i = i;
-                    return Err(Fault::ControlCharacter);
-                }
-                None => {
-                    self.i = i;
-                    return Err(Fault::UnterminatedString);
-                }
+                Some(_) => break Fault::ControlCharacter,
+                None => break Fault::UnterminatedString,
             }
-        }
+        };
+        // The error's position: where the scan stopped.
+        self.i = i;
+        Err(fault)
     }
 
     fn number(&mut self) -> Step {

@@ -156,11 +156,8 @@ pub fn encode(ty: BinType, text: &str, out: &mut Vec<u8>) -> bool {
         BinType::Uuid => fixed(out, uuid(text)),
         // A NUL is refused by the text path with its own message: let it say so.
         BinType::Text | BinType::Jsonb if text.as_bytes().contains(&0) => false,
-        BinType::Text => length_prefixed(out, |out| out.extend_from_slice(text.as_bytes())),
-        BinType::Jsonb => length_prefixed(out, |out| {
-            out.push(1);
-            out.extend_from_slice(text.as_bytes());
-        }),
+        BinType::Text => text_without_nul(text, out),
+        BinType::Jsonb => jsonb_without_nul(text, out),
         BinType::Numeric => {
             let at = out.len();
             out.extend_from_slice(&[0; 4]);
@@ -172,16 +169,17 @@ pub fn encode(ty: BinType, text: &str, out: &mut Vec<u8>) -> bool {
     }
 }
 
-/// Appends `text` as a `text` value, as [`encode`] does; the caller knows it holds no NUL (the
-/// server refuses one), so it is not searched for one.
+/// Appends `text` as a `text` value; the caller knows it holds no NUL (the server refuses one):
+/// [`encode`] after its search, or a string read without escapes out of valid JSON.
 pub fn text_without_nul(text: &str, out: &mut Vec<u8>) -> bool {
     debug_assert!(!text.as_bytes().contains(&0));
     length_prefixed(out, |out| out.extend_from_slice(text.as_bytes()))
 }
 
-/// Appends valid JSON text as a `jsonb` value, as [`encode`] does. Valid JSON holds no raw NUL
-/// (a control character), so it is not searched for one.
-pub fn jsonb_of_valid_json(json: &str, out: &mut Vec<u8>) -> bool {
+/// Appends JSON text as a `jsonb` value (format version 1, then the text); the caller knows it
+/// holds no NUL: [`encode`] after its search, or valid JSON (where a raw NUL is a control
+/// character, which JSON forbids).
+pub fn jsonb_without_nul(json: &str, out: &mut Vec<u8>) -> bool {
     debug_assert!(!json.as_bytes().contains(&0));
     length_prefixed(out, |out| {
         out.push(1);

@@ -11,7 +11,7 @@ use super::decoder::Plan;
 use super::text::copy_escape;
 use crate::config::{Column, ColumnSource, ColumnType, Mapping};
 use crate::decode::json::{scalar, Scalar};
-use crate::decode::{extract, has_nul_escape, Failure, Parsed, Stage};
+use crate::decode::{extract, jsonb_as_is, Failure, Parsed, Stage};
 
 /// Why a row was not written.
 pub(super) enum Miss {
@@ -137,12 +137,9 @@ impl<'a> Row<'a> {
         };
         let raw = doc.get(path)?;
         if let (Some(ColumnType::Jsonb), BinType::Jsonb) = (column.ty, bin) {
-            // As `extract` reads it: JSON null is SQL NULL, any other value is its own text.
-            if raw == "null" || has_nul_escape(raw) {
-                return None;
-            }
-            let raw = raw.trim_matches([' ', '\n', '\r', '\t']);
-            return binary::jsonb_of_valid_json(raw, line).then_some(raw);
+            // Valid JSON: no raw NUL. JSON null and `\u0000` take the checked path.
+            let raw = jsonb_as_is(raw)?;
+            return binary::jsonb_without_nul(raw, line).then_some(raw);
         }
         let text = match (column.ty, bin, scalar(raw)) {
             (

@@ -448,6 +448,19 @@ fn binary_fields_written_straight_from_the_json_are_what_the_checked_path_writes
         binary::end_row(&mut want, at, m.columns.len() as u16 + 1);
         assert_eq!(rows.upserts.bytes(row..row + 1), &want[..], "record {i}");
     }
+    // Both paths read jsonb values the same way: pinned here, so a change to that shared rule
+    // shows. JSON null is SQL NULL; any other value is its own text, trimmed.
+    let j = column_at(&mappings, "j");
+    let fields = binary_rows(&rows.upserts);
+    for (row, &i) in rows.upserts.records.iter().enumerate() {
+        let want: Option<&[u8]> = match i {
+            0 => Some(b"\x01{\"a\":[1,2.50,\"x\"]}"),
+            1 => Some(b"\x01\"text \\\"q\\\"\""),
+            2 => None,
+            _ => Some(b"\x01{ \"k\" : [ true , null ] }"),
+        };
+        assert_eq!(fields[row][j].as_deref(), want, "record {i}");
+    }
 }
 
 #[test]
