@@ -38,11 +38,21 @@ pub struct TestProducer {
 
 impl TestProducer {
     pub fn new(bootstrap: &str) -> Self {
+        Self::with_settings(bootstrap, &[])
+    }
+
+    /// A producer with these librdkafka settings added (`compression.type`, say).
+    pub fn with_settings(bootstrap: &str, settings: &[(&str, &str)]) -> Self {
         let deliveries = Deliveries::default();
-        let producer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", "2")
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", "true");
+        for (name, value) in settings {
+            config.set(*name, *value);
+        }
+        let producer = config
             .create_with_context(deliveries.clone())
             .expect("a producer");
         Self {
