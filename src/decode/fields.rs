@@ -162,8 +162,27 @@ fn from_raw<'a>(
 /// A JSON value's text as a `jsonb` column takes it unchanged: `None` for JSON null (SQL NULL)
 /// and for text holding `\u0000`, which jsonb cannot store (converted, or refused, the long way).
 pub(crate) fn jsonb_as_is(raw: &str) -> Option<&str> {
-    let raw = raw.trim_matches([' ', '\n', '\r', '\t']);
-    (raw != "null" && !has_nul_escape(raw)).then_some(raw)
+    jsonb_kept(raw, true)
+}
+
+/// [`jsonb_as_is`] for a value of a payload without escapes (`Doc::unescaped`): it cannot hold
+/// `\u0000`, so it is not searched for one.
+pub(crate) fn jsonb_as_is_unescaped(raw: &str) -> Option<&str> {
+    debug_assert!(!raw.contains('\\'));
+    jsonb_kept(raw, false)
+}
+
+#[inline(always)]
+fn jsonb_kept(raw: &str, may_escape: bool) -> Option<&str> {
+    const WS: [char; 4] = [' ', '\n', '\r', '\t'];
+    // Member values come without surrounding whitespace: trim only when there is some.
+    let raw = match (raw.as_bytes().first(), raw.as_bytes().last()) {
+        (Some(b' ' | b'\n' | b'\r' | b'\t'), _) | (_, Some(b' ' | b'\n' | b'\r' | b'\t')) => {
+            raw.trim_matches(WS)
+        }
+        _ => raw,
+    };
+    (raw != "null" && !(may_escape && has_nul_escape(raw))).then_some(raw)
 }
 
 /// Whether JSON text holds `\u0000`; most JSON has no backslash at all, so one byte scan comes

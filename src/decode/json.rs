@@ -12,7 +12,7 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::scan::{split, Member};
+use super::scan::{split, split_escapes, Member};
 use crate::config::PathSegment;
 
 /// A parsed payload.
@@ -21,6 +21,8 @@ pub struct Doc<'a> {
     text: &'a str,
     /// The top-level object's members, when the payload is an object.
     top: Option<&'a [Member<'a>]>,
+    /// No string in the payload has an escape: it holds no backslash at all.
+    unescaped: bool,
 }
 
 /// A validated payload whose top-level members sit in a buffer shared by a whole batch (one
@@ -28,6 +30,7 @@ pub struct Doc<'a> {
 pub struct Scanned<'a> {
     text: &'a str,
     top: Option<std::ops::Range<usize>>,
+    unescaped: bool,
 }
 
 impl<'a> Scanned<'a> {
@@ -36,10 +39,11 @@ impl<'a> Scanned<'a> {
     pub fn new(bytes: &'a [u8], members: &mut Vec<Member<'a>>) -> Result<Self, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
         let start = members.len();
-        let object = split(text, members)?;
+        let found = split_escapes(text, members)?;
         Ok(Self {
             text,
-            top: object.then_some(start..members.len()),
+            top: found.object.then_some(start..members.len()),
+            unescaped: !found.escapes,
         })
     }
 
@@ -51,6 +55,7 @@ impl<'a> Scanned<'a> {
         Doc {
             text: self.text,
             top: self.top.clone().map(|range| &members[range]),
+            unescaped: self.unescaped,
         }
     }
 }
@@ -68,6 +73,12 @@ pub enum Scalar<'a> {
 }
 
 impl<'a> Doc<'a> {
+    /// No string in the payload has an escape, so no value read from it has a backslash:
+    /// [`scalar_unescaped`] and `jsonb_as_is`'s search for `\u0000` can be skipped.
+    pub fn unescaped(&self) -> bool {
+        self.unescaped
+    }
+
     /// The whole payload (valid JSON), without surrounding whitespace.
     fn whole(&self) -> &'a str {
         self.text.trim_matches([' ', '\n', '\r', '\t'])
@@ -95,6 +106,18 @@ impl<'a> Doc<'a> {
 
 /// Classifies a value's text by its first character (it is already valid JSON).
 pub fn scalar(raw: &str) -> Scalar<'_> {
+    classify(raw, true)
+}
+
+/// [`scalar`] for a value of a payload without escapes ([`Doc::unescaped`]): its strings are
+/// their own content without a search for a backslash.
+pub fn scalar_unescaped(raw: &str) -> Scalar<'_> {
+    debug_assert!(!raw.contains('\\'));
+    classify(raw, false)
+}
+
+#[inline(always)]
+fn classify(raw: &str, may_escape: bool) -> Scalar<'_> {
     // Member values come without surrounding whitespace: trim only when there is some.
     let text = match raw.as_bytes().first() {
         Some(b' ' | b'\n' | b'\r' | b'\t') => raw.trim_start(),
@@ -102,7 +125,9 @@ pub fn scalar(raw: &str) -> Scalar<'_> {
     };
     match text.as_bytes().first() {
         // Valid JSON: a string without a backslash is its own content, quotes aside.
-        Some(b'"') if text.len() >= 2 && text.ends_with('"') && !has_backslash(text) => {
+        Some(b'"')
+            if text.len() >= 2 && text.ends_with('"') && !(may_escape && has_backslash(text)) =>
+        {
             Scalar::Text(Cow::Borrowed(&text[1..text.len() - 1]))
         }
         Some(b'"') => match serde_json::from_str::<Str<'_>>(text) {

@@ -18,17 +18,38 @@ pub type Member<'a> = (Cow<'a, str>, &'a str);
 /// (in document order, duplicates kept) and `Ok(true)` is returned; for anything else `Ok(false)`.
 /// An invalid text leaves `members` as it was.
 pub fn split<'a>(text: &'a str, members: &mut Vec<Member<'a>>) -> Result<bool, String> {
+    split_escapes(text, members).map(|split| split.object)
+}
+
+/// What [`split_escapes`] found in a valid text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// The text is an object (its members were appended).
+    pub object: bool,
+    /// Some string in the text has an escape. Valid JSON has a backslash nowhere else, so when
+    /// this is false the text holds no backslash at all, and no value in it needs unescaping.
+    pub escapes: bool,
+}
+
+/// [`split`], also telling whether any string in the text has an escape.
+pub fn split_escapes<'a>(text: &'a str, members: &mut Vec<Member<'a>>) -> Result<Split, String> {
     let mut s = Scanner {
         text,
         b: text.as_bytes(),
         i: 0,
+        escapes: false,
     };
     let start = members.len();
     let outcome = s.document(members);
     if outcome.is_err() {
         members.truncate(start);
     }
-    outcome.map_err(|fault| s.message(fault))
+    outcome
+        .map(|object| Split {
+            object,
+            escapes: s.escapes,
+        })
+        .map_err(|fault| s.message(fault))
 }
 
 /// Why a scan stopped. One byte, so that every step returns its outcome in a register; the
@@ -57,6 +78,8 @@ struct Scanner<'a> {
     text: &'a str,
     b: &'a [u8],
     i: usize,
+    /// A string with an escape was scanned.
+    escapes: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -253,6 +276,7 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'\\') => {
                     escaped = true;
+                    self.escapes = true;
                     i += 1;
                     match b.get(i) {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,

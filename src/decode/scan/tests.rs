@@ -83,7 +83,7 @@ fn rejects_what_json_forbids() {
 #[test]
 fn agrees_with_serde_json_on_random_and_mutated_texts() {
     let mut rng = Rng::new(7);
-    let (mut agreed_invalid, mut compared) = (0, 0);
+    let (mut agreed_invalid, mut compared, mut escaped) = (0, 0, 0);
     for round in 0..20_000 {
         let mut text = String::new();
         document(&mut rng, 0, &mut text);
@@ -92,6 +92,10 @@ fn agrees_with_serde_json_on_random_and_mutated_texts() {
         }
         let ours = accepts(&text);
         assert_eq!(ours, serde_accepts(&text), "disagree on {text:?}");
+        if let Ok(found) = split_escapes(&text, &mut Vec::new()) {
+            assert_eq!(found.escapes, text.contains('\\'), "escapes in {text:?}");
+            escaped += usize::from(found.escapes);
+        }
         agreed_invalid += usize::from(!ours);
         if ours && text.trim_start().starts_with('{') {
             let mut members = Vec::new();
@@ -120,6 +124,7 @@ fn agrees_with_serde_json_on_random_and_mutated_texts() {
         compared > 2_000,
         "too few member splits compared: {compared}"
     );
+    assert!(escaped > 500, "too few valid texts with escapes: {escaped}");
 }
 
 fn document(rng: &mut Rng, depth: usize, out: &mut String) {
