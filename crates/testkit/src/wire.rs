@@ -1,7 +1,7 @@
 //! A minimal Kafka producer for the paced backlog on the mock broker, and for batches damaged on
 //! purpose: Produce requests
-//! (version 3: record batch format v2, uncompressed, `acks = all`) written straight to the
-//! broker's socket, many records per request.
+//! (version 3: record batch format v2, uncompressed or compressed with lz4 or zstd, `acks = all`)
+//! written straight to the broker's socket, many records per request.
 //!
 //! Why: against the mock the backlog has to be produced while the connector runs (its retention
 //! keeps 5 MiB per partition), on the same two cores. librdkafka's producer spent about 0.5 µs
@@ -31,6 +31,61 @@ const REQUEST_TIMEOUT_MS: i32 = 30_000;
 /// Offset of the record batch's `attributes` field: the checksum covers it and all after it.
 const CRC_FROM: usize = 21;
 
+/// How a batch's records are compressed (the codecs producers use for throughput; Kafka's lz4 is
+/// the LZ4 frame format, its zstd a standard zstd frame).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    #[default]
+    None,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The codec's name in librdkafka's `compression.type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    /// The codec id in a record batch's attributes.
+    fn attribute(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
+
+    /// `records` compressed, appended to `out`.
+    fn compress(self, records: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            Self::None => out.extend_from_slice(records),
+            Self::Lz4 => {
+                let mut encoder = lz4_flex::frame::FrameEncoder::new(out);
+                encoder.write_all(records)?;
+                encoder.finish().context("lz4 frame")?;
+            }
+            // Level 3, zstd's default (and librdkafka's).
+            Self::Zstd => out.extend_from_slice(&zstd::bulk::compress(records, 3)?),
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        [Self::None, Self::Lz4, Self::Zstd]
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| format!("unknown compression `{name}`: none, lz4 or zstd"))
+    }
+}
+
 /// Responses counted by the reader thread, and the first error it saw.
 #[derive(Default)]
 struct Acks {
@@ -45,6 +100,7 @@ pub struct Producer {
     correlation: i32,
     requests: u64,
     buf: Vec<u8>,
+    compression: Compression,
     acks: Arc<(Mutex<Acks>, Condvar)>,
     reader: Option<JoinHandle<()>>,
 }
@@ -69,9 +125,16 @@ impl Producer {
             correlation: 0,
             requests: 0,
             buf: Vec::new(),
+            compression: Compression::None,
             acks,
             reader: Some(reader),
         })
+    }
+
+    /// Compresses the batches [`Self::send`] writes from now on.
+    pub fn compressed(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// Sends `records` (key, value) to `partition` as one batch in one request.
@@ -114,12 +177,13 @@ impl Producer {
             partition,
             0,
             damaged,
+            Compression::None,
         )?;
         let batch_at = checksum_end(&self.topic) - CRC_FROM;
         buf[batch_at + 20] ^= 0xff;
         buf[batch_at + 57..batch_at + 61].copy_from_slice(&count.to_be_bytes());
         let second_at = buf.len();
-        encode_batch(&mut buf, 0, next)?;
+        encode_batch(&mut buf, 0, next, Compression::None)?;
         buf[second_at..second_at + 8].copy_from_slice(&next_offset.to_be_bytes());
         let record_set = buf.len() - batch_at;
         put_len(&mut buf, batch_at - 4, record_set)?;
@@ -154,6 +218,7 @@ impl Producer {
             partition,
             timestamp,
             records,
+            self.compression,
         )?;
         if damage_checksum {
             buf[checksum_end(&self.topic) - 1] ^= 0xff;
@@ -245,6 +310,7 @@ fn encode_request<'a>(
     partition: i32,
     timestamp_ms: i64,
     records: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    compression: Compression,
 ) -> Result<()> {
     let start = buf.len();
     buf.extend_from_slice(&0i32.to_be_bytes()); // size, filled in below
@@ -262,7 +328,7 @@ fn encode_request<'a>(
     let records_size_at = buf.len();
     buf.extend_from_slice(&0i32.to_be_bytes()); // record set size, filled in below
     let batch_at = buf.len();
-    encode_batch(buf, timestamp_ms, records)?;
+    encode_batch(buf, timestamp_ms, records, compression)?;
     let batch_len = buf.len() - batch_at;
     put_len(buf, records_size_at, batch_len)?;
     let size = buf.len() - start - 4;
@@ -275,11 +341,13 @@ fn checksum_end(topic: &str) -> usize {
     4 + 2 + 2 + 4 + 2 + CLIENT_ID.len() + 2 + 2 + 4 + 4 + 2 + topic.len() + 4 + 4 + 4 + CRC_FROM
 }
 
-/// Appends a record batch (format v2, no compression, no producer id, no headers).
+/// Appends a record batch (format v2, no producer id, no headers), its records compressed as
+/// `compression` says.
 fn encode_batch<'a>(
     buf: &mut Vec<u8>,
     timestamp_ms: i64,
     records: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    compression: Compression,
 ) -> Result<()> {
     let count = i32::try_from(records.len()).context("too many records for one batch")?;
     ensure!(count > 0, "an empty batch");
@@ -289,7 +357,7 @@ fn encode_batch<'a>(
     buf.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
     buf.push(2); // magic
     buf.extend_from_slice(&0u32.to_be_bytes()); // checksum, filled in below
-    buf.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, create time
+    buf.extend_from_slice(&compression.attribute().to_be_bytes()); // codec; create time
     buf.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
     buf.extend_from_slice(&timestamp_ms.to_be_bytes()); // first timestamp
     buf.extend_from_slice(&timestamp_ms.to_be_bytes()); // max timestamp
@@ -297,6 +365,8 @@ fn encode_batch<'a>(
     buf.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
     buf.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
     buf.extend_from_slice(&count.to_be_bytes());
+    // Compressed records are encoded apart first, then compressed into the batch.
+    let records_at = buf.len();
     for (delta, (key, value)) in records.enumerate() {
         let mut head = [0u8; 3 + 2 * 5];
         let mut n = 2; // attributes 0, timestamp delta 0
@@ -315,6 +385,10 @@ fn encode_batch<'a>(
         buf.extend_from_slice(&value_bytes[..v]);
         buf.extend_from_slice(value);
         buf.push(0); // no headers
+    }
+    if compression != Compression::None {
+        let plain = buf.split_off(records_at);
+        compression.compress(&plain, buf)?;
     }
     let batch_length = buf.len() - at - 12;
     put_len(buf, at + 8, batch_length)?;
@@ -480,7 +554,13 @@ mod tests {
             (&b""[..], &[b'x'; 200][..]),
         ];
         let mut buf = Vec::new();
-        encode_batch(&mut buf, 1_700_000_000_000, records.iter().copied()).unwrap();
+        encode_batch(
+            &mut buf,
+            1_700_000_000_000,
+            records.iter().copied(),
+            Compression::None,
+        )
+        .unwrap();
         let i32_at = |at: usize| i32::from_be_bytes(buf[at..at + 4].try_into().unwrap());
         assert_eq!(i32_at(8) as usize, buf.len() - 12, "batch length");
         assert_eq!(buf[16], 2, "magic");
@@ -517,10 +597,64 @@ mod tests {
     }
 
     #[test]
+    fn a_compressed_batch_holds_the_same_records_under_its_codec() {
+        let records = [
+            (&b"k1"[..], &b"{\"a\":1}"[..]),
+            (&b""[..], &[b'x'; 2000][..]),
+            (&b"k3"[..], &b""[..]),
+        ];
+        let mut plain = Vec::new();
+        encode_batch(&mut plain, 7, records.iter().copied(), Compression::None).unwrap();
+        for (codec, attribute) in [(Compression::Lz4, 3), (Compression::Zstd, 4)] {
+            let mut buf = Vec::new();
+            encode_batch(&mut buf, 7, records.iter().copied(), codec).unwrap();
+            assert_eq!(
+                i16::from_be_bytes([buf[21], buf[22]]),
+                attribute,
+                "{codec:?}"
+            );
+            let batch_length = i32::from_be_bytes(buf[8..12].try_into().unwrap()) as usize;
+            assert_eq!(batch_length, buf.len() - 12, "{codec:?}");
+            assert_eq!(
+                u32::from_be_bytes(buf[17..21].try_into().unwrap()),
+                CRC32C.checksum(&buf[21..]),
+                "{codec:?}"
+            );
+            // The header after the attributes is the uncompressed batch's; the records, once
+            // decompressed, are its records byte for byte.
+            assert_eq!(buf[23..61], plain[23..61], "{codec:?}");
+            let records_plain = &plain[61..];
+            let decompressed = match codec {
+                Compression::Lz4 => {
+                    let mut out = Vec::new();
+                    lz4_flex::frame::FrameDecoder::new(&buf[61..])
+                        .read_to_end(&mut out)
+                        .unwrap();
+                    out
+                }
+                _ => zstd::bulk::decompress(&buf[61..], records_plain.len()).unwrap(),
+            };
+            assert_eq!(decompressed, records_plain, "{codec:?}");
+            assert!(buf.len() < plain.len(), "{codec:?} compresses");
+        }
+        assert_eq!("zstd".parse::<Compression>(), Ok(Compression::Zstd));
+        assert!("gzip".parse::<Compression>().is_err());
+    }
+
+    #[test]
     fn the_checksum_sits_where_a_damaged_send_flips_it() {
         let mut buf = Vec::new();
         let records = [(&b"k"[..], &b"{}"[..])];
-        encode_request(&mut buf, 1, "topic", 0, 0, records.iter().copied()).unwrap();
+        encode_request(
+            &mut buf,
+            1,
+            "topic",
+            0,
+            0,
+            records.iter().copied(),
+            Compression::None,
+        )
+        .unwrap();
         let end = checksum_end("topic");
         let batch_at = end - CRC_FROM;
         assert_eq!(buf[batch_at + 16], 2, "magic, just before the checksum");

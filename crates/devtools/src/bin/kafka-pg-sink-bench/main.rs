@@ -107,6 +107,10 @@ struct Args {
     /// changed setting), e.g. KAFKA_PG_SINK__POSTGRES__SYNCHRONOUS_COMMIT=false.
     #[arg(long = "connector-env", value_name = "KAFKA_PG_SINK__SECTION__KEY=VALUE", value_parser = pair)]
     connector_env: Vec<(String, String)>,
+    /// How the producers compress their batches: none, lz4 or zstd (the connector decompresses
+    /// them in librdkafka's broker thread).
+    #[arg(long, default_value = "none")]
+    compression: bench::wire::Compression,
 }
 
 /// `NAME=VALUE`.
@@ -375,6 +379,7 @@ async fn run_modes(
         keep_databases: args.keep_databases,
         kafka_properties: &args.kafka_properties,
         connector_env: &args.connector_env,
+        compression: args.compression,
     };
     let mut results = Vec::new();
     for &m in &plan.modes {
@@ -460,11 +465,11 @@ fn print_settings(
         format!("modes: {}", plan.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")),
         format!("broker: {broker}"),
         format!("postgres: {} (a fresh database per phase)", redact(&args.database_url)),
-        format!("producer: {} (librdkafka defaults otherwise), explicit partition = hash(id) % partitions, delivery of every record checked", producer.join(" ")),
+        format!("producer: {} compression.type={} (librdkafka defaults otherwise), explicit partition = hash(id) % partitions, delivery of every record checked", producer.join(" "), args.compression.name()),
         if args.kafka_brokers.is_some() {
             "backlog producer: librdkafka, as above".to_owned()
         } else {
-            "backlog producer (mock broker, beside the connector): raw Produce v3 requests on one connection, one uncompressed batch of up to 1,000 records per request, acks=all, every response checked; the latency phase uses librdkafka".to_owned()
+            format!("backlog producer (mock broker, beside the connector): raw Produce v3 requests on one connection, one batch of up to 1,000 records per request (compression: {}), acks=all, every response checked; the latency phase uses librdkafka", args.compression.name())
         },
         format!("pacing (mock broker only): each partition at most {} MiB = {} records ahead of the committed offset; starved below {} MiB = {} records", args.pace_max_ahead_mib, plan.window, args.pace_min_ahead_mib, plan.min_ahead),
         format!("connector: {}, production defaults; set by the benchmark: kafka.brokers, kafka.group_id, postgres.url, http.listen (free port) and the mapping; KAFKA_PG_SINK_* variables removed; RUST_LOG {rust_log}", plan.sink.display()),
@@ -503,6 +508,7 @@ fn print_settings(
         "broker": broker,
         "database": redact(&args.database_url),
         "producer": producer,
+        "compression": args.compression.name(),
         "pace_max_ahead_records": plan.window,
         "pace_min_ahead_records": plan.min_ahead,
         "connector": plan.sink.display().to_string(),

@@ -15,6 +15,7 @@ use super::infra::{self, Broker, Database, Server};
 use super::monitor::{self, Partitions, PhaseStats, Watch};
 use super::produce::{self, Produced, Rendered, Shared, Via};
 use super::prom::{self, Histogram};
+use super::wire;
 use super::workload::Workload;
 use super::{procs, report::ModeResult, say, verify};
 
@@ -133,6 +134,8 @@ pub struct Context<'a> {
     /// Experiments only: librdkafka properties and environment overrides for the connector.
     pub kafka_properties: &'a [(String, String)],
     pub connector_env: &'a [(String, String)],
+    /// How the producers compress their batches.
+    pub compression: wire::Compression,
 }
 
 /// Runs `mode` in its own database; the database is dropped afterwards unless kept.
@@ -199,6 +202,7 @@ async fn phases(ctx: &Context<'_>, run: &ModeRun<'_>) -> Result<(ModeResult, Con
             &mut result,
             ctx.latency_rate,
             ctx.latency_warm_up,
+            ctx.compression,
         )
         .await?;
         say(&result.latency_line());
@@ -299,9 +303,9 @@ impl<'a> ModeRun<'a> {
         // requests: librdkafka's producer cost would be measured as if it were the connector's
         // environment. On a real cluster it is produced first, by librdkafka.
         let via = if self.paced {
-            Via::Wire
+            Via::Wire(ctx.compression)
         } else {
-            Via::Librdkafka
+            Via::Librdkafka(ctx.compression)
         };
         let produce = move || produce::backlog(&b, &t, &w, &r, &s, window, via);
         if self.paced {
@@ -368,6 +372,7 @@ impl<'a> ModeRun<'a> {
         result: &mut ModeResult,
         rate: u64,
         warm_up: Duration,
+        compression: wire::Compression,
     ) -> Result<()> {
         let total = self.work.records.len() as i64;
         let (w, s, b, t) = (
@@ -378,7 +383,7 @@ impl<'a> ModeRun<'a> {
         );
         let window = self.window;
         let producer = produce::spawn(&self.shared, move || {
-            produce::fixed_rate(&b, &t, &w, &s, window, rate)
+            produce::fixed_rate(&b, &t, &w, &s, window, rate, compression)
         });
         tokio::time::sleep(warm_up).await;
         let before = prom::scrape(&self.http).await?;

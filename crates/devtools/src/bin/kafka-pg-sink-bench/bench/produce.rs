@@ -180,9 +180,16 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(bootstrap: &str, topic: &str, shared: &Arc<Shared>) -> Result<Self> {
+    fn new(
+        bootstrap: &str,
+        topic: &str,
+        shared: &Arc<Shared>,
+        compression: wire::Compression,
+    ) -> Result<Self> {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", bootstrap);
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("compression.type", compression.name());
         for (key, value) in SETTINGS {
             config.set(*key, *value);
         }
@@ -197,8 +204,13 @@ impl Sender {
     }
 
     /// A sender that writes Produce requests itself (single-broker mock only).
-    fn wire(bootstrap: &str, topic: &str, shared: &Arc<Shared>) -> Result<Self> {
-        let producer = wire::Producer::connect(bootstrap, topic)?;
+    fn wire(
+        bootstrap: &str,
+        topic: &str,
+        shared: &Arc<Shared>,
+        compression: wire::Compression,
+    ) -> Result<Self> {
+        let producer = wire::Producer::connect(bootstrap, topic)?.compressed(compression);
         Ok(Self::with(Transport::Wire(producer), topic, shared))
     }
 
@@ -429,9 +441,9 @@ impl Rendered {
 /// How the backlog reaches the broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {
-    Librdkafka,
+    Librdkafka(wire::Compression),
     /// Produce requests written directly: only for a single-broker cluster (the mock).
-    Wire,
+    Wire(wire::Compression),
 }
 
 /// Produces the backlog, each partition at most `window` records ahead of its committed offset.
@@ -445,8 +457,8 @@ pub fn backlog(
     via: Via,
 ) -> Result<Produced> {
     let mut sender = match via {
-        Via::Librdkafka => Sender::new(bootstrap, topic, shared)?,
-        Via::Wire => Sender::wire(bootstrap, topic, shared)?,
+        Via::Librdkafka(compression) => Sender::new(bootstrap, topic, shared, compression)?,
+        Via::Wire(compression) => Sender::wire(bootstrap, topic, shared, compression)?,
     };
     let mut next = vec![0usize; work.partitions];
     loop {
@@ -484,9 +496,10 @@ pub fn fixed_rate(
     shared: &Arc<Shared>,
     window: i64,
     rate: u64,
+    compression: wire::Compression,
 ) -> Result<Produced> {
     let records = &work.records[work.backlog..];
-    let mut sender = Sender::new(bootstrap, topic, shared)?;
+    let mut sender = Sender::new(bootstrap, topic, shared, compression)?;
     let started = Instant::now();
     let mut i = 0;
     while i < records.len() {
