@@ -162,18 +162,14 @@ fn from_raw<'a>(
 /// A JSON value's text as a `jsonb` column takes it unchanged: `None` for JSON null (SQL NULL)
 /// and for text holding `\u0000`, which jsonb cannot store (converted, or refused, the long way).
 pub(crate) fn jsonb_as_is(raw: &str) -> Option<&str> {
-    jsonb_kept(raw, true)
+    jsonb_as_is_with(raw, true)
 }
 
-/// [`jsonb_as_is`] for a value of a payload without escapes (`Doc::unescaped`): it cannot hold
-/// `\u0000`, so it is not searched for one.
-pub(crate) fn jsonb_as_is_unescaped(raw: &str) -> Option<&str> {
-    debug_assert!(!raw.contains('\\'));
-    jsonb_kept(raw, false)
-}
-
+/// [`jsonb_as_is`]; with `may_escape` false (a value of a payload without escapes,
+/// `Doc::unescaped`) the text cannot hold `\u0000` and is not searched for one.
 #[inline(always)]
-fn jsonb_kept(raw: &str, may_escape: bool) -> Option<&str> {
+pub(crate) fn jsonb_as_is_with(raw: &str, may_escape: bool) -> Option<&str> {
+    debug_assert!(may_escape || !raw.contains('\\'));
     const WS: [char; 4] = [' ', '\n', '\r', '\t'];
     // Member values come without surrounding whitespace: trim only when there is some.
     let raw = match (raw.as_bytes().first(), raw.as_bytes().last()) {

@@ -74,7 +74,7 @@ pub enum Scalar<'a> {
 
 impl<'a> Doc<'a> {
     /// No string in the payload has an escape, so no value read from it has a backslash:
-    /// [`scalar_unescaped`] and `jsonb_as_is`'s search for `\u0000` can be skipped.
+    /// [`scalar_with`] and `jsonb_as_is_with` can skip their searches for one.
     pub fn unescaped(&self) -> bool {
         self.unescaped
     }
@@ -106,18 +106,14 @@ impl<'a> Doc<'a> {
 
 /// Classifies a value's text by its first character (it is already valid JSON).
 pub fn scalar(raw: &str) -> Scalar<'_> {
-    classify(raw, true)
+    scalar_with(raw, true)
 }
 
-/// [`scalar`] for a value of a payload without escapes ([`Doc::unescaped`]): its strings are
-/// their own content without a search for a backslash.
-pub fn scalar_unescaped(raw: &str) -> Scalar<'_> {
-    debug_assert!(!raw.contains('\\'));
-    classify(raw, false)
-}
-
+/// [`scalar`]; with `may_escape` false (a value of a payload without escapes,
+/// [`Doc::unescaped`]) a string is its own content without a search for a backslash.
 #[inline(always)]
-fn classify(raw: &str, may_escape: bool) -> Scalar<'_> {
+pub fn scalar_with(raw: &str, may_escape: bool) -> Scalar<'_> {
+    debug_assert!(may_escape || !raw.contains('\\'));
     // Member values come without surrounding whitespace: trim only when there is some.
     let text = match raw.as_bytes().first() {
         Some(b' ' | b'\n' | b'\r' | b'\t') => raw.trim_start(),

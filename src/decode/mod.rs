@@ -18,7 +18,7 @@ pub(crate) mod json;
 pub(crate) mod keys;
 pub(crate) mod scan;
 
-pub(crate) use fields::{extract, jsonb_as_is, jsonb_as_is_unescaped, scan, Parsed};
+pub(crate) use fields::{extract, jsonb_as_is_with, scan, Parsed};
 
 /// Where in the path a record failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use super::binary::{self, BinType};
 use super::decoder::Plan;
 use super::text::copy_escape;
 use crate::config::{Column, ColumnSource, ColumnType, Mapping};
-use crate::decode::json::{scalar, scalar_unescaped, Scalar};
-use crate::decode::{extract, jsonb_as_is, jsonb_as_is_unescaped, Failure, Parsed, Stage};
+use crate::decode::json::{scalar_with, Scalar};
+use crate::decode::{extract, jsonb_as_is_with, Failure, Parsed, Stage};
 
 /// Why a row was not written.
 pub(super) enum Miss {
@@ -137,22 +137,13 @@ impl<'a> Row<'a> {
         };
         let raw = doc.get(path)?;
         // Most payloads have no escape at all: their values are not searched for one.
-        let unescaped = doc.unescaped();
+        let may_escape = !doc.unescaped();
         if let (Some(ColumnType::Jsonb), BinType::Jsonb) = (column.ty, bin) {
             // Valid JSON: no raw NUL. JSON null and `\u0000` take the checked path.
-            let raw = if unescaped {
-                jsonb_as_is_unescaped(raw)?
-            } else {
-                jsonb_as_is(raw)?
-            };
+            let raw = jsonb_as_is_with(raw, may_escape)?;
             return binary::jsonb_without_nul(raw, line).then_some(raw);
         }
-        let value = if unescaped {
-            scalar_unescaped(raw)
-        } else {
-            scalar(raw)
-        };
-        let text = match (column.ty, bin, value) {
+        let text = match (column.ty, bin, scalar_with(raw, may_escape)) {
             (
                 None | Some(ColumnType::Timestamptz),
                 BinType::Timestamptz,
